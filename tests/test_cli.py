@@ -1,0 +1,64 @@
+"""The `vjepa` command line: help texts and exit codes (2 = user error, no traceback)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vjepa.cli import build_parser, main
+
+REPO = Path(__file__).resolve().parents[1]
+COMMANDS = ["shards", "pretrain", "probe", "extract", "export", "import", "demo"]
+
+
+def test_top_level_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in COMMANDS:
+        assert cmd in out
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_each_command_has_help(cmd, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([cmd, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: vjepa {cmd}" in out
+    assert len(build_parser()._subparsers._group_actions[0].choices[cmd].description) > 40
+
+
+def test_unknown_key_exits_2_and_suggests(capsys):
+    code = main(["pretrain", str(REPO / "configs/pretrain/demo_cpu.yaml"), "optim.lrr=1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "optim.lrr" in err and "optim.lr?" in err
+    assert "Traceback" not in err
+
+
+def test_wrong_type_and_missing_file_exit_2(capsys, tmp_path):
+    assert (
+        main(["pretrain", str(REPO / "configs/pretrain/demo_cpu.yaml"), "data.batch_size=x"]) == 2
+    )
+    assert "data.batch_size must be an integer" in capsys.readouterr().err
+    assert main(["probe", str(tmp_path / "nope.yaml")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_bad_argument_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["shards", "somewhere", "--out", "x", "--max-shard-size", "lots"])
+    assert exit_.value.code == 2
+    assert "not a size" in capsys.readouterr().err
+
+
+def test_entry_point_module_and_debug_traceback(tmp_path):
+    cmd = [sys.executable, "-m", "vjepa", "pretrain", str(tmp_path / "missing.yaml")]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr and "not found" in run.stderr
+    run = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode != 0 and "Traceback" in run.stderr

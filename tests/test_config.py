@@ -1,0 +1,106 @@
+"""The typed config: defaults, YAML files, overrides, and errors that name the key."""
+
+from pathlib import Path
+
+import pytest
+
+from vjepa.config import (
+    Config,
+    ConfigError,
+    from_dict,
+    load_config,
+    save_config,
+    to_dict,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_are_the_paper_recipe():
+    cfg = load_config()
+    assert isinstance(cfg, Config)
+    assert cfg.model.patch_size == 16 and cfg.model.tubelet_size == 2
+    assert [b.num_blocks for b in cfg.mask.blocks] == [8, 2]
+    assert [b.spatial_scale for b in cfg.mask.blocks] == [(0.15, 0.15), (0.7, 0.7)]
+    assert cfg.optim.ema == (0.998, 1.0)
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in (REPO / "configs").rglob("*.yaml")))
+def test_every_config_file_loads(path):
+    if "/accelerate/" in path:
+        pytest.skip("accelerate launcher file, not a vjepa config")
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+
+
+def test_vitl16_recipe():
+    cfg = load_config(REPO / "configs/pretrain/vitl16_k400.yaml")
+    assert (cfg.model.name, cfg.data.frames_per_clip, cfg.data.crop_size) == ("large", 16, 224)
+    assert cfg.data.frame_step == 4 and cfg.data.batch_size == 24
+    assert (cfg.optim.weight_decay, cfg.optim.final_weight_decay) == (0.04, 0.4)
+    assert cfg.optim.ema == (0.998, 1.0)
+    assert [(b.num_blocks, b.spatial_scale[0]) for b in cfg.mask.blocks] == [(8, 0.15), (2, 0.7)]
+
+
+def test_overrides_types_and_nesting(tmp_path):
+    cfg = load_config(
+        REPO / "configs/pretrain/demo_cpu.yaml",
+        ["optim.lr=3e-4", "data.batch_size=4", "run.dir=" + str(tmp_path), "data.fps=null"],
+    )
+    assert cfg.optim.lr == pytest.approx(3e-4) and isinstance(cfg.optim.lr, float)
+    assert cfg.data.batch_size == 4
+    assert cfg.run.dir == str(tmp_path)
+    assert cfg.data.fps is None
+    # untouched keys keep the file's values
+    assert cfg.model.name == "tiny_cpu"
+    cfg = load_config(None, ["mask.blocks=[{num_blocks: 3, spatial_scale: [0.2, 0.3]}]"])
+    assert len(cfg.mask.blocks) == 1 and cfg.mask.blocks[0].spatial_scale == (0.2, 0.3)
+    assert cfg.mask.blocks[0].aspect_ratio == (0.75, 1.5)  # default of the nested dataclass
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("optim.lrr=1", "optim.lrr; did you mean optim.lr?"),
+        ("optimm.lr=1", "unknown config key optimm; did you mean optim?"),
+        ("data.batch_size=abc", "data.batch_size must be an integer"),
+        ("data.batch_size=2.5", "data.batch_size must be an integer"),
+        ("optim.lr=-1", "optim.lr must be > 0"),
+        ("model.pos_embed=learned", "model.pos_embed must be one of"),
+        ("data.hflip=3", "data.hflip must be true or false"),
+        ("optim.betas=[0.9]", "optim.betas must have 2 items"),
+        (
+            "data.frames_per_clip=7",
+            "data.frames_per_clip (7) must be a multiple of model.tubelet_size",
+        ),
+        (
+            "mask.blocks=[{num_blockz: 3}]",
+            "mask.blocks[0].num_blockz; did you mean mask.blocks[0].num_blocks?",
+        ),
+        ("noequals", "not of the form key.sub=value"),
+    ],
+)
+def test_bad_values_name_the_key(override, needle):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert needle in str(err.value)
+
+
+def test_bad_yaml_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  max_stepz: 3\n")
+    with pytest.raises(ConfigError, match=r"train.max_stepz; did you mean train.max_steps"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_round_trip(tmp_path):
+    cfg = load_config(REPO / "configs/pretrain/vitl16_k400.yaml", ["optim.lr=1e-4"])
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again == cfg
+    assert from_dict(to_dict(cfg)) == cfg

@@ -1,0 +1,497 @@
+"""Typed configuration: the only schema and the only place defaults live.
+
+A config is a tree of dataclasses. YAML files and ``a.b=value`` command-line overrides are
+merged onto the defaults; an unknown key, a value of the wrong type, or a value out of range
+is a :class:`ConfigError` that names the key (and, for a typo, the closest valid key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A user error in a config file or override; the message names the key."""
+
+
+# ----------------------------------------------------------------------------------------
+# Sections
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunConfig:
+    """Where a run writes and how it is seeded."""
+
+    dir: str = "runs/default"
+    """Output folder: config.yaml, metrics.jsonl, checkpoints/, plots (or report.json for probes)."""
+    seed: int = 0
+    """Root seed; every random draw derives its generator from (seed, rank, worker, step)."""
+    log_every: int = 10
+    """Write a metrics.jsonl row (and tracker scalars) every this many optimizer steps."""
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
+    """Accelerate trackers to log to: any of tensorboard, wandb (empty list: none)."""
+
+
+@dataclass
+class DataConfig:
+    """Training (and probing) clips: where they come from and how they are cut."""
+
+    shards: str = "runs/shards/sample"
+    """Training shard URLs: a folder, a glob, a brace pattern (a-{000000..000009}.tar), pipe:, http(s) or s3 URL."""
+    batch_size: int = 8
+    """Clips per process per optimizer micro-step."""
+    num_workers: int = 2
+    """DataLoader worker processes per training process (0 = decode in the main process)."""
+    frames_per_clip: int = 16
+    """Frames in one clip (must be a multiple of model.tubelet_size)."""
+    frame_step: int = 4
+    """Take every frame_step-th source frame (ignored when fps is set)."""
+    fps: float | None = None
+    """Resample the clip to this frame rate instead of using frame_step."""
+    num_clips: int = 1
+    """Clips cut from one video per sample (all from one decoder open)."""
+    crop_size: int = 224
+    """Spatial side of the network input, in pixels."""
+    random_resize_scale: tuple[float, float] = (0.3, 1.0)
+    """Area range of the random-resized crop (train)."""
+    random_resize_aspect: tuple[float, float] = (0.75, 1.35)
+    """Aspect-ratio range of the random-resized crop (train)."""
+    hflip: bool = True
+    """Random horizontal flip (one decision per clip)."""
+    short_video: Literal["pad", "skip"] = "pad"
+    """A video shorter than the clip span: repeat its last frame (pad) or skip it."""
+    min_frames: int = 1
+    """Videos with fewer decodable frames than this are skipped (counted as too_short)."""
+    shuffle_buffer: int = 256
+    """Samples held in the seeded shuffle buffer (0: no shuffle)."""
+    resampled: bool = False
+    """Infinite resampled shard stream (large runs); False = exact epochs, exact resume position."""
+    decoder: Literal["decord", "pyav"] = "decord"
+    """Video decoder backend."""
+    normalize_on_device: bool = False
+    """Workers return uint8 clips and normalisation happens on the accelerator (faster)."""
+
+
+@dataclass
+class MaskBlockConfig:
+    """One 3D multi-block mask generator: the target is the union of num_blocks blocks."""
+
+    num_blocks: int = 8
+    """Blocks drawn per sample; the target is their union."""
+    spatial_scale: tuple[float, float] = (0.15, 0.15)
+    """Fraction of the h x w token grid covered by one block (range)."""
+    temporal_scale: tuple[float, float] = (1.0, 1.0)
+    """Fraction of the temporal token axis covered by one block (range)."""
+    aspect_ratio: tuple[float, float] = (0.75, 1.5)
+    """Block aspect ratio h/w (range)."""
+
+
+@dataclass
+class MaskConfig:
+    """How context and target tokens are chosen for each clip."""
+
+    kind: Literal["multiblock", "tube", "random"] = "multiblock"
+    """multiblock (V-JEPA), tube or random (VideoMAE-style alternatives)."""
+    blocks: list[MaskBlockConfig] = field(
+        default_factory=lambda: [
+            MaskBlockConfig(num_blocks=8, spatial_scale=(0.15, 0.15)),
+            MaskBlockConfig(num_blocks=2, spatial_scale=(0.7, 0.7)),
+        ]
+    )
+    """Multi-block generators (each gives one (context, target) pair per clip)."""
+    ratio: float = 0.9
+    """Masked (target) fraction for the tube and random kinds."""
+
+
+@dataclass
+class ModelConfig:
+    """Encoder and predictor architecture."""
+
+    name: str = "large"
+    """Encoder size, a row of vjepa.models.encoder.SIZES (tiny_cpu, tiny, small, base, large, huge, giant, giant_v2)."""
+    patch_size: int = 16
+    """Spatial patch side in pixels."""
+    tubelet_size: int = 2
+    """Frames per tubelet (temporal patch)."""
+    pos_embed: Literal["sincos", "rope"] = "sincos"
+    """Fixed 3D sin-cos position embedding (V-JEPA) or 3D rotary embedding (V-JEPA 2)."""
+    pred_width: int = 384
+    """Predictor width."""
+    pred_depth: int = 12
+    """Predictor depth (blocks)."""
+    pred_heads: int = 12
+    """Predictor attention heads."""
+    activation_checkpointing: bool = False
+    """Recompute block activations in the backward pass (saves memory)."""
+    compile: bool = False
+    """Wrap the models in torch.compile."""
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and its per-step schedules."""
+
+    lr: float = 6.25e-4
+    """Peak learning rate (after warmup)."""
+    start_lr: float = 2e-4
+    """Learning rate at step 0 (linear warmup to lr)."""
+    final_lr: float = 1e-6
+    """Learning rate at the last step (cosine decay from lr)."""
+    warmup_steps: int = 1000
+    """Linear warmup length in optimizer steps."""
+    weight_decay: float = 0.04
+    """Weight decay at step 0 (biases, norms and 1-D parameters get none)."""
+    final_weight_decay: float = 0.4
+    """Weight decay at the last step (cosine schedule)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    clip_grad: float = 10.0
+    """Clip the global gradient norm to this value (0: no clipping)."""
+    ema: tuple[float, float] = (0.998, 1.0)
+    """Target-encoder EMA momentum, linear from the first to the second value over the run."""
+
+
+@dataclass
+class TrainConfig:
+    """The pretraining loop."""
+
+    max_steps: int = 100_000
+    """Optimizer steps in the whole run (the schedules span this many)."""
+    checkpoint_every: int = 1000
+    """Save a checkpoint every this many steps (and at the end)."""
+    keep_last: int = 2
+    """Complete checkpoints kept; older ones are deleted after a new one is complete."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (accelerator.accumulate)."""
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    """Autocast dtype when not set by accelerate launch (bf16 on GPU; fp32 is fastest on CPU)."""
+    health_every: int = 200
+    """Log representation health (feature std, effective rank) every this many steps."""
+    max_bad_steps: int = 20
+    """Stop after this many consecutive non-finite losses or gradients."""
+    loss_exp: float = 1.0
+    """Exponent of the regression loss (1 = L1)."""
+    reg_var: float = 0.0
+    """Weight of the VICReg-style variance term on predictor outputs (0 = off)."""
+    reg_cov: float = 0.0
+    """Weight of the VICReg-style covariance term on predictor outputs (0 = off)."""
+
+
+@dataclass
+class ProbeConfig:
+    """Frozen-backbone evaluation on labelled shards."""
+
+    backbone: str = "random"
+    """Anything vjepa.load_encoder accepts (run folder, checkpoint, export, official file) or random."""
+    random_model: str = "tiny_cpu"
+    """Encoder size used when backbone is random (architecture of the random floor)."""
+    train_shards: str = ""
+    """Labelled training shards (URL pattern or folder)."""
+    val_shards: str = ""
+    """Labelled validation shards (URL pattern or folder)."""
+    kind: Literal["attentive", "linear", "knn"] = "attentive"
+    """Probe head: attentive pooler, linear on mean-pooled features, or cosine kNN."""
+    epochs: int = 20
+    """Training epochs of the head."""
+    batch_size: int = 16
+    """Clips per batch for feature extraction and head training."""
+    lr: float = 1e-3
+    """Peak learning rate of the head (cosine schedule)."""
+    weight_decay: float = 0.01
+    """Head weight decay."""
+    warmup_epochs: int = 0
+    """Linear warmup epochs of the head's lr."""
+    lr_grid: list[float] = field(default_factory=list)
+    """Extra heads with these lrs trained in the same pass; the best on validation is reported."""
+    wd_grid: list[float] = field(default_factory=list)
+    """Extra heads with these weight decays (crossed with lr_grid)."""
+    depth: int = 1
+    """Attentive probe: cross-attention blocks."""
+    heads: int = 16
+    """Attentive probe: attention heads."""
+    num_queries: int = 1
+    """Attentive probe: learnable query tokens."""
+    k: int = 20
+    """kNN: neighbours."""
+    temperature: float = 0.07
+    """kNN: softmax temperature of the similarity weights."""
+    train_clips: int = 1
+    """Temporal clips per training video."""
+    eval_clips: int = 1
+    """Temporal clips per validation video (spread uniformly over the video)."""
+    eval_crops: Literal[1, 3] = 1
+    """Spatial crops per validation clip (1 = centre, 3 = left/centre/right)."""
+    cache_features: bool = True
+    """Linear and kNN: cache pooled features once to disk in the run folder."""
+
+
+@dataclass
+class Config:
+    """The whole configuration of a pretraining or probing run."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+
+# Range checks: dotted key -> (predicate, what the value must be). Checked after merging.
+_POSITIVE = (lambda v: v > 0, "must be > 0")
+_NON_NEGATIVE = (lambda v: v >= 0, "must be >= 0")
+_UNIT = (lambda v: 0 <= v <= 1, "must be within [0, 1]")
+_RANGES: dict[str, tuple[Any, str]] = {
+    "run.log_every": _POSITIVE,
+    "data.batch_size": _POSITIVE,
+    "data.num_workers": _NON_NEGATIVE,
+    "data.frames_per_clip": _POSITIVE,
+    "data.frame_step": _POSITIVE,
+    "data.num_clips": _POSITIVE,
+    "data.crop_size": _POSITIVE,
+    "data.min_frames": _POSITIVE,
+    "data.shuffle_buffer": _NON_NEGATIVE,
+    "mask.ratio": (lambda v: 0 < v < 1, "must be within (0, 1)"),
+    "model.patch_size": _POSITIVE,
+    "model.tubelet_size": _POSITIVE,
+    "model.pred_width": _POSITIVE,
+    "model.pred_depth": _POSITIVE,
+    "model.pred_heads": _POSITIVE,
+    "optim.lr": _POSITIVE,
+    "optim.start_lr": _NON_NEGATIVE,
+    "optim.final_lr": _NON_NEGATIVE,
+    "optim.warmup_steps": _NON_NEGATIVE,
+    "optim.weight_decay": _NON_NEGATIVE,
+    "optim.final_weight_decay": _NON_NEGATIVE,
+    "optim.eps": _POSITIVE,
+    "optim.clip_grad": _NON_NEGATIVE,
+    "train.max_steps": _POSITIVE,
+    "train.checkpoint_every": _POSITIVE,
+    "train.keep_last": _POSITIVE,
+    "train.grad_accum": _POSITIVE,
+    "train.health_every": _POSITIVE,
+    "train.max_bad_steps": _POSITIVE,
+    "train.loss_exp": _POSITIVE,
+    "train.reg_var": _NON_NEGATIVE,
+    "train.reg_cov": _NON_NEGATIVE,
+    "probe.epochs": _POSITIVE,
+    "probe.batch_size": _POSITIVE,
+    "probe.lr": _POSITIVE,
+    "probe.weight_decay": _NON_NEGATIVE,
+    "probe.warmup_epochs": _NON_NEGATIVE,
+    "probe.depth": _POSITIVE,
+    "probe.heads": _POSITIVE,
+    "probe.num_queries": _POSITIVE,
+    "probe.k": _POSITIVE,
+    "probe.temperature": _POSITIVE,
+    "probe.train_clips": _POSITIVE,
+    "probe.eval_clips": _POSITIVE,
+}
+
+
+# ----------------------------------------------------------------------------------------
+# Loading, overrides, validation
+# ----------------------------------------------------------------------------------------
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
+    """Defaults, then the YAML file at ``path`` (if any), then ``key.sub=value`` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        raw = loaded
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        _set_dotted(raw, key.strip(), yaml.safe_load(text) if text.strip() else "")
+    cfg = _build(Config, raw, prefix="")
+    validate(cfg)
+    return cfg
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _unknown_key(name: str, prefix: str, valid: list[str]) -> ConfigError:
+    full = f"{prefix}{name}"
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    hint = (
+        f"; did you mean {prefix}{close[0]}?"
+        if close
+        else f"; valid keys: {', '.join(prefix + v for v in valid)}"
+    )
+    return ConfigError(f"unknown config key {full}{hint}")
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    """Turn a nested dict into dataclass ``cls``, type-checking every leaf."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{prefix.rstrip('.') or 'config'} must be a mapping, got {type(raw).__name__}"
+        )
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for name, value in raw.items():
+        if name not in fields:
+            raise _unknown_key(str(name), prefix, list(fields))
+        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """Check (and gently convert: int -> float, list -> tuple) ``value`` against type ``tp``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {type(value).__name__} {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{key} must have {len(args)} items, got {len(value)}")
+            return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        item_tp = args[0] if args else Any
+        items = [_coerce(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")  # a schema bug, not a user error
+
+
+def validate(cfg: Config) -> None:
+    """Range checks and cross-field checks; raises ConfigError naming the key."""
+    for key, (ok, what) in _RANGES.items():
+        value = get_dotted(cfg, key)
+        if value is not None and not ok(value):
+            raise ConfigError(f"{key} {what}, got {value!r}")
+    if cfg.data.frames_per_clip % cfg.model.tubelet_size:
+        raise ConfigError(
+            f"data.frames_per_clip ({cfg.data.frames_per_clip}) must be a multiple of "
+            f"model.tubelet_size ({cfg.model.tubelet_size})"
+        )
+    if cfg.data.crop_size % cfg.model.patch_size:
+        raise ConfigError(
+            f"data.crop_size ({cfg.data.crop_size}) must be a multiple of model.patch_size ({cfg.model.patch_size})"
+        )
+    if cfg.model.pred_width % cfg.model.pred_heads:
+        raise ConfigError("model.pred_width must be divisible by model.pred_heads")
+    for i, block in enumerate(cfg.mask.blocks):
+        for name in ("spatial_scale", "temporal_scale"):
+            lo, hi = getattr(block, name)
+            if not 0 < lo <= hi <= 1:
+                raise ConfigError(
+                    f"mask.blocks[{i}].{name} must satisfy 0 < low <= high <= 1, got {(lo, hi)}"
+                )
+        if block.num_blocks < 1:
+            raise ConfigError(f"mask.blocks[{i}].num_blocks must be >= 1")
+    for name in ("random_resize_scale", "random_resize_aspect"):
+        lo, hi = getattr(cfg.data, name)
+        if not 0 < lo <= hi:
+            raise ConfigError(f"data.{name} must satisfy 0 < low <= high, got {(lo, hi)}")
+    for lr in cfg.probe.lr_grid:
+        if lr <= 0:
+            raise ConfigError(f"probe.lr_grid values must be > 0, got {lr}")
+
+
+def get_dotted(cfg: Any, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists), ready for YAML / JSON."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(cfg)
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    """Inverse of :func:`to_dict` (e.g. the config stored in a checkpoint)."""
+    cfg = _build(Config, raw, prefix="")
+    validate(cfg)
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (every key, defaults included)."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
