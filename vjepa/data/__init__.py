@@ -1,0 +1,1 @@
+"""Data: shards, decoding, clip sampling, augmentation and the streaming loaders."""
