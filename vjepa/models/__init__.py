@@ -1,0 +1,1 @@
+"""Encoder, predictor and their layers (see vjepa.models.encoder / predictor / layers)."""

@@ -1,0 +1,178 @@
+"""The video ViT encoder (context and target encoder of V-JEPA, and the frozen backbone).
+
+State-dict keys equal the official bare names (``patch_embed.proj``, ``blocks.{i}.*``,
+``norm``, and ``pos_embed`` for sin-cos models), so an official checkpoint loads by a prefix
+strip and a strict load (see vjepa.official).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from vjepa.config import ConfigError, ModelConfig
+from vjepa.masks import apply_masks
+from vjepa.models.layers import (
+    LN_EPS,
+    Block,
+    Grid,
+    PatchEmbed3D,
+    init_weights,
+    resample_pos_embed,
+    rescale_blocks,
+    rope_cos_sin,
+    run_blocks,
+    sincos_pos_embed_3d,
+)
+
+PosEmbed = Literal["sincos", "rope"]
+
+
+@dataclass(frozen=True)
+class ViTSize:
+    """One encoder size: a row of :data:`SIZES`."""
+
+    width: int
+    depth: int
+    heads: int
+    mlp_ratio: float = 4.0
+
+
+SIZES: dict[str, ViTSize] = {
+    "tiny_cpu": ViTSize(96, 4, 3),  # trains in minutes on a 2-core CPU on 8x64x64 clips
+    "tiny": ViTSize(192, 12, 3),
+    "small": ViTSize(384, 12, 6),
+    "base": ViTSize(768, 12, 12),
+    "large": ViTSize(1024, 24, 16),
+    "huge": ViTSize(1280, 32, 16),
+    "giant": ViTSize(1408, 40, 16, 48 / 11),  # V-JEPA ViT-g
+    "giant_v2": ViTSize(1408, 40, 22, 48 / 11),  # V-JEPA 2 ViT-g ("vit_giant_xformers")
+    "gigantic": ViTSize(1664, 48, 16, 64 / 13),
+    "gigantic_v2": ViTSize(1664, 48, 26, 64 / 13),
+}
+
+
+def token_grid(num_frames: int, height: int, width: int, patch: int, tubelet: int) -> Grid:
+    """The (t, h, w) token grid of a clip; a size that does not divide is a ValueError."""
+    if num_frames % tubelet or height % patch or width % patch:
+        raise ValueError(
+            f"clip of {num_frames} frames x {height}x{width} px does not divide into "
+            f"tubelets of {tubelet} frames x {patch}x{patch} px"
+        )
+    return num_frames // tubelet, height // patch, width // patch
+
+
+class VisionTransformer(nn.Module):
+    """Video ViT: ``forward(x [B,3,T,H,W], masks Long [B,K] | None) -> [B, N or K, D]``.
+
+    ``pos_embed="sincos"``: the fixed table (a persistent buffer ``pos_embed`` [1,N,D]) is
+    added before masking and resampled trilinearly for other clip sizes.
+    ``pos_embed="rope"``: 3D RoPE in every block at the tokens' true positions.
+    """
+
+    def __init__(
+        self,
+        *,
+        img_size: int,
+        num_frames: int,
+        patch_size: int,
+        tubelet_size: int,
+        width: int,
+        depth: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        pos_embed: PosEmbed = "sincos",
+        activation_checkpointing: bool = False,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        if pos_embed not in ("sincos", "rope"):
+            raise ValueError(f"pos_embed must be 'sincos' or 'rope', got {pos_embed!r}")
+        self.img_size = img_size
+        self.num_frames = num_frames
+        self.patch_size = patch_size
+        self.tubelet_size = tubelet_size
+        self.embed_dim = width
+        self.num_heads = heads
+        self.mlp_ratio = mlp_ratio
+        self.pos_embed_mode: PosEmbed = pos_embed
+        self.activation_checkpointing = activation_checkpointing
+        self.grid = token_grid(num_frames, img_size, img_size, patch_size, tubelet_size)
+
+        self.patch_embed = PatchEmbed3D(
+            patch_size=patch_size, tubelet_size=tubelet_size, embed_dim=width
+        )
+        if pos_embed == "sincos":
+            # A buffer, not a parameter: fixed, never optimised, but saved so official values load.
+            self.register_buffer("pos_embed", sincos_pos_embed_3d(self.grid, width)[None])
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(width, eps=LN_EPS)
+        self.reset_parameters(generator)
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Reference init: trunc-normal 0.02, then depth rescaling (seed 0 when no generator)."""
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        init_weights(self, generator)
+        rescale_blocks(self.blocks)
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+    def forward(
+        self, x: Tensor, masks: Tensor | list[Tensor] | None = None
+    ) -> Tensor | list[Tensor]:
+        """Tokens of clip ``x`` [B,3,T,H,W]: all [B,N,D], or the kept ones [B,K,D] per mask.
+
+        ``masks`` may be a list (one Long [B,K_i] per mask generator): the clip is then patch
+        embedded once and the blocks run once per mask; the result is a list.
+        """
+        _, _, T, H, W = x.shape
+        grid = token_grid(T, H, W, self.patch_size, self.tubelet_size)
+        x = self.patch_embed(x)  # [B, N, D]
+        if self.pos_embed_mode == "sincos":
+            x = x + resample_pos_embed(self.pos_embed, self.grid, grid)  # [B, N, D]
+        if isinstance(masks, (list, tuple)):
+            return [self._blocks(apply_masks(x, m), m, grid) for m in masks]  # [B, K_i, D] each
+        if masks is not None:
+            x = apply_masks(x, masks)  # [B, K, D]: gathered after positions are added
+        return self._blocks(x, masks, grid)
+
+    def _blocks(self, x: Tensor, ids: Tensor | None, grid: Grid) -> Tensor:
+        rope = None
+        if self.pos_embed_mode == "rope":
+            ids = ids if ids is not None else torch.arange(x.shape[1], device=x.device)
+            rope = rope_cos_sin(ids, grid[1:], self.head_dim)
+        x = run_blocks(self.blocks, x, rope, self.activation_checkpointing)  # [B, N|K, D]
+        return self.norm(x)
+
+
+def build_encoder(
+    model_cfg: ModelConfig,
+    *,
+    num_frames: int,
+    img_size: int,
+    generator: torch.Generator | None = None,
+) -> VisionTransformer:
+    """The encoder of size ``model_cfg.name`` for clips of ``num_frames`` x ``img_size``^2."""
+    if model_cfg.name not in SIZES:
+        raise ConfigError(
+            f"model.name {model_cfg.name!r} is not a known size; choose one of {', '.join(SIZES)}"
+        )
+    size = SIZES[model_cfg.name]
+    return VisionTransformer(
+        img_size=img_size,
+        num_frames=num_frames,
+        patch_size=model_cfg.patch_size,
+        tubelet_size=model_cfg.tubelet_size,
+        width=size.width,
+        depth=size.depth,
+        heads=size.heads,
+        mlp_ratio=size.mlp_ratio,
+        pos_embed=model_cfg.pos_embed,
+        activation_checkpointing=model_cfg.activation_checkpointing,
+        generator=generator,
+    )
