@@ -117,7 +117,7 @@ class ModelConfig:
     """Encoder and predictor architecture."""
 
     name: str = "large"
-    """Encoder size, a row of vjepa.models.encoder.SIZES (tiny_cpu, tiny, small, base, large, huge, giant, giant_v2)."""
+    """Encoder size, a row of vjepa.models.encoder.SIZES (tiny_cpu, tiny, small, base, large, huge, giant, giant_v2, gigantic, gigantic_v2)."""
     patch_size: int = 16
     """Spatial patch side in pixels."""
     tubelet_size: int = 2
@@ -186,6 +186,9 @@ class TrainConfig:
     """Weight of the VICReg-style variance term on predictor outputs (0 = off)."""
     reg_cov: float = 0.0
     """Weight of the VICReg-style covariance term on predictor outputs (0 = off)."""
+    debug_dump: bool = False
+    """Write per-rank debug files into run.dir: the sample keys of every batch (keys-rank<r>.txt)
+    and a checksum of the final parameters (params-rank<r>.txt), to check data sharding and DDP."""
 
 
 @dataclass
@@ -233,7 +236,9 @@ class ProbeConfig:
     eval_crops: Literal[1, 3] = 1
     """Spatial crops per validation clip (1 = centre, 3 = left/centre/right)."""
     cache_features: bool = True
-    """Linear and kNN: cache pooled features once to disk in the run folder."""
+    """Extract frozen features once: linear / kNN cache pooled features on disk in the run folder, attentive keeps tokens in memory. False: attentive re-runs the encoder every epoch on augmented clips and streams validation (sets too large for memory)."""
+    splits: list[int] = field(default_factory=list)
+    """Dataset splits (UCF101 / HMDB51: [1, 2, 3]): one probe per split with '{split}' in the shard patterns replaced; reports the mean."""
 
 
 @dataclass

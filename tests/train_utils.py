@@ -1,0 +1,109 @@
+"""Shared helpers of the training tests: real shards of the sample corpus, tiny-run overrides."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample"
+
+
+def make_shards(out_dir: Path, *, per_class: int = 8, per_shard: int = 12) -> Path:
+    """Real webdataset shards (vjepa.data.writer) of ``per_class`` sample videos per class."""
+    from vjepa.data.formats import read_folder
+    from vjepa.data.writer import write_shards
+
+    listing = read_folder(SAMPLE, labels_from_folders=True)
+    by_class: dict[int, list] = {}
+    for item in listing.items:
+        by_class.setdefault(item.label, []).append(item)
+    items = [it for label in sorted(by_class) for it in by_class[label][:per_class]]
+    write_shards(
+        items,
+        out_dir,
+        max_count=per_shard,
+        label_names=listing.label_names,
+        progress=False,
+    )
+    return out_dir
+
+
+def tiny_overrides(run_dir: Path, shards: Path, *extra: str) -> list[str]:
+    """A tiny model on 8 x 32 x 32 clips (4 x 4 x 4 tokens): a step takes tens of ms on a CPU."""
+    return [
+        f"run.dir={run_dir}",
+        f"data.shards={shards}",
+        "run.trackers=[]",
+        "run.log_every=1",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "data.frames_per_clip=8",
+        "data.frame_step=2",
+        "data.crop_size=32",
+        "data.shuffle_buffer=16",
+        "data.random_resize_scale=[0.5,1.0]",
+        "model.name=tiny_cpu",
+        "model.patch_size=8",
+        "model.tubelet_size=2",
+        "model.pred_width=48",
+        "model.pred_depth=2",
+        "model.pred_heads=4",
+        "mask.blocks=[{num_blocks: 2, spatial_scale: [0.25, 0.25]}, {num_blocks: 1, spatial_scale: [0.6, 0.6]}]",
+        "optim.lr=1e-3",
+        "optim.start_lr=2e-4",
+        "optim.final_lr=1e-5",
+        "optim.warmup_steps=5",
+        "optim.ema=[0.99,1.0]",
+        "train.health_every=5",
+        *extra,
+    ]
+
+
+def run_env(threads: int = 1) -> dict[str, str]:
+    """Environment of a subprocess run: the repo importable, fixed threads (determinism)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["MKL_NUM_THREADS"] = str(threads)
+    env.pop("ACCELERATE_MIXED_PRECISION", None)
+    return env
+
+
+def write_config(path: Path, overrides: list[str]) -> Path:
+    """A complete YAML config (every key) made from ``overrides``: the CONFIG of a CLI run."""
+    from vjepa.config import load_config, save_config
+
+    save_config(load_config(None, overrides), path)
+    return path
+
+
+def vjepa_cmd(config: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "vjepa", "pretrain", str(config), *overrides]
+
+
+def run_vjepa(config: Path, *overrides: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        vjepa_cmd(config, *overrides),
+        cwd=ROOT,
+        env=run_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def final_weights(run_dir: Path) -> dict[str, dict]:
+    """The three safetensors files of the run's latest checkpoint."""
+    from vjepa.checkpoint import latest_checkpoint
+
+    ckpt = latest_checkpoint(run_dir)
+    assert ckpt is not None, f"no complete checkpoint in {run_dir}"
+    return {
+        name: load_file(str(ckpt / f"{name}.safetensors"))
+        for name in ("encoder", "predictor", "target_encoder")
+    }

@@ -1,0 +1,70 @@
+"""AdamW with two parameter groups and per-step schedule application.
+
+Weight decay only on matrices: biases, norm scales, every other 1-D parameter, mask tokens and
+position embeddings are excluded (decaying them towards zero hurts and does not regularise).
+The schedules (vjepa.schedules) are applied by :func:`set_schedules` before every optimizer
+step, so there are no scheduler objects to checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from vjepa.config import OptimConfig
+
+NO_DECAY_NAMES = ("pos_embed", "mask_token")
+"""Substrings of parameter names that never get weight decay, whatever their shape."""
+
+
+def _no_decay(name: str, param: nn.Parameter) -> bool:
+    return param.ndim <= 1 or name.endswith(".bias") or any(k in name for k in NO_DECAY_NAMES)
+
+
+def param_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict]:
+    """Trainable parameters of ``modules`` split into a decay and a no-decay group.
+
+    Frozen parameters (``requires_grad=False``, e.g. the EMA target encoder) are left out;
+    a parameter shared between modules is listed once. The decay group carries
+    ``apply_wd=True`` so :func:`set_schedules` knows which group the wd schedule drives.
+    """
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for module in modules:
+        for name, param in module.named_parameters():
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            (no_decay if _no_decay(name, param) else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay, "apply_wd": True},
+        {"params": no_decay, "weight_decay": 0.0, "apply_wd": False},
+    ]
+
+
+def build_optimizer(model: nn.Module, optim_cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters of ``model`` (context encoder + predictor).
+
+    The learning rate and weight decay set here are the step-0 values; the loop overwrites them
+    every step with :func:`set_schedules`.
+    """
+    groups = param_groups([model], optim_cfg.weight_decay)
+    if not groups[0]["params"] and not groups[1]["params"]:
+        raise ValueError("build_optimizer: the model has no trainable parameters")
+    return torch.optim.AdamW(
+        groups,
+        lr=optim_cfg.start_lr,
+        betas=tuple(optim_cfg.betas),
+        eps=optim_cfg.eps,
+    )
+
+
+def set_schedules(optimizer: torch.optim.Optimizer, lr: float, wd: float) -> None:
+    """Set this step's learning rate on every group and weight decay on the decay group."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        if group.get("apply_wd", False):
+            group["weight_decay"] = wd

@@ -1,0 +1,113 @@
+"""Run plots: ``loss.png`` (from metrics.jsonl) and ``masks.png`` (context / target overlay).
+
+Matplotlib with the Agg backend (no display needed); the figure objects are closed after
+saving so long runs do not leak them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vjepa.metrics import read_metrics
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: set before pyplot is imported
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_loss(metrics_path: str | Path, out_path: str | Path) -> Path | None:
+    """Loss (left axis, log scale) and learning rate (right axis) against the step.
+
+    Rows replayed after a resume (a step seen before) are dropped so the curve is the run's.
+    Returns ``out_path``, or None when there is no loss row yet.
+    """
+    by_step: dict[int, dict] = {}
+    for row in read_metrics(metrics_path):
+        if "loss" in row and "step" in row:
+            by_step[int(row["step"])] = row  # a later (resumed) row wins
+    if not by_step:
+        return None
+    steps = sorted(by_step)
+    loss = [by_step[s]["loss"] for s in steps]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, loss, color="tab:blue", label="loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (L1 to target features)")
+    if all(v > 0 for v in loss):
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    if all("lr" in by_step[s] for s in steps):
+        ax2 = ax.twinx()
+        ax2.plot(steps, [by_step[s]["lr"] for s in steps], color="tab:orange", alpha=0.6)
+        ax2.set_ylabel("learning rate", color="tab:orange")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return Path(out_path)
+
+
+def token_mask(idx: torch.Tensor, grid: tuple[int, int, int]) -> np.ndarray:
+    """Boolean ``[t, h, w]`` token grid that is True at the flat token indices ``idx``.
+
+    Flat index order is (time, row, column), the order of the patch embedding's tokens.
+    """
+    mask = np.zeros(int(np.prod(grid)), dtype=bool)
+    mask[idx.detach().cpu().numpy().astype(np.int64)] = True
+    return mask.reshape(grid)
+
+
+def _overlay(img: np.ndarray, ctx: np.ndarray, tgt: np.ndarray) -> np.ndarray:
+    """Context tokens as they are, target tokens tinted red, tokens in neither darkened."""
+    red = np.array([1.0, 0.1, 0.1])
+    out = np.where(tgt[..., None], 0.5 * img + 0.5 * red, img)
+    return np.where((ctx | tgt)[..., None], out, 0.25 * img)
+
+
+def plot_masks(
+    frames: np.ndarray,
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    grid: tuple[int, int, int],
+    out_path: str | Path,
+) -> Path:
+    """The clip (top row: the first frame of every tubelet) and one row per mask generator:
+    context tokens shown as they are, target tokens tinted red, tokens in neither darkened.
+
+    ``frames``: uint8 ``[T, H, W, 3]`` of one clip; ``pairs``: ``(ctx_idx [Kc], tgt_idx [Kt])``
+    per generator for that clip; ``grid``: tokens ``(t, h, w)``.
+    """
+    t_tok, h_tok, w_tok = grid
+    num_frames, height, width, _ = frames.shape
+    tubelet = num_frames // t_tok
+    cell = np.ones((height // h_tok, width // w_tok), dtype=bool)  # one token in pixels
+    plt = _pyplot()
+    rows = len(pairs) + 1
+    fig, axes = plt.subplots(rows, t_tok, figsize=(1.6 * t_tok, 1.7 * rows), squeeze=False)
+    for t in range(t_tok):
+        img = frames[t * tubelet].astype(np.float32) / 255.0  # [H, W, 3]
+        axes[0][t].imshow(img)
+        axes[0][t].set_title(f"frame {t * tubelet}", fontsize=8)
+        for r, (ctx_idx, tgt_idx) in enumerate(pairs, start=1):
+            ctx = np.kron(token_mask(ctx_idx, grid)[t], cell) > 0  # [H, W]
+            tgt = np.kron(token_mask(tgt_idx, grid)[t], cell) > 0  # [H, W]
+            axes[r][t].imshow(_overlay(img, ctx, tgt).clip(0, 1))
+    axes[0][0].set_ylabel("clip", fontsize=7)
+    for r, (ctx_idx, tgt_idx) in enumerate(pairs, start=1):
+        axes[r][0].set_ylabel(f"mask {r - 1}\nctx {len(ctx_idx)} / tgt {len(tgt_idx)}", fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("context (clear), target (red), unused (dark)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return Path(out_path)
