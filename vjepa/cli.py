@@ -61,6 +61,8 @@ def cmd_shards(args: argparse.Namespace) -> int:
         workers=args.workers,
         label_names=listing.label_names,
         skipped=listing.skipped,
+        # json `source` paths are stored relative to this, so shards don't leak local paths
+        source_root=args.root or (args.src if Path(args.src).is_dir() else Path(args.src).parent),
     )
     print_summary(manifest)
     return EXIT_OK
@@ -85,18 +87,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     from vjepa.probe.features import extract
 
-    cfg = (
-        load_config(args.config, args.overrides)
-        if args.config
-        else load_config(None, args.overrides)
-    )
+    # Without a config, the clip geometry (frames, resolution) is the backbone's own.
+    data_cfg = None
+    if args.config or args.overrides:
+        data_cfg = load_config(args.config, args.overrides).data
     out = extract(
         args.backbone,
         args.shards,
         Path(args.out),
         fmt=args.format,
         pooled=not args.tokens,
-        data_cfg=cfg.data,
+        data_cfg=data_cfg,
         num_clips=args.clips,
         num_crops=args.crops,
         batch_size=args.batch_size,
