@@ -56,13 +56,24 @@ def test_context_never_empty_when_blocks_cover_everything() -> None:
     assert out["ctx_idx"][0].shape[1] == 1 and out["tgt_idx"][0].shape[1] == 31
 
 
-def test_equal_k_truncates_to_batch_minimum() -> None:
+def test_equal_k_subsamples_to_batch_minimum() -> None:
     target = torch.zeros(2, 10, dtype=torch.bool)
     target[0, [1, 4, 5, 9]] = True
     target[1, [0, 2]] = True
-    ctx, tgt = masks_to_indices(target)
-    assert tgt.tolist() == [[1, 4], [0, 2]]  # the first (lowest) Kt kept, as the reference
-    assert ctx.tolist() == [[0, 2, 3, 6, 7, 8], [1, 3, 4, 5, 6, 7]]
+    ctx, tgt = masks_to_indices(target, torch.Generator().manual_seed(0))
+    assert tgt.shape == (2, 2) and ctx.shape == (2, 6)
+    assert tgt[1].tolist() == [0, 2]  # the row at the minimum keeps all of its tokens
+    assert set(tgt[0].tolist()) <= {1, 4, 5, 9}  # a subset of the row's own targets
+    assert ctx[0].tolist() == [0, 2, 3, 6, 7, 8]
+    assert set(ctx[1].tolist()) <= {1, 3, 4, 5, 6, 7, 8, 9}
+    for row in (*tgt, *ctx):
+        assert row.tolist() == sorted(row.tolist())
+    # the subset is uniform, not "the first K": late tokens survive as often as early ones
+    kept = torch.zeros(10)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(400):
+        kept[masks_to_indices(target, gen)[1][0]] += 1
+    assert kept[[1, 4, 5, 9]].min() > 150 and kept[[1, 4, 5, 9]].max() < 250
 
 
 def test_block_union_places_blocks_inside_the_grid() -> None:

@@ -5,8 +5,8 @@ returns, for a batch, one (context, target) pair per mask generator::
 
     {"ctx_idx": [Long [B, Kc_g] for each generator g], "tgt_idx": [Long [B, Kt_g] ...]}
 
-with equal K across the batch (each row truncated to the batch minimum, as the reference
-does) and indices sorted ascending. Every random draw comes from the caller's generator.
+with equal K across the batch (rows subsampled at random to the batch minimum) and indices
+sorted ascending. Every random draw comes from the caller's generator.
 """
 
 from __future__ import annotations
@@ -90,16 +90,23 @@ def multiblock_masks(
     return target
 
 
-def masks_to_indices(target: Tensor) -> tuple[Tensor, Tensor]:
-    """Bool [B, N] target masks -> (ctx_idx [B, Kc], tgt_idx [B, Kt]), sorted, truncated to min K."""
+def masks_to_indices(target: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Bool [B, N] target masks -> (ctx_idx [B, Kc], tgt_idx [B, Kt]), sorted, equal K.
+
+    Rows with more than the batch-minimum K keep a uniformly random subset of their tokens.
+    (The reference keeps the first K in index order, which always drops the *last* frames'
+    tokens and so biases the context toward early time steps.)
+    """
     n = target.shape[1]
     ids = torch.arange(n).expand_as(target)  # [B, N]
-    keys_t = torch.where(target, ids, ids + n)  # targets first, each part ascending
-    keys_c = torch.where(target, ids + n, ids)  # context first
+    priority = torch.rand(target.shape, generator=generator)  # [B, N] in [0, 1)
     kt = int(target.sum(dim=1).min())
     kc = int((~target).sum(dim=1).min())
-    tgt = keys_t.sort(dim=1).values[:, :kt]  # [B, Kt]
-    ctx = keys_c.sort(dim=1).values[:, :kc]  # [B, Kc]
+    # members of the wanted set sort first (priority < 1), in random order; keep K, re-sort by id
+    keep_t = torch.where(target, priority, priority + 2).argsort(dim=1)[:, :kt]  # [B, Kt]
+    keep_c = torch.where(target, priority + 2, priority).argsort(dim=1)[:, :kc]  # [B, Kc]
+    tgt = torch.gather(ids, 1, keep_t).sort(dim=1).values  # [B, Kt]
+    ctx = torch.gather(ids, 1, keep_c).sort(dim=1).values  # [B, Kc]
     return ctx, tgt
 
 
@@ -150,5 +157,5 @@ class MaskCollator:
             targets = [random_masks(self.cfg.ratio, self.grid, batch_size, generator)]
         else:
             raise ValueError(f"unknown mask kind {self.cfg.kind!r}")
-        pairs = [masks_to_indices(t) for t in targets]
+        pairs = [masks_to_indices(t, generator) for t in targets]
         return {"ctx_idx": [c for c, _ in pairs], "tgt_idx": [t for _, t in pairs]}
