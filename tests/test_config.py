@@ -25,12 +25,29 @@ def test_defaults_are_the_paper_recipe():
     assert cfg.optim.ema == (0.998, 1.0)
 
 
-@pytest.mark.parametrize("path", sorted(str(p) for p in (REPO / "configs").rglob("*.yaml")))
+VJEPA_CONFIGS = sorted(
+    str(p) for d in ("pretrain", "probe") for p in (REPO / "configs" / d).glob("*.yaml")
+)
+LAUNCHERS = sorted(str(p) for p in (REPO / "configs" / "accelerate").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", VJEPA_CONFIGS)
 def test_every_config_file_loads(path):
-    if "/accelerate/" in path:
-        pytest.skip("accelerate launcher file, not a vjepa config")
     cfg = load_config(path)
     assert isinstance(cfg, Config)
+
+
+@pytest.mark.parametrize("path", LAUNCHERS)
+def test_every_accelerate_launcher_loads(path):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    launcher = ClusterConfig.from_yaml_file(path)
+    assert launcher.num_processes >= 1 and launcher.num_machines >= 1
+    assert launcher.num_processes % launcher.num_machines == 0
+
+
+def test_config_folders_are_not_empty():
+    assert len(VJEPA_CONFIGS) >= 10 and len(LAUNCHERS) >= 4
 
 
 def test_vitl16_recipe():
