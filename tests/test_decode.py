@@ -69,3 +69,18 @@ def test_probe_and_transcode() -> None:
     assert small["fps"] == 10.0 and small["num_frames"] == 10
     same = probe(transcode(src, short_side=480))  # never upscales
     assert (same["width"], same["height"], same["num_frames"]) == (160, 120, 30)
+
+
+@pytest.mark.parametrize("width", [48, 72])
+def test_decord_row_padding_widths_fall_back_to_pyav(width):
+    # decord 0.6 fails to copy out frames of these widths; the video itself is fine.
+    data = make_mp4(None, num_frames=8, size=(width, 40), fps=8, seed=3)
+    with open_video(data, "pyav") as ref:
+        expected = ref.get_frames([0, 5, 7])
+    with open_video(data, "decord") as reader:
+        frames = reader.get_frames([0, 5, 7])
+        again = reader.get_frames([7, 0])
+    assert frames.shape == (3, 40, width, 3)
+    assert np.array_equal(frames, expected)
+    assert np.array_equal(again, expected[[2, 0]])
+    assert probe(data)["width"] == width

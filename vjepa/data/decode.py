@@ -41,6 +41,8 @@ _CONTAINER_MAGIC: tuple[tuple[int, bytes], ...] = (
 _PYAV_SEEK_MIN_FRAMES = 32
 
 _quiet_done = False
+# decord 0.6's error for frames whose rows it pads (widths such as 16, 24, 48 or 72 pixels).
+_ROW_PADDING_BUG = "DECORDArrayCopyFromTo"
 
 
 class DecodeError(Exception):
@@ -115,6 +117,8 @@ class _DecordReader(VideoReader):
         import decord
 
         self._vr = None
+        self._data = data
+        self._pyav: _PyAVReader | None = None  # see get_frames: decord's row-padding bug
         self._shape: tuple[int, int] | None = None
         try:
             # One decoder thread: loader workers are the parallelism (and 2-core machines
@@ -146,10 +150,17 @@ class _DecordReader(VideoReader):
         idx = self._check(indices)
         # decord decodes sorted unique indices fastest; map back to the requested order.
         uniq, inverse = np.unique(idx, return_inverse=True)
+        if self._pyav is not None:
+            return self._pyav.get_frames(idx)
         try:
             frames = self._vr.get_batch(uniq.tolist()).asnumpy()  # [U, H, W, 3]
         except Exception as err:
-            raise DecodeError("decode_error", str(err).splitlines()[0][:200]) from None
+            if _ROW_PADDING_BUG not in str(err):
+                raise DecodeError("decode_error", str(err).splitlines()[0][:200]) from None
+            # decord 0.6 cannot copy out frames whose width it pads (e.g. 16, 24, 48, 72 px
+            # wide): the video is fine, so decode it with PyAV instead of dropping it.
+            self._pyav = _PyAVReader(self._data)
+            return self._pyav.get_frames(idx)
         if len(uniq) == len(idx) and (uniq == idx).all():
             return frames
         return frames[inverse]
@@ -161,6 +172,9 @@ class _DecordReader(VideoReader):
         if vr is not None and vr._handle is not None:
             vr.__del__()
             vr._handle = None
+        if self._pyav is not None:
+            self._pyav.close()
+            self._pyav = None
 
 
 class _PyAVReader(VideoReader):
