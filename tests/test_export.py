@@ -195,7 +195,9 @@ def test_tampered_weights_fail_naming_the_key(run_rope, tmp_path):
         load_encoder(tmp_path / "renamed")
     with pytest.raises(WeightsMismatchError, match=r"missing keys: norm\.bias"):
         load_encoder(_tamper(good, tmp_path / "dropped", drop))
-    with pytest.raises(WeightsMismatchError, match=r"blocks\.0\.mlp\.fc1\.bias \(file \(10,\)"):
+    with pytest.raises(
+        WeightsMismatchError, match=r"blocks\.0\.mlp\.fc1\.bias \(checkpoint \(10,\)"
+    ):
         load_encoder(_tamper(good, tmp_path / "reshaped", reshape))
 
 

@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vjepa.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from vjepa.official import WeightsMismatchError, load_state_strict
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -67,10 +68,6 @@ _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 class ExportSourceError(FileNotFoundError):
     """A path that is none of: export folder, run folder, checkpoint folder, official file."""
-
-
-class WeightsMismatchError(ValueError):
-    """Weights that do not fit the architecture: the message names the offending keys."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -435,34 +432,6 @@ def build_encoder_from_arch(arch: dict[str, Any]) -> nn.Module:
         )
 
 
-def load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """``module.load_state_dict`` that names every missing, unexpected or mis-shaped key.
-
-    A module on the meta device gets the tensors assigned (cast to its dtype) instead of copied.
-    """
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [
-        f"{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
-        for k in expected
-        if k in state and state[k].shape != expected[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected)}")
-    if shapes:
-        problems.append(f"shape mismatch: {', '.join(shapes)}")
-    if problems:
-        raise WeightsMismatchError(f"{what}: " + "; ".join(problems))
-    meta = any(t.is_meta for t in expected.values())
-    if meta:
-        state = {k: v.to(expected[k].dtype) for k, v in state.items()}
-    module.load_state_dict(state, strict=True, assign=meta)
-
-
 # ----------------------------------------------------------------------------------------
 # The frozen encoder
 # ----------------------------------------------------------------------------------------
@@ -590,7 +559,7 @@ def _frozen(loaded: Loaded, source: str) -> FrozenEncoder:
     if loaded.which == "predictor":
         raise ExportSourceError(f"{source}: holds a predictor, not an encoder")
     encoder = build_encoder_from_arch(loaded.arch)
-    load_strict(encoder, loaded.state, f"{source} ({loaded.which} encoder)")
+    load_state_strict(encoder, loaded.state, f"{source} ({loaded.which} encoder)")
     return FrozenEncoder(
         encoder, _config_json(loaded), source=source, weights_file=loaded.weights_file
     )
@@ -670,7 +639,7 @@ def import_official(
     _build_checked(loaded, str(path))
     if "context" in loaded.extras:
         context = build_encoder_from_arch(loaded.arch)
-        load_strict(context, loaded.extras["context"], f"{path} (context encoder)")
+        load_state_strict(context, loaded.extras["context"], f"{path} (context encoder)")
     out = _prepare_out(path, Path(out_dir))
     config = _write_weights(loaded, out, with_context=True)
     (out / CARD_FILE).write_text(model_card(config, formats={}, probe=None))
@@ -681,12 +650,12 @@ def _build_checked(loaded: Loaded, source: str) -> nn.Module:
     """Build the module the weights describe and load them strictly (the export's validation)."""
     if loaded.which == "predictor":
         predictor = build_predictor_from_arch(loaded.arch)
-        load_strict(predictor, loaded.state, f"{source} (predictor)")
+        load_state_strict(predictor, loaded.state, f"{source} (predictor)")
         return predictor
     frozen = _frozen(loaded, source)
     if "predictor" in loaded.extras and loaded.predictor_arch is not None:
         predictor = build_predictor_from_arch(loaded.predictor_arch)
-        load_strict(predictor, loaded.extras["predictor"], f"{source} (predictor)")
+        load_state_strict(predictor, loaded.extras["predictor"], f"{source} (predictor)")
     return frozen
 
 

@@ -49,6 +49,10 @@ class CheckpointFormatError(ValueError):
     """An official checkpoint that cannot be read or does not fit our modules; names the key."""
 
 
+class WeightsMismatchError(CheckpointFormatError):
+    """Weights that do not fit the architecture: the message names the offending keys."""
+
+
 @dataclass(frozen=True)
 class OfficialArch:
     """Architecture inferred from the tensor shapes of an official checkpoint."""
@@ -90,7 +94,11 @@ def strip_prefixes(state: State) -> State:
 
 
 def load_state_strict(module: nn.Module, state: State, what: str) -> None:
-    """``load_state_dict(strict=True)`` whose error names every missing, unexpected, mis-shaped key."""
+    """``load_state_dict(strict=True)`` whose error names every missing, unexpected, mis-shaped key.
+
+    A module built on the meta device (no memory, no random init) gets the tensors assigned,
+    cast to its dtype, instead of copied.
+    """
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -107,8 +115,11 @@ def load_state_strict(module: nn.Module, state: State, what: str) -> None:
     if shapes:
         problems.append(f"shape mismatch: {', '.join(shapes)}")
     if problems:
-        raise CheckpointFormatError(f"{what}: " + "; ".join(problems))
-    module.load_state_dict(state, strict=True)
+        raise WeightsMismatchError(f"{what}: " + "; ".join(problems))
+    meta = any(t.is_meta for t in expected.values())
+    if meta:
+        state = {k: v.to(expected[k].dtype) for k, v in state.items()}
+    module.load_state_dict(state, strict=True, assign=meta)
 
 
 def read_official(path: str | Path) -> OfficialCheckpoint:
