@@ -444,6 +444,17 @@ def _worker_init(worker_id: int) -> None:
     _fixed_mmap_threshold()
 
 
+def _data_loader(dataset: IterableDataset, num_workers: int) -> DataLoader:
+    """A DataLoader over a stream that batches itself (batches are built in the workers)."""
+    return DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=num_workers,
+        worker_init_fn=_worker_init if num_workers > 0 else None,
+        pin_memory=torch.cuda.is_available(),  # faster host -> GPU copies
+    )
+
+
 class _OrderedLoader:
     """Iterates a DataLoader over a batch stream and yields batches in global batch order."""
 
@@ -452,13 +463,7 @@ class _OrderedLoader:
         self.num_workers = num_workers
 
     def __iter__(self) -> Iterator[dict]:
-        loader = DataLoader(
-            self.dataset,
-            batch_size=None,
-            num_workers=self.num_workers,
-            worker_init_fn=_worker_init if self.num_workers > 0 else None,
-            pin_memory=torch.cuda.is_available(),  # faster host -> GPU copies
-        )
+        loader = _data_loader(self.dataset, self.num_workers)
         expected = int(self.dataset.start.get("batches", 0))
         pending: dict[int, dict] = {}
         for item in loader:
@@ -639,13 +644,7 @@ class _PassLoader:
         self.num_workers = num_workers
 
     def __iter__(self) -> Iterator[dict]:
-        loader = DataLoader(
-            self.dataset,
-            batch_size=None,
-            num_workers=self.num_workers,
-            worker_init_fn=_worker_init if self.num_workers > 0 else None,
-            pin_memory=torch.cuda.is_available(),  # faster host -> GPU copies
-        )
+        loader = _data_loader(self.dataset, self.num_workers)
         yield from loader
         self.dataset.epoch += 1
 
