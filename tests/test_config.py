@@ -1,5 +1,7 @@
 """The typed config: defaults, YAML files, overrides, and errors that name the key."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,14 @@ def test_round_trip(tmp_path):
     again = load_config(tmp_path / "config.yaml")
     assert again == cfg
     assert from_dict(to_dict(cfg)) == cfg
+
+
+def test_config_reference_doc_is_up_to_date():
+    # docs/config.md is generated from the dataclasses; a new or changed key must regenerate it
+    run = subprocess.run(
+        [sys.executable, str(REPO / "tools/config_reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "| `optim.lr` | `float` | `0.000625` |" in (REPO / "docs/config.md").read_text()
