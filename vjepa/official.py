@@ -130,7 +130,11 @@ def read_official(path: str | Path) -> OfficialCheckpoint:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle / zip errors: a user gave the wrong file
-        raise CheckpointFormatError(f"{path}: not a readable torch checkpoint ({err})") from None
+        # torch's own message is a page long; say what matters in one line
+        raise CheckpointFormatError(
+            f"{path}: not a checkpoint that loads with torch.load(weights_only=True) "
+            f"({type(err).__name__}); only tensors, numbers, strings and dicts are read"
+        ) from None
     if not isinstance(raw, dict):
         raise CheckpointFormatError(f"{path}: top level is {type(raw).__name__}, not a dict")
     if all(isinstance(v, Tensor) for v in raw.values()):
