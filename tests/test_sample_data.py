@@ -42,9 +42,9 @@ def _decode(data: bytes | Path) -> np.ndarray:
 def _estimate_shift(frames: np.ndarray) -> tuple[int, int]:
     """Dominant (dx, dy) per frame by phase correlation, summed over consecutive frame pairs.
 
-    The background is static, so its correlation peak sits at (0, 0); that bin is dropped and
-    the remaining peak is the object's displacement. Frames wrap around, like the generator's
-    torus, so the circular correlation needs no window.
+    The whole scene (background and object) translates, so the peak is the scene's
+    displacement; the (0, 0) bin is dropped so that a static clip could never pass. Frames wrap
+    around, like the generator's torus, so the circular correlation needs no window.
     """
     gray = frames.astype(np.float64).mean(-1)  # [T, H, W]
     spectra = np.fft.fft2(gray)  # [T, H, W]

@@ -1,8 +1,9 @@
 """Generate the embedded sample corpus: short synthetic clips whose class is a MOTION.
 
-Each clip shows one textured object over a static textured background. The class says only how
-the object moves (``left``, ``right``, ``up``, ``down``: translation with wrap-around;
-``expand``, ``shrink``: a zoom about the object's centre). Every appearance factor (palette,
+Each clip shows one textured object over a textured background, and the whole scene moves as if
+the camera panned or zoomed. The class says only how it moves (``left``, ``right``, ``up``,
+``down``: translation with wrap-around; ``expand``, ``shrink``: a zoom about the object's
+centre). Every appearance factor (palette,
 textures, shape, object size, start position, speed) is drawn from the same distribution for all
 classes, so a single frame carries no class information and a probe has to read motion.
 
@@ -76,11 +77,27 @@ def _palette(rng: np.random.Generator, avoid: np.ndarray | None = None) -> np.nd
         return colours
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Static textured background, float ``[size, size, 3]`` in [0, 255]."""
-    mix = _smooth_noise(rng, size, 1)  # [S, S, 1]: where between the two palette colours
-    colours = _palette(rng)
-    return colours[0] * (1 - mix) + colours[1] * mix
+class _Background:
+    """A textured background that tiles the frame (a torus), so it can pan and zoom seamlessly.
+
+    A sum of a few random plane waves with whole numbers of cycles per frame, mixed between
+    two palette colours; ``render(x, y)`` samples it at any (float) pixel coordinates.
+    """
+
+    def __init__(self, rng: np.random.Generator, size: int) -> None:
+        self.size = size
+        self.colours = _palette(rng)
+        waves = 4
+        self.fx = rng.integers(-4, 5, size=waves)
+        self.fy = rng.integers(1, 5, size=waves) * rng.choice([-1, 1], size=waves)
+        self.phase = rng.uniform(0, 2 * np.pi, size=waves)
+        self.amp = rng.uniform(0.5, 1.0, size=waves)
+
+    def render(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        arg = 2 * np.pi * (self.fx * x[..., None] + self.fy * y[..., None]) / self.size
+        field = (self.amp * np.sin(arg + self.phase)).sum(-1) / self.amp.sum()  # [-1, 1]
+        mix = (0.5 + 0.5 * field)[..., None]
+        return self.colours[0] * (1 - mix) + self.colours[1] * mix
 
 
 def _object_texture(rng: np.random.Generator, avoid: np.ndarray) -> np.ndarray:
@@ -146,8 +163,8 @@ def make_motion_video(
     if cls not in CLASSES:
         raise ValueError(f"unknown class {cls!r}; expected one of {CLASSES}")
     scale_px = size / 64.0
-    background = _background(rng, size)  # [S, S, 3]
-    texture = _object_texture(rng, avoid=background.mean((0, 1)))  # [N, N, 3]
+    background = _Background(rng, size)
+    texture = _object_texture(rng, avoid=background.colours.mean(0))  # [N, N, 3]
     shape = int(rng.integers(3))
     radius = rng.uniform(7.0, 10.0) * scale_px  # half-size of the object in pixels
     aspect = rng.uniform(0.75, 1.33)  # width / height of the object's box
@@ -162,14 +179,19 @@ def make_motion_video(
     ys, xs = np.mgrid[0:size, 0:size].astype(float) + 0.5  # pixel centres
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     for t in range(num_frames):
+        # The whole scene moves (a camera pan or zoom): the background with the object, so the
+        # motion is visible in every token, not only in the few the object covers.
         if cls in _DIRECTIONS:
             dx, dy = _DIRECTIONS[cls]
             cx, cy, scale = cx0 + dx * speed * t, cy0 + dy * speed * t, s_fixed
+            bx, by = xs - dx * speed * t, ys - dy * speed * t
         else:
             frac = t / max(num_frames - 1, 1)
             if cls == "shrink":
                 frac = 1.0 - frac
             cx, cy, scale = cx0, cy0, s_small + (s_large - s_small) * frac
+            zoom = scale / s_fixed
+            bx, by = cx0 + (xs - cx0) / zoom, cy0 + (ys - cy0) / zoom
         # Every class renders on a torus: a translating object never leaves the frame, and an
         # object cut by the border (or its position) never tells translation from zoom.
         ox = (xs - cx + size / 2) % size - size / 2
@@ -179,7 +201,7 @@ def make_motion_video(
         # One pixel of soft edge: the distance unit is (radius * scale) pixels.
         alpha = np.clip((1.0 - dist) * radius * scale + 0.5, 0.0, 1.0)[..., None]
         obj = _sample_bilinear(texture, u, v)
-        frame = background * (1 - alpha) + obj * alpha
+        frame = background.render(bx, by) * (1 - alpha) + obj * alpha
         frames[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
     return frames
 
