@@ -152,16 +152,19 @@ def test_probe_configs_load(path: Path):
         assert (cfg.probe.epochs, cfg.probe.lr, cfg.probe.weight_decay) == (20, 1e-3, 0.01)
 
 
-# Pretraining the demo model to the point where it reads motion takes minutes on 2 CPU cores
-# (measured here: 10-15 s per step under load), far over the 60 s budget of a slow test, so
-# this end-to-end check runs only when asked: VJEPA_E2E_PROBE=1 pytest -m slow.
+# End to end: a short pretraining of the demo model on the TRAIN split of the sample corpus
+# (never the val videos), then the demo's attentive probe on it and on a random-init encoder.
+# Gated because it fails today, and we keep its asserts rather than weaken them: on 2 CPU
+# cores the short pretraining does not learn motion (README, "What the demo does": 1000 steps
+# give 26.4 % vs 58.3 % for the random-init RoPE encoder, chance 16.7 %; sin-cos, other lrs,
+# EMA, temporal mask blocks and VICReg terms did not help). Run it with VJEPA_E2E_PROBE=1.
 E2E_STEPS = 300
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(
     not os.environ.get("VJEPA_E2E_PROBE"),
-    reason="minutes of CPU pretraining; set VJEPA_E2E_PROBE=1 to run",
+    reason="known to fail: the short CPU pretraining does not learn motion yet (see comment)",
 )
 def test_probe_after_pretraining(tmp_path: Path):
     from vjepa.demo import PRETRAIN_CONFIG, write_demo_shards
@@ -172,7 +175,7 @@ def test_probe_after_pretraining(tmp_path: Path):
         PRETRAIN_CONFIG,
         [
             f"run.dir={tmp_path / 'pretrain'}",
-            f"data.shards={shards['all']}",
+            f"data.shards={shards['train']}",  # never the val videos
             f"train.max_steps={E2E_STEPS}",
             f"train.checkpoint_every={E2E_STEPS}",
             "run.trackers=[]",
