@@ -155,14 +155,7 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vjepa",
-        description="V-JEPA-style self-supervised video pretraining: shards, pretraining, probing, export.",
-    )
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_shards(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "shards",
         help="write videos into webdataset tar shards",
@@ -194,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="shard", help="shard file name prefix")
     p.set_defaults(func=cmd_shards)
 
+
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "pretrain",
         help="V-JEPA pretraining (resumes from the run folder)",
@@ -203,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_pretrain)
 
+
+def _add_probe(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "probe",
         help="frozen-backbone probe (attentive, linear, kNN)",
@@ -212,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_probe)
 
+
+def _add_extract(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "extract",
         help="write frozen features of a shard set to disk",
@@ -233,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p, required=False)
     p.set_defaults(func=cmd_extract)
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="export a frozen encoder (safetensors, TorchScript, ONNX, Hugging Face)",
@@ -249,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_export)
 
+
+def _add_import(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import",
         help="convert an official V-JEPA / V-JEPA 2 checkpoint",
@@ -262,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_import)
 
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="shards + short CPU pretraining + probe comparison on the sample corpus",
@@ -272,6 +277,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="pretraining overrides")
     p.set_defaults(func=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vjepa",
+        description="V-JEPA-style self-supervised video pretraining: shards, pretraining, probing, export.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_shards(sub)
+    _add_pretrain(sub)
+    _add_probe(sub)
+    _add_extract(sub)
+    _add_export(sub)
+    _add_import(sub)
+    _add_demo(sub)
     return parser
 
 
