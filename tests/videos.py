@@ -15,12 +15,11 @@ bytes only of one encoded file copied around.
 
 from __future__ import annotations
 
-import io
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
+
+from vjepa.data import decode
 
 # Container format and codec for a file suffix; webm needs VP8/VP9, avi is classic MPEG-4 part 2.
 _CONTAINERS: dict[str, tuple[str, str]] = {
@@ -59,27 +58,16 @@ def encode_frames(
     frames: np.ndarray, *, fps: float = 8, fmt: str = "mp4", codec: str = "libx264"
 ) -> bytes:
     """Encode uint8 ``[T, H, W, 3]`` RGB frames (yuv420p) into a container held in memory."""
-    rate = Fraction(fps).limit_denominator(1001)
-    buf = io.BytesIO()
+    options = {"crf": "18", "preset": "veryfast", "threads": "1"} if codec == "libx264" else None
     # bitexact: no creation time or random segment UID in mov / matroska headers.
-    with av.open(buf, mode="w", format=fmt, options={"fflags": "+bitexact"}) as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.width = frames.shape[2]
-        stream.height = frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.thread_count = 1
-        if codec == "libx264":
-            stream.options = {"crf": "18", "preset": "veryfast", "threads": "1"}
-        for t, frame in enumerate(frames):
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            # Explicit timestamps keep the bytes identical from one run to the next.
-            video_frame.pts = t
-            video_frame.time_base = 1 / rate
-            for packet in stream.encode(video_frame):
-                container.mux(packet)
-        for packet in stream.encode(None):  # flush delayed frames
-            container.mux(packet)
-    return buf.getvalue()
+    return decode.encode_frames(
+        frames,
+        fps=fps,
+        fmt=fmt,
+        codec=codec,
+        options=options,
+        container_options={"fflags": "+bitexact"},
+    )
 
 
 def make_mp4(

@@ -18,14 +18,13 @@ writes ``<out>/<class>/<class>_<NNN>.mp4`` plus ``labels.txt``, ``train.txt`` an
 from __future__ import annotations
 
 import argparse
-import io
 import zlib
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
+
+from vjepa.data.decode import encode_frames
 
 CLASSES: tuple[str, ...] = ("down", "expand", "left", "right", "shrink", "up")
 """Class names; the label of a class is its index in ``sorted(CLASSES)`` (already sorted)."""
@@ -214,32 +213,10 @@ def encode_mp4(frames: np.ndarray, fps: float, crf: int = 29) -> bytes:
     6 KB and decodes within a mean absolute error of about 3.5 (of 255), so the corpus stays
     well below its 3 MB budget.
     """
-    rate = Fraction(fps).limit_denominator(1001)
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width = frames.shape[2]
-        stream.height = frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.thread_count = 1
-        # mbtree off: with it, x264 gave different bytes for the same frames in about one clip
-        # of six at this tiny size (run-dependent), which broke byte-for-byte reproducibility.
-        stream.options = {
-            "crf": str(crf),
-            "preset": "slow",
-            "threads": "1",
-            "x264-params": "mbtree=0",
-        }
-        for t, frame in enumerate(frames):
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            # Explicit timestamps so the rate control never depends on guessed ones.
-            video_frame.pts = t
-            video_frame.time_base = 1 / rate
-            for packet in stream.encode(video_frame):
-                container.mux(packet)
-        for packet in stream.encode(None):  # flush delayed frames
-            container.mux(packet)
-    return buf.getvalue()
+    # mbtree off: with it, x264 gave different bytes for the same frames in about one clip of
+    # six at this tiny size (run-dependent), which broke byte-for-byte reproducibility.
+    options = {"crf": str(crf), "preset": "slow", "threads": "1", "x264-params": "mbtree=0"}
+    return encode_frames(frames, fps=fps, options=options)
 
 
 def video_rng(seed: int, cls: str, index: int) -> np.random.Generator:

@@ -276,6 +276,41 @@ def probe(data: bytes, backend: Backend = "decord") -> dict:
         }
 
 
+def encode_frames(
+    frames: np.ndarray,
+    *,
+    fps: float,
+    fmt: str = "mp4",
+    codec: str = "libx264",
+    options: dict[str, str] | None = None,
+    container_options: dict[str, str] | None = None,
+) -> bytes:
+    """Encode uint8 RGB frames ``[T, H, W, 3]`` (yuv420p) into a container held in memory.
+
+    One encoder thread and explicit timestamps, so the same frames and options give the same
+    bytes from run to run (the sample-corpus generator and the tests rely on it).
+    """
+    import av
+
+    rate = Fraction(fps).limit_denominator(1001)
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=fmt, options=container_options or {}) as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.thread_count = 1
+        if options:
+            stream.options = options
+        for t, frame in enumerate(frames):
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            video_frame.pts, video_frame.time_base = t, 1 / rate
+            for packet in stream.encode(video_frame):
+                container.mux(packet)
+        for packet in stream.encode(None):  # flush delayed frames
+            container.mux(packet)
+    return buf.getvalue()
+
+
 def _scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
     """(width, height) with the short side at ``short_side`` (never upscaled), both even."""
     if short_side is None or min(width, height) <= short_side:
