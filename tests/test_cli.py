@@ -62,3 +62,18 @@ def test_entry_point_module_and_debug_traceback(tmp_path):
     assert "Traceback" not in run.stderr and "not found" in run.stderr
     run = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode != 0 and "Traceback" in run.stderr
+
+
+def test_missing_shards_fail_before_the_run_folder_is_made(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code = main(
+        [
+            "pretrain",
+            str(REPO / "configs/pretrain/demo_cpu.yaml"),
+            f"data.shards={tmp_path / 'nowhere'}",
+            f"run.dir={run_dir}",
+        ]
+    )
+    assert code == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert not run_dir.exists()

@@ -579,6 +579,9 @@ def pretrain(cfg: Config, *, nan_steps: Collection[int] = ()) -> Path:
 
     ``nan_steps``: steps whose loss is replaced by NaN (test hook for the skip / stop path).
     """
+    from vjepa.data.shards import expand_urls
+
+    expand_urls(cfg.data.shards)  # a wrong shard path fails here, before the run folder exists
     accelerator = setup(cfg)
     try:
         return _pretrain(cfg, accelerator, nan_steps)
