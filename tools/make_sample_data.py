@@ -1,11 +1,11 @@
 """Generate the embedded sample corpus: short synthetic clips whose class is a MOTION.
 
-Each clip shows one textured object over a textured background, and the whole scene moves as if
-the camera panned or zoomed. The class says only how it moves (``left``, ``right``, ``up``,
-``down``: translation with wrap-around; ``expand``, ``shrink``: a zoom about the object's
-centre). Every appearance factor (palette,
-textures, shape, object size, start position, speed) is drawn from the same distribution for all
-classes, so a single frame carries no class information and a probe has to read motion.
+Each clip shows one textured object over a textured background, both drawn in the same two grey
+tones, and the whole scene moves as if the camera panned or zoomed. The class says only how it
+moves (``left``, ``right``, ``up``, ``down``: translation with wrap-around; ``expand``,
+``shrink``: a zoom about the object's centre). Every appearance factor (textures, shape, object
+size, start position, speed) is drawn from the same distribution for all classes, so a single
+frame carries no class information and a probe has to read motion.
 
 Usage::
 
@@ -61,31 +61,24 @@ def _smooth_noise(rng: np.random.Generator, size: int, channels: int) -> np.ndar
     return (out - lo) / max(hi - lo, 1e-6)
 
 
-def _palette(rng: np.random.Generator, avoid: np.ndarray | None = None) -> np.ndarray:
-    """Two random RGB colours in [0, 255], ``[2, 3]``, far enough apart to show texture.
+TONES = np.array([[20.0, 20.0, 20.0], [235.0, 235.0, 235.0]])
+"""The two grey levels every texture mixes between, ``[2, 3]`` RGB.
 
-    With ``avoid`` (an RGB colour) the palette's mean is kept away from it, so the object never
-    vanishes into the background; the rule is the same for every class.
-    """
-    while True:
-        colours = rng.uniform(0, 255, size=(2, 3))
-        if np.abs(colours[0] - colours[1]).sum() < 120:
-            continue
-        if avoid is not None and np.abs(colours.mean(0) - avoid).sum() < 150:
-            continue
-        return colours
+Fixed on purpose: with a random colour palette per clip, colour was the easiest clip-level factor
+for the masked-prediction objective to encode (it is shared by context and target), and a short
+pretraining collapsed onto it and lost the motion (see data/README.md, "Why grey").
+"""
 
 
 class _Background:
     """A textured background that tiles the frame (a torus), so it can pan and zoom seamlessly.
 
     A sum of a few random plane waves with whole numbers of cycles per frame, mixed between
-    two palette colours; ``render(x, y)`` samples it at any (float) pixel coordinates.
+    the two ``TONES``; ``render(x, y)`` samples it at any (float) pixel coordinates.
     """
 
     def __init__(self, rng: np.random.Generator, size: int) -> None:
         self.size = size
-        self.colours = _palette(rng)
         waves = 4
         self.fx = rng.integers(-4, 5, size=waves)
         self.fy = rng.integers(1, 5, size=waves) * rng.choice([-1, 1], size=waves)
@@ -96,10 +89,10 @@ class _Background:
         arg = 2 * np.pi * (self.fx * x[..., None] + self.fy * y[..., None]) / self.size
         field = (self.amp * np.sin(arg + self.phase)).sum(-1) / self.amp.sum()  # [-1, 1]
         mix = (0.5 + 0.5 * field)[..., None]
-        return self.colours[0] * (1 - mix) + self.colours[1] * mix
+        return TONES[0] * (1 - mix) + TONES[1] * mix
 
 
-def _object_texture(rng: np.random.Generator, avoid: np.ndarray) -> np.ndarray:
+def _object_texture(rng: np.random.Generator) -> np.ndarray:
     """Texture of the object in its own normalised coordinates, float ``[N, N, 3]``.
 
     ``N`` texels span the object's [-1, 1] x [-1, 1] box; renderers sample it bilinearly, so
@@ -117,8 +110,7 @@ def _object_texture(rng: np.random.Generator, avoid: np.ndarray) -> np.ndarray:
         mix = ((np.floor((u + 1) * k) + np.floor((v + 1) * k)) % 2).astype(float)
     else:  # blobs
         mix = _smooth_noise(rng, n, 1)[..., 0]
-    colours = _palette(rng, avoid=avoid)
-    return colours[0] * (1 - mix[..., None]) + colours[1] * mix[..., None]
+    return TONES[0] * (1 - mix[..., None]) + TONES[1] * mix[..., None]
 
 
 def _shape_distance(kind: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -163,7 +155,7 @@ def make_motion_video(
         raise ValueError(f"unknown class {cls!r}; expected one of {CLASSES}")
     scale_px = size / 64.0
     background = _Background(rng, size)
-    texture = _object_texture(rng, avoid=background.colours.mean(0))  # [N, N, 3]
+    texture = _object_texture(rng)  # [N, N, 3]
     shape = int(rng.integers(3))
     radius = rng.uniform(7.0, 10.0) * scale_px  # half-size of the object in pixels
     aspect = rng.uniform(0.75, 1.33)  # width / height of the object's box
