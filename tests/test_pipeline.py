@@ -300,3 +300,12 @@ def test_expand_urls_and_slot_plan(tmp_path: Path) -> None:
         for w in range(2)
     ]
     assert [(p.stride, p.offset) for p in few] == [(4, 0), (4, 1), (4, 2), (4, 3)]
+
+
+def test_an_epoch_without_one_decodable_sample_stops_with_the_counts(tmp_path: Path) -> None:
+    from vjepa.data.pipeline import DataError
+
+    write_shards(tmp_path, 1, 0, extra=bad_samples(video(0)))
+    cfg = cfg_for(tmp_path, num_workers=0, short_video="skip")
+    with pytest.raises(DataError, match=r"no decodable sample in epoch 0 .*not_video"):
+        take(make_pretrain_loader(cfg, mask_fn=None, seed=0), 1)

@@ -394,12 +394,13 @@ class PretrainStream(IterableDataset):
                 f"{self.start['num_workers']} workers; exact resume needs the same count"
             )
         errors = DataErrors(where=f"[rank {self.rank} worker {worker}] ")
-        batch, _, _ = self._resume_point(worker, num_workers)
-        # good_in_epoch starts at 1: a resumed epoch may legitimately have nothing left.
-        rows, good_in_epoch, epoch_seen = _Rows(), 1, None
+        batch, start_epoch, skipped = self._resume_point(worker, num_workers)
+        rows, good_in_epoch, epoch_seen = _Rows(), 0, None
         for epoch, i, sample in self._epochs(worker, num_workers, errors):
             if epoch != epoch_seen:
-                if good_in_epoch == 0 and not self.cfg.resampled:
+                # An epoch resumed part-way may legitimately have no good sample left.
+                whole = epoch_seen is not None and (epoch_seen != start_epoch or skipped == 0)
+                if whole and good_in_epoch == 0 and not self.cfg.resampled:
                     raise DataError(
                         f"no decodable sample in epoch {epoch_seen} (errors: {errors.as_dict()})"
                     )
