@@ -211,6 +211,13 @@ def test_data_errors_are_counted_and_logged(tmp_path: Path) -> None:
     assert len(rows) == 2 and all(math.isfinite(r["loss"]) for r in rows)
     errors = rows[-1]["data_errors"]
     assert sum(errors.values()) >= 7, errors  # 8 good clips read: at least 7 bad ones passed
+    # A resumed run keeps counting from the checkpoint's totals instead of from zero.
+    saved = load_checkpoint(latest_checkpoint(run_dir))["counters"]["data_errors_before_resume"]
+    assert saved == errors
+    pretrain(load_config(None, [*tiny_overrides(run_dir, shards, "data.shuffle_buffer=0"),
+                                "train.max_steps=4"]))  # fmt: skip
+    after = _loss_rows(run_dir)[-1]["data_errors"]
+    assert sum(after.values()) >= sum(errors.values()) + 7, (errors, after)
 
 
 def test_metrics_reader_and_loss_plot_handle_torn_lines_and_resume(tmp_path: Path) -> None:

@@ -73,6 +73,9 @@ class Counters:
     """Current run of consecutive skipped steps."""
     batches: int = 0
     """Micro-batches this rank has taken from its loader (its exact data position)."""
+    data_errors_before_resume: dict[str, int] = field(default_factory=dict)
+    """Skipped samples by reason, all ranks, counted before the last resume (the loader's own
+    counts restart at zero in a new process)."""
 
 
 @dataclass
@@ -323,6 +326,16 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
+def _data_error_totals(run: _Run) -> dict[str, int]:
+    """Skipped samples by reason over the whole run and all ranks (collective)."""
+    errors = dict(run.counters.data_errors_before_resume)
+    for rank_errors in gather_object([run.data_errors]):
+        for counts in rank_errors.values():
+            for reason, n in counts.items():
+                errors[reason] = errors.get(reason, 0) + int(n)
+    return errors
+
+
 def save(run: _Run) -> None:
     """Checkpoint the run (collective: every rank calls it; rank 0 writes, all wait)."""
     acc, c = run.accelerator, run.counters
@@ -341,12 +354,13 @@ def save(run: _Run) -> None:
             }
         ]
     )
+    counters = asdict(c) | {"data_errors_before_resume": _data_error_totals(run)}
     if acc.is_main_process:
         state = {
             **_split_weights(weights),
             "optimizer": optim,
             "per_rank": per_rank,
-            "counters": asdict(c),
+            "counters": counters,
             "world_size": acc.num_processes,
             "config": to_dict(run.cfg),
         }
@@ -421,11 +435,7 @@ def _log_row(run: _Run, features: torch.Tensor | None) -> dict[str, Any]:
     names = sorted(k for k, m in run.meters.items() if m.count)
     local = torch.tensor([run.meters[k].mean for k in names], device=acc.device)
     means = acc.reduce(local, reduction="mean") if names else local
-    errors: dict[str, int] = {}
-    for rank_errors in gather_object([run.data_errors]):
-        for counts in rank_errors.values():
-            for reason, n in counts.items():
-                errors[reason] = errors.get(reason, 0) + int(n)
+    errors = _data_error_totals(run)
     row: dict[str, Any] = {"step": c.step, **{k: float(v) for k, v in zip(names, means.tolist())}}
     row |= {**run.schedules, **run.throughput.summary()}
     row |= {"data_errors": errors, "skipped_steps": c.skipped_steps, "time": time.time()}
