@@ -63,7 +63,7 @@ class TrainingDivergedError(RuntimeError):
 
 @dataclass
 class Counters:
-    """Everything besides weights and optimizer that a resume must restore (plain ints)."""
+    """Everything besides weights and optimizer that a resume must restore (plain values)."""
 
     step: int = 0
     """Optimizer steps attempted (good + skipped): the schedules follow it."""
