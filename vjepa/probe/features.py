@@ -157,6 +157,22 @@ def load_features(path: Path) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     return keys, torch.cat(labels), torch.cat(feats)
 
 
+def view_loader(
+    shards: str, data_cfg: DataConfig, num_clips: int, num_crops: int, batch_size: int
+) -> Iterable[dict]:
+    """Every sample of ``shards`` once per pass, as deterministic eval views (clips x crops)."""
+    from vjepa.data.pipeline import make_eval_loader
+
+    return make_eval_loader(
+        shards,
+        data_cfg=data_cfg,
+        num_clips=num_clips,
+        num_crops=num_crops,
+        batch_size=batch_size,
+        num_workers=data_cfg.num_workers,
+    )
+
+
 def load_backbone(
     backbone: str,
     *,
@@ -245,8 +261,6 @@ def extract(
     ``data_cfg=None`` cuts clips the way the backbone expects (its ``num_frames`` and
     ``img_size``). Returns ``out``; see the module docstring for the layout.
     """
-    from vjepa.data.pipeline import make_eval_loader
-
     if num_crops not in (1, 3):
         raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
     probe_cfg = data_cfg or DataConfig()
@@ -262,14 +276,7 @@ def extract(
         data_cfg = replace(
             probe_cfg, frames_per_clip=encoder.num_frames, crop_size=encoder.img_size
         )
-    loader = make_eval_loader(
-        shards,
-        data_cfg=data_cfg,
-        num_clips=num_clips,
-        num_crops=num_crops,
-        batch_size=batch_size,
-        num_workers=data_cfg.num_workers,
-    )
+    loader = view_loader(shards, data_cfg, num_clips, num_crops, batch_size)
     meta = {
         "backbone": identity,
         "pooled": pooled,

@@ -36,6 +36,7 @@ from vjepa.probe.features import (
     read_index,
     read_label_names,
     read_shard_manifest,
+    view_loader,
     write_features,
 )
 from vjepa.probe.heads import AttentiveClassifier, LinearProbe, init_head, knn_predict
@@ -220,8 +221,6 @@ def collect_features(
     With ``cache_dir`` the features are streamed to disk chunk by chunk (see
     :mod:`vjepa.probe.features`) and reused by a later run with the same backbone and views.
     """
-    from vjepa.data.pipeline import make_eval_loader
-
     meta = {
         "backbone": identity,
         "shards": shards,
@@ -234,14 +233,7 @@ def collect_features(
         index = read_index(cache_dir)
         if all(index.get(k) == json.loads(json.dumps(v)) for k, v in meta.items()):
             return _feature_set(*load_features(cache_dir), num_clips, num_crops)
-    loader = make_eval_loader(
-        shards,
-        data_cfg=data_cfg,
-        num_clips=num_clips,
-        num_crops=num_crops,
-        batch_size=batch_size,
-        num_workers=data_cfg.num_workers,
-    )
+    loader = view_loader(shards, data_cfg, num_clips, num_crops, batch_size)
     stream = extract_features(encoder, loader, pooled=pooled, device=device)
     if cache_dir is not None:
         write_features(stream, cache_dir, fmt="safetensors", meta=meta)
@@ -358,14 +350,15 @@ def fit_streaming(
         )
     num_train = int(manifest["count"])
     heads, grid = _sweep_heads(cfg, encoder.embed_dim, num_classes)
-    common = {"data_cfg": cfg.data, "batch_size": p.batch_size, "num_workers": cfg.data.num_workers}
     train_loader = make_eval_loader(
         p.train_shards,
+        data_cfg=cfg.data,
         num_clips=p.train_clips,
         num_crops=1,
+        batch_size=p.batch_size,
+        num_workers=cfg.data.num_workers,
         train_aug=True,
         seed=cfg.run.seed,
-        **common,
     )
 
     def epoch_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -376,9 +369,7 @@ def fit_streaming(
     losses = fit_heads(heads, grid, epoch_batches, epochs=p.epochs,
                        steps_per_epoch=math.ceil(num_train / p.batch_size),
                        warmup_epochs=p.warmup_epochs, device=device)  # fmt: skip
-    val_loader = make_eval_loader(
-        p.val_shards, num_clips=p.eval_clips, num_crops=p.eval_crops, **common
-    )
+    val_loader = view_loader(p.val_shards, cfg.data, p.eval_clips, p.eval_crops, p.batch_size)
     probs: list[list[torch.Tensor]] = [[] for _ in heads]
     keys, labels = [], []
     for k, y, f in extract_features(encoder, val_loader, pooled=False, device=device):
