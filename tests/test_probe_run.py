@@ -10,6 +10,7 @@ import pytest
 from vjepa.config import ConfigError, load_config
 from vjepa.data.formats import read_list
 from vjepa.data.writer import write_shards
+from vjepa.metrics import read_metrics
 from vjepa.probe.run import run_probe, run_splits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,8 +179,7 @@ def test_probe_after_pretraining(tmp_path: Path):
         ],
     )
     run_dir = pretrain(cfg)
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
-    losses = [row["loss"] for row in rows if "loss" in row]
+    losses = [row["loss"] for row in read_metrics(run_dir / "metrics.jsonl") if "loss" in row]
     assert losses[-1] < losses[0] - 0.05, losses  # the objective did go down
     top1 = {}
     for name, backbone in (("pretrained", str(run_dir)), ("random", "random")):
