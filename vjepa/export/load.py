@@ -1,20 +1,11 @@
-"""Export a frozen encoder, import official checkpoints, and load either back.
+"""Read any supported source and rebuild its module strictly: the loading half of export.
 
-An *export folder* is the one portable format of this project::
-
-    <out>/
-        model.safetensors            the exported module's state dict (official bare key names)
-        config.json                  architecture, normalisation, provenance (format_version 1)
-        README.md                    model card
-        predictor.safetensors        the predictor, when the source had one (import, HF export)
-        context_encoder.safetensors  the context encoder (``vjepa import`` only)
-        formats.json                 extra formats written and their measured max |diff|
-        model.torchscript.pt / model.onnx / hf/   optional extra formats
-
-:func:`load_encoder` reads an export folder, a run folder or checkpoint folder of ours, or an
-official V-JEPA / V-JEPA 2 ``.pt`` file, loads strictly (a missing, unexpected or mis-shaped key
-is a :class:`WeightsMismatchError` naming it) and returns a :class:`FrozenEncoder`. Reading an
-export folder or one of our checkpoints needs only safetensors and never unpickles anything.
+Sources: an export folder (see :mod:`vjepa.export`), a run folder or checkpoint folder of ours,
+or an official V-JEPA / V-JEPA 2 ``.pt`` file. :func:`read_source` reads weights, architecture
+and provenance without building anything; :func:`load_encoder` builds the encoder, loads
+strictly (a missing, unexpected or mis-shaped key is a :class:`WeightsMismatchError` naming it)
+and returns a :class:`FrozenEncoder`. Reading an export folder or one of our checkpoints needs
+only safetensors and never unpickles anything.
 """
 
 from __future__ import annotations
@@ -22,16 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from vjepa.data.augment import IMAGENET_MEAN, IMAGENET_STD
@@ -47,7 +36,6 @@ FORMATS_FILE = "formats.json"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 ONNX_FILE = "model.onnx"
 HF_DIR = "hf"
-EXTRA_FORMATS = ("torchscript", "onnx", "hf")
 ARCH_KEYS = (
     "width",
     "depth",
@@ -432,6 +420,26 @@ def build_encoder_from_arch(arch: dict[str, Any]) -> nn.Module:
         )
 
 
+def build_predictor_from_arch(arch: dict[str, Any]) -> nn.Module:
+    """A Predictor with the architecture of a config.json ``predictor`` section (meta device)."""
+    from vjepa.models.predictor import Predictor
+
+    with torch.device("meta"):
+        return Predictor(
+            embed_dim=arch["embed_dim"],
+            width=arch["width"],
+            depth=arch["depth"],
+            heads=arch["heads"],
+            mlp_ratio=arch["mlp_ratio"],
+            num_mask_tokens=arch["num_mask_tokens"],
+            img_size=arch["img_size"],
+            num_frames=arch["num_frames"],
+            patch_size=arch["patch_size"],
+            tubelet_size=arch["tubelet_size"],
+            pos_embed=arch["pos_embed"],
+        )
+
+
 # ----------------------------------------------------------------------------------------
 # The frozen encoder
 # ----------------------------------------------------------------------------------------
@@ -521,7 +529,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _config_json(loaded: Loaded) -> dict[str, Any]:
+def config_json(loaded: Loaded) -> dict[str, Any]:
     config: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "which": loaded.which,
@@ -552,355 +560,14 @@ def load_encoder(
     Returns a module in eval mode with ``requires_grad`` False.
     """
     loaded = read_source(path, which=which, num_heads=num_heads)
-    return _frozen(loaded, str(path)).to(device)
+    return frozen_encoder(loaded, str(path)).to(device)
 
 
-def _frozen(loaded: Loaded, source: str) -> FrozenEncoder:
+def frozen_encoder(loaded: Loaded, source: str) -> FrozenEncoder:
     if loaded.which == "predictor":
         raise ExportSourceError(f"{source}: holds a predictor, not an encoder")
     encoder = build_encoder_from_arch(loaded.arch)
     load_state_strict(encoder, loaded.state, f"{source} ({loaded.which} encoder)")
     return FrozenEncoder(
-        encoder, _config_json(loaded), source=source, weights_file=loaded.weights_file
+        encoder, config_json(loaded), source=source, weights_file=loaded.weights_file
     )
-
-
-# ----------------------------------------------------------------------------------------
-# Writing an export folder
-# ----------------------------------------------------------------------------------------
-
-
-def export(
-    src: str | Path,
-    out_dir: str | Path,
-    *,
-    which: Which = "target",
-    formats: Sequence[str] = (),
-    probe_report: Path | None = None,
-    num_heads: int | None = None,
-    num_frames: int | None = None,
-    img_size: int | None = None,
-) -> Path:
-    """Export one module of ``src`` as ``out_dir/model.safetensors`` + config.json + README.md.
-
-    ``src``: a run folder (its latest complete checkpoint), a checkpoint folder, an export
-    folder or an official V-JEPA / V-JEPA 2 file. ``formats`` adds any of ``torchscript``,
-    ``onnx`` (checked with onnxruntime when installed) and ``hf`` (a transformers VJEPA2Model
-    folder); each one's measured max |difference| to our module goes into formats.json.
-    """
-    unknown = [f for f in formats if f not in EXTRA_FORMATS]
-    if unknown:
-        raise ValueError(f"unknown export format(s) {unknown}; choose from {list(EXTRA_FORMATS)}")
-    if which == "predictor" and formats:
-        raise ValueError("extra formats are for encoders; export the predictor without --format")
-    loaded = read_source(
-        src,
-        which=which,
-        num_heads=num_heads,
-        num_frames=num_frames,
-        img_size=img_size,
-        with_extras=True,
-    )
-    module = _build_checked(loaded, str(src))
-    out = _prepare_out(Path(src), Path(out_dir))
-    config = _write_weights(loaded, out)
-    done = _write_formats(module, loaded, config, out, formats) if formats else {}
-    report = json.loads(Path(probe_report).read_text()) if probe_report is not None else None
-    (out / CARD_FILE).write_text(model_card(config, formats=done, probe=report))
-    return out
-
-
-def import_official(
-    path: str | Path,
-    out_dir: str | Path,
-    *,
-    num_heads: int | None = None,
-    num_frames: int | None = None,
-    img_size: int | None = None,
-) -> Path:
-    """Convert an official V-JEPA / V-JEPA 2 file into an export folder of ours.
-
-    The target encoder becomes model.safetensors; the context encoder and the predictor are
-    kept as context_encoder.safetensors and predictor.safetensors, all checked strictly.
-    ``num_frames`` / ``img_size`` record the clip geometry of a RoPE model (V-JEPA 2 files do
-    not store it; the default is its 16 x 256 pretraining clip).
-    """
-    path = Path(path)
-    if source_kind(path) != "official":
-        raise ExportSourceError(f"{path}: vjepa import takes an official checkpoint file")
-    loaded = read_source(
-        path,
-        which="target",
-        num_heads=num_heads,
-        num_frames=num_frames,
-        img_size=img_size,
-        with_extras=True,
-    )
-    _build_checked(loaded, str(path))
-    if "context" in loaded.extras:
-        context = build_encoder_from_arch(loaded.arch)
-        load_state_strict(context, loaded.extras["context"], f"{path} (context encoder)")
-    out = _prepare_out(path, Path(out_dir))
-    config = _write_weights(loaded, out, with_context=True)
-    (out / CARD_FILE).write_text(model_card(config, formats={}, probe=None))
-    return out
-
-
-def _build_checked(loaded: Loaded, source: str) -> nn.Module:
-    """Build the module the weights describe and load them strictly (the export's validation)."""
-    if loaded.which == "predictor":
-        predictor = build_predictor_from_arch(loaded.arch)
-        load_state_strict(predictor, loaded.state, f"{source} (predictor)")
-        return predictor
-    frozen = _frozen(loaded, source)
-    if "predictor" in loaded.extras and loaded.predictor_arch is not None:
-        predictor = build_predictor_from_arch(loaded.predictor_arch)
-        load_state_strict(predictor, loaded.extras["predictor"], f"{source} (predictor)")
-    return frozen
-
-
-def build_predictor_from_arch(arch: dict[str, Any]) -> nn.Module:
-    """A Predictor with the architecture of a config.json ``predictor`` section (meta device)."""
-    from vjepa.models.predictor import Predictor
-
-    with torch.device("meta"):
-        return Predictor(
-            embed_dim=arch["embed_dim"],
-            width=arch["width"],
-            depth=arch["depth"],
-            heads=arch["heads"],
-            mlp_ratio=arch["mlp_ratio"],
-            num_mask_tokens=arch["num_mask_tokens"],
-            img_size=arch["img_size"],
-            num_frames=arch["num_frames"],
-            patch_size=arch["patch_size"],
-            tubelet_size=arch["tubelet_size"],
-            pos_embed=arch["pos_embed"],
-        )
-
-
-def _prepare_out(src: Path, out: Path) -> Path:
-    src_dir = src if src.is_dir() else src.parent
-    if out.resolve() == src_dir.resolve():
-        raise ValueError(f"{out}: the export folder must differ from the source folder")
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in (TORCHSCRIPT_FILE, ONNX_FILE, ONNX_FILE + ".data", FORMATS_FILE, CONTEXT_FILE):
-        (out / stale).unlink(missing_ok=True)  # never leave files of an older export behind
-    shutil.rmtree(out / HF_DIR, ignore_errors=True)
-    return out
-
-
-def _save(state: dict[str, torch.Tensor], path: Path, which: str) -> None:
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    meta = {"format": "pt", "vjepa_format_version": str(FORMAT_VERSION), "which": which}
-    save_file(tensors, str(path), metadata=meta)
-
-
-def _write_weights(loaded: Loaded, out: Path, *, with_context: bool = False) -> dict[str, Any]:
-    _save(loaded.state, out / WEIGHTS_FILE, loaded.which)
-    predictor = loaded.extras.get("predictor") if loaded.which != "predictor" else None
-    if predictor is not None:
-        _save(predictor, out / PREDICTOR_FILE, "predictor")
-    else:
-        (out / PREDICTOR_FILE).unlink(missing_ok=True)
-        loaded.predictor_arch = None
-    if with_context and "context" in loaded.extras:
-        _save(loaded.extras["context"], out / CONTEXT_FILE, "context")
-    config = _config_json(loaded)
-    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    return config
-
-
-# ----------------------------------------------------------------------------------------
-# Extra formats
-# ----------------------------------------------------------------------------------------
-
-
-def example_input(arch: dict[str, Any], batch: int = 1, seed: int = 0) -> torch.Tensor:
-    """A seeded normal clip of the exported geometry: [batch, 3, T, S, S]."""
-    gen = torch.Generator().manual_seed(seed)
-    shape = (batch, 3, arch["num_frames"], arch["img_size"], arch["img_size"])
-    return torch.randn(shape, generator=gen)
-
-
-def _write_formats(
-    frozen: FrozenEncoder,
-    loaded: Loaded,
-    config: dict[str, Any],
-    out: Path,
-    formats: Sequence[str],
-) -> dict[str, dict[str, Any]]:
-    """Write each extra format, check it against ``frozen`` and record the result."""
-    example = example_input(loaded.arch, batch=1, seed=0)
-    check = example_input(loaded.arch, batch=2, seed=1)  # a different input and batch size
-    with torch.no_grad():
-        expected = frozen(check)  # [2, N, D]
-    done: dict[str, dict[str, Any]] = {}
-    if "torchscript" in formats:
-        done["torchscript"] = write_torchscript(frozen, out / TORCHSCRIPT_FILE, example)
-        with warnings.catch_warnings():  # torch.jit is deprecated but still the portable format
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            traced = torch.jit.load(str(out / TORCHSCRIPT_FILE))
-        with torch.no_grad():
-            done["torchscript"]["max_abs_diff"] = _diff(traced(check), expected)
-    if "onnx" in formats:
-        done["onnx"] = write_onnx(frozen, out / ONNX_FILE, example)
-        done["onnx"]["max_abs_diff"] = onnx_max_abs_diff(out / ONNX_FILE, check, expected)
-    if "hf" in formats:
-        done["hf"] = _write_hf(frozen, loaded, config, out, check)
-    (out / FORMATS_FILE).write_text(json.dumps(done, indent=2, sort_keys=True) + "\n")
-    return done
-
-
-def _diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a.float() - b.float()).abs().max().item()
-
-
-def write_torchscript(frozen: FrozenEncoder, path: Path, example: torch.Tensor) -> dict[str, Any]:
-    """torch.jit.trace of the bare encoder at the example's shape (batch size stays free)."""
-    with torch.no_grad(), warnings.catch_warnings():
-        # Constants folded into the trace (RoPE sign pattern, token ids) are shape-fixed by
-        # design: the traced file is documented as valid for this T x H x W only.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit is deprecated
-        traced = torch.jit.trace(frozen.encoder, (example,), check_trace=False)
-    traced.save(str(path))
-    return {"file": path.name, "traced_input_shape": list(example.shape)}
-
-
-def write_onnx(frozen: FrozenEncoder, path: Path, example: torch.Tensor) -> dict[str, Any]:
-    """ONNX via the TorchScript-based exporter (no onnxscript needed), dynamic batch axis."""
-    with torch.no_grad(), warnings.catch_warnings():
-        # The legacy exporter warns that it is legacy and that traced shape checks become
-        # constants; the geometry is fixed by design and the batch axis stays dynamic.
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(
-            frozen.encoder,
-            (example,),
-            str(path),
-            dynamo=False,
-            input_names=["video"],
-            output_names=["tokens"],
-            dynamic_axes={"video": {0: "batch"}, "tokens": {0: "batch"}},
-            opset_version=17,
-        )
-    return {"file": path.name, "input": "video [B,3,T,H,W]", "output": "tokens [B,N,D]"}
-
-
-def onnx_max_abs_diff(path: Path, x: torch.Tensor, expected: torch.Tensor) -> float | None:
-    """Run the ONNX file with onnxruntime (None when onnxruntime is not installed)."""
-    try:
-        import onnxruntime
-    except ImportError:
-        return None
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (tokens,) = session.run(None, {"video": x.numpy()})
-    return _diff(torch.from_numpy(tokens), expected)
-
-
-def _write_hf(
-    frozen: FrozenEncoder, loaded: Loaded, config: dict[str, Any], out: Path, x: torch.Tensor
-) -> dict[str, Any]:
-    from vjepa.hf import hf_max_abs_diff, write_hf
-
-    predictor = loaded.extras.get("predictor")
-    hf_dir = write_hf(out / HF_DIR, loaded.state, config, predictor_state=predictor)
-    try:
-        diff: float | None = hf_max_abs_diff(hf_dir, frozen.encoder, x)
-    except ImportError:  # transformers is an optional extra: the folder is still written
-        diff = None
-    return {"folder": HF_DIR, "with_predictor": predictor is not None, "max_abs_diff": diff}
-
-
-# ----------------------------------------------------------------------------------------
-# Model card
-# ----------------------------------------------------------------------------------------
-
-
-def model_card(
-    config: dict[str, Any], *, formats: dict[str, dict[str, Any]], probe: dict[str, Any] | None
-) -> str:
-    """The README.md of an export folder: what it is, how it was trained, how to load it."""
-    arch, src = config["architecture"], config["source"]
-    lines = [
-        f"# V-JEPA {config['which']} {'module' if config['which'] == 'predictor' else 'encoder'}",
-        "",
-        "Exported by `vjepa export` (format version "
-        f"{config['format_version']}). Weights: `{WEIGHTS_FILE}`; architecture: `{CONFIG_FILE}`.",
-        "",
-        "## Architecture",
-        "",
-        "| " + " | ".join(sorted(arch)) + " |",
-        "|" + "---|" * len(arch),
-        "| " + " | ".join(str(arch[k]) for k in sorted(arch)) + " |",
-        "",
-        *_training_lines(src),
-        *_probe_lines(probe),
-        *_format_lines(formats),
-    ]
-    if config["which"] != "predictor":
-        lines += _usage_lines(config)
-    return "\n".join(lines) + "\n"
-
-
-def _training_lines(src: dict[str, Any]) -> list[str]:
-    lines = ["## Training", "", f"- source: {src['kind']} (`{src['path']}`)"]
-    if src.get("step") is not None:
-        lines.append(f"- optimizer steps: {src['step']}")
-    if src.get("samples_seen") is not None:
-        lines.append(f"- clips seen: {src['samples_seen']}")
-    data = src.get("data")
-    if data:
-        count = data.get("num_samples")
-        suffix = f" ({count} videos)" if count is not None else ""
-        lines.append(f"- training data: `{data['shards']}`{suffix}")
-    for key, value in (src.get("config") or {}).items():
-        lines.append(f"- {key}: {value}")
-    return [*lines, ""]
-
-
-def _probe_lines(probe: dict[str, Any] | None) -> list[str]:
-    if probe is None:
-        return []
-    rows = [(k, v) for k, v in probe.items() if isinstance(v, (int, float, str, bool))]
-    lines = ["## Frozen-backbone probe", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.2f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in rows]
-    return [*lines, ""]
-
-
-def _format_lines(formats: dict[str, dict[str, Any]]) -> list[str]:
-    if not formats:
-        return []
-    lines = ["## Other formats", "", "| format | file | max abs diff to PyTorch |", "|---|---|---|"]
-    for name, info in formats.items():
-        diff = info.get("max_abs_diff")
-        shown = "not checked" if diff is None else f"{diff:.2e}"
-        lines.append(f"| {name} | `{info.get('file', info.get('folder'))}` | {shown} |")
-    if "hf" in formats:
-        lines += [
-            "",
-            "`transformers.VJEPA2Model.from_pretrained('hf')` takes `pixel_values_videos` as "
-            "[B, T, 3, H, W] (frames before channels).",
-        ]
-    return [*lines, ""]
-
-
-def _usage_lines(config: dict[str, Any]) -> list[str]:
-    arch, norm = config["architecture"], config["normalization"]
-    return [
-        "## How to load",
-        "",
-        "```python",
-        "import vjepa",
-        "encoder = vjepa.load_encoder('THIS_FOLDER')  # strict; eval mode; no grads",
-        f"x = encoder.preprocess(frames)  # uint8 [T,H,W,3] -> [1,3,T,{arch['img_size']},"
-        f"{arch['img_size']}]",
-        "tokens = encoder(x)  # [1, N, D] with D = " + str(arch["width"]),
-        "embedding = encoder.pool(tokens)  # [1, D]",
-        "```",
-        "",
-        f"Input: {arch['num_frames']} RGB frames at {arch['img_size']}x{arch['img_size']}, "
-        f"scaled to [0, 1] and normalised with mean {norm['mean']} and std {norm['std']}.",
-        "",
-    ]
