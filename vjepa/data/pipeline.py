@@ -574,7 +574,9 @@ class EvalStream(IterableDataset):
                 crop_size=cfg.crop_size,
                 scale=cfg.random_resize_scale,
                 aspect=cfg.random_resize_aspect,
-                hflip=cfg.hflip,
+                # Never cfg.hflip: frozen evaluation must not change what a label means
+                # (a flip turns SSv2's "pushing left" into "pushing right").
+                hflip=False,
                 generator=gen,
                 normalize=norm,
             )
@@ -669,8 +671,9 @@ def make_eval_loader(
     ``label`` Long [B] (-1 = none), ``key`` list[str], ``data_errors``; the last partial
     batch is kept. Default: uniform clip positions + :func:`eval_transform`, shards in
     their listed order (deterministic). ``train_aug=True`` (probe training): random clips and
-    random crops (``num_crops`` independent ones per clip), shard order and shuffle buffer
-    seeded by (seed, pass), so every pass over the loader sees new augmentation.
+    random-resized crops (``num_crops`` independent ones per clip), shard order and shuffle
+    buffer seeded by (seed, pass), so every pass over the loader sees new augmentation. No
+    mode ever flips (``data.hflip`` is for pretraining only): flips swap left / right labels.
     Clip length, step / fps, crop size and decoder come from ``data_cfg``; short videos are
     always padded so that no sample is dropped.
     """

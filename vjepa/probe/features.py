@@ -173,6 +173,29 @@ def view_loader(
     )
 
 
+def train_view_loader(
+    shards: str, data_cfg: DataConfig, num_clips: int, batch_size: int, seed: int
+) -> Iterable[dict]:
+    """Probe training views (streaming mode): random clip positions and random-resized crops.
+
+    Never flipped, whatever ``data.hflip`` says: frozen evaluation must not apply a
+    label-changing augmentation (a flip swaps SSv2's left / right classes). Each pass over the
+    loader (one probe epoch) draws new views, seeded by (seed, pass).
+    """
+    from vjepa.data.pipeline import make_eval_loader
+
+    return make_eval_loader(
+        shards,
+        data_cfg=replace(data_cfg, hflip=False),
+        num_clips=num_clips,
+        num_crops=1,
+        batch_size=batch_size,
+        num_workers=data_cfg.num_workers,
+        train_aug=True,
+        seed=seed,
+    )
+
+
 def load_backbone(
     backbone: str,
     *,

@@ -36,6 +36,7 @@ from vjepa.probe.features import (
     read_index,
     read_label_names,
     read_shard_manifest,
+    train_view_loader,
     view_loader,
     write_features,
 )
@@ -340,8 +341,6 @@ def fit_streaming(
     validation views, whose probabilities are accumulated per batch. Returns the best head's
     val probabilities, the val labels (as a feature-less FeatureSet), num_train and the sweep.
     """
-    from vjepa.data.pipeline import make_eval_loader
-
     p = cfg.probe
     manifest = read_shard_manifest(p.train_shards)
     if manifest is None:
@@ -350,15 +349,9 @@ def fit_streaming(
         )
     num_train = int(manifest["count"])
     heads, grid = _sweep_heads(cfg, encoder.embed_dim, num_classes)
-    train_loader = make_eval_loader(
-        p.train_shards,
-        data_cfg=cfg.data,
-        num_clips=p.train_clips,
-        num_crops=1,
-        batch_size=p.batch_size,
-        num_workers=cfg.data.num_workers,
-        train_aug=True,
-        seed=cfg.run.seed,
+    # Random clips and crops, never flips (label-changing): see train_view_loader.
+    train_loader = train_view_loader(
+        p.train_shards, cfg.data, p.train_clips, p.batch_size, seed=cfg.run.seed
     )
 
     def epoch_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
