@@ -77,3 +77,23 @@ def test_missing_shards_fail_before_the_run_folder_is_made(tmp_path, capsys):
     assert code == 2
     assert "nowhere" in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+def test_user_errors_exit_2_and_bugs_exit_1(capsys, tmp_path, monkeypatch):
+    # A user error raised deep in the library (the writer's argument check) is exit 2 ...
+    out = tmp_path / "out"
+    assert main(["shards", str(tmp_path), "--out", str(out), "--prefix", "a b"]) == 2
+    err = capsys.readouterr().err
+    assert "shard prefix must match" in err and "Traceback" not in err
+    # ... but a ValueError that is not a UsageError is a bug: exit 1, one line, no traceback.
+    import vjepa.data.writer
+
+    def buggy(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(vjepa.data.writer, "write_shards", buggy)
+    assert main(["shards", str(tmp_path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "failed: ValueError: an internal bug (run with --debug" in err
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(["shards", str(tmp_path), "--out", str(out), "--debug"])

@@ -1,7 +1,8 @@
 """`vjepa <command>`: parse the arguments, call one function, map errors to exit codes.
 
-Exit codes: 0 success, 1 runtime failure, 2 user error (bad config, missing file, bad
-argument). Errors print one line; `--debug` shows the traceback.
+Exit codes: 0 success, 1 runtime failure or bug, 2 user error (bad config, missing file, bad
+argument or input: :class:`vjepa.errors.UsageError`). Errors print one line; `--debug` shows
+the traceback.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vjepa.config import ConfigError, load_config
+from vjepa.errors import UsageError
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USER = 0, 1, 2
 
-
-class UsageError(ValueError):
-    """A bad command-line argument (exit code 2)."""
+USER_ERRORS: tuple[type[BaseException], ...] = (UsageError, ConfigError, FileNotFoundError)
+"""Exit 2. ConfigError and the readers' errors are UsageErrors; a missing file is the user's
+too. Any other exception, a ValueError included, is a bug: exit 1."""
 
 
 def _size(text: str) -> int:
@@ -70,9 +72,12 @@ def cmd_shards(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)  # config errors first, before heavy imports
-    from vjepa.train import pretrain
+    from vjepa.train import LaunchError, pretrain
 
-    pretrain(cfg)
+    try:
+        pretrain(cfg)
+    except LaunchError as err:  # a wrong `accelerate launch` line: the user's to fix
+        raise UsageError(str(err)) from err
     return EXIT_OK
 
 
@@ -305,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ConfigError, UsageError, FileNotFoundError, ValueError) as err:
+    except USER_ERRORS as err:
         if args.debug:
             raise
         print(f"vjepa {args.command}: error: {err}", file=sys.stderr)

@@ -17,8 +17,10 @@ from typing import Any, Literal
 
 import yaml
 
+from vjepa.errors import UsageError
 
-class ConfigError(ValueError):
+
+class ConfigError(UsageError):
     """A user error in a config file or override; the message names the key."""
 
 

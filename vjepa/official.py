@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from vjepa.errors import UsageError
 from vjepa.models.encoder import VisionTransformer
 from vjepa.models.layers import sincos_pos_embed_3d
 from vjepa.models.predictor import Predictor
@@ -45,7 +46,7 @@ _V2_PRED_HEADS = {384: 12}
 _V2_DEFAULT_FRAMES, _V2_DEFAULT_SIZE = 16, 256  # V-JEPA 2 pretraining clip (RoPE: geometry-free)
 
 
-class CheckpointFormatError(ValueError):
+class CheckpointFormatError(UsageError):
     """An official checkpoint that cannot be read or does not fit our modules; names the key."""
 
 

@@ -24,13 +24,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vjepa.errors import UsageError
+
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 """File suffixes (lower case) that count as videos when scanning folders."""
 
 FORMATS: tuple[str, ...] = ("auto", "folder", "list", "ucf101", "hmdb51", "kinetics", "ssv2")
 
 
-class ListFormatError(ValueError):
+class ListFormatError(UsageError):
     """An annotation / list file that cannot be read; the message names the file and line."""
 
 
@@ -179,13 +181,13 @@ def read_list(
 def _split_kind(split: str) -> str:
     """'train' or 'test' (val is the test split of UCF101 / HMDB51)."""
     if split not in ("train", "test", "val"):
-        raise ValueError(f"unknown split {split!r} (train, test or val)")
+        raise UsageError(f"unknown split {split!r} (train, test or val)")
     return "train" if split == "train" else "test"
 
 
 def _check_split_id(split_id: int) -> None:
     if split_id not in (1, 2, 3):
-        raise ValueError(f"split id must be 1, 2 or 3, got {split_id!r}")
+        raise UsageError(f"split id must be 1, 2 or 3, got {split_id!r}")
 
 
 def read_ucf101(
@@ -332,7 +334,7 @@ def read_ssv2(
     ann = ann.parent if ann.is_file() else _require_dir(ann, "SSv2 annotation folder")
     root = Path(root) if root is not None else ann
     if split not in _SSV2_SPLITS:
-        raise ValueError(f"unknown split {split!r} (train, val or test)")
+        raise UsageError(f"unknown split {split!r} (train, val or test)")
     labels_file = _require_file(ann / "something-something-v2-labels.json", "SSv2 labels")
     split_file = ann / f"something-something-v2-{_SSV2_SPLITS[split]}.json"
     try:
@@ -396,7 +398,7 @@ def read_source(
 ) -> Listing:
     """Read any supported input; ``fmt="auto"`` guesses it from ``src`` (see ``detect_format``)."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown input format {fmt!r} (one of {', '.join(FORMATS)})")
+        raise UsageError(f"unknown input format {fmt!r} (one of {', '.join(FORMATS)})")
     fmt = detect_format(src) if fmt == "auto" else fmt
     src = Path(src)
     if fmt == "folder":

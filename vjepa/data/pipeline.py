@@ -65,6 +65,7 @@ from vjepa.data.augment import eval_transform, normalize_, train_transform
 from vjepa.data.clips import clip_indices
 from vjepa.data.decode import DecodeError, open_video
 from vjepa.data.shards import expand_urls, slot_plan
+from vjepa.errors import UsageError
 
 log = logging.getLogger("vjepa.data")
 
@@ -77,8 +78,8 @@ _SHARDS, _SHUFFLE, _AUG, _MASK, _RESAMPLE = 1, 2, 3, 4, 5
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter (malloc.h)
 
 
-class DataError(ValueError):
-    """The data cannot feed training at all (e.g. no decodable sample in an epoch)."""
+class DataError(UsageError):
+    """The data cannot feed training at all (e.g. no decodable sample in an epoch): exit 2."""
 
 
 def seed_for(*parts: int) -> int:

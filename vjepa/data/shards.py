@@ -23,8 +23,10 @@ from pathlib import Path
 
 import braceexpand
 
+from vjepa.errors import UsageError
 
-class ShardSpecError(ValueError):
+
+class ShardSpecError(UsageError):
     """A shard spec that expands to nothing or names missing local files."""
 
 

@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from vjepa.data.decode import DecodeError, probe, transcode
 from vjepa.data.formats import SkippedInput, VideoItem
+from vjepa.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +289,7 @@ def _check_args(
 ) -> None:
     """User errors, raised before any file is touched."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+", prefix):
-        raise ValueError(f"shard prefix must match [A-Za-z0-9_-]+, got {prefix!r}")
+        raise UsageError(f"shard prefix must match [A-Za-z0-9_-]+, got {prefix!r}")
     checks = [
         ("max_shard_size", max_shard_size, max_shard_size > 0),
         ("max_count", max_count, max_count >= 1),
@@ -298,7 +299,7 @@ def _check_args(
     ]
     for name, value, ok in checks:
         if not ok:
-            raise ValueError(f"{name} must be positive, got {value!r}")
+            raise UsageError(f"{name} must be positive, got {value!r}")
 
 
 def _record_skip(skipped: list[SkippedInput], skip: SkippedInput) -> None:

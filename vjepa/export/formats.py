@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from vjepa.errors import UsageError
 from vjepa.export.card import model_card
 from vjepa.export.load import (
     CARD_FILE,
@@ -72,9 +73,9 @@ def export(
     """
     unknown = [f for f in formats if f not in EXTRA_FORMATS]
     if unknown:
-        raise ValueError(f"unknown export format(s) {unknown}; choose from {list(EXTRA_FORMATS)}")
+        raise UsageError(f"unknown export format(s) {unknown}; choose from {list(EXTRA_FORMATS)}")
     if which == "predictor" and formats:
-        raise ValueError("extra formats are for encoders; export the predictor without --format")
+        raise UsageError("extra formats are for encoders; export the predictor without --format")
     loaded = read_source(
         src,
         which=which,
@@ -144,7 +145,7 @@ def _build_checked(loaded: Loaded, source: str) -> nn.Module:
 def _prepare_out(src: Path, out: Path) -> Path:
     src_dir = src if src.is_dir() else src.parent
     if out.resolve() == src_dir.resolve():
-        raise ValueError(f"{out}: the export folder must differ from the source folder")
+        raise UsageError(f"{out}: the export folder must differ from the source folder")
     out.mkdir(parents=True, exist_ok=True)
     for stale in (TORCHSCRIPT_FILE, ONNX_FILE, ONNX_FILE + ".data", FORMATS_FILE, CONTEXT_FILE):
         (out / stale).unlink(missing_ok=True)  # never leave files of an older export behind

@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from vjepa.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from vjepa.errors import UsageError
 from vjepa.official import WeightsMismatchError, load_state_strict
 
 FORMAT_VERSION = 1
@@ -142,7 +143,7 @@ def read_source(
 def _set_geometry(loaded: Loaded, geometry: dict[str, int], source: str) -> None:
     """Record another input geometry (RoPE only: a sin-cos table is stored at its own size)."""
     if loaded.arch["pos_embed"] != "rope":
-        raise ValueError(
+        raise UsageError(
             f"{source}: num_frames / img_size can only be changed for RoPE encoders; this one "
             "has a stored sin-cos table (it still accepts other clip sizes by resampling it)"
         )

@@ -18,6 +18,8 @@ from timm.layers import Mlp
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from vjepa.errors import UsageError
+
 
 class CrossAttentionBlock(nn.Module):
     """Pre-LN cross-attention (queries attend to tokens) followed by a pre-LN MLP."""
@@ -25,7 +27,7 @@ class CrossAttentionBlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"probe embed dim {dim} is not divisible by probe.heads={num_heads}")
+            raise UsageError(f"probe embed dim {dim} is not divisible by probe.heads={num_heads}")
         self.num_heads = num_heads
         self.norm_q = nn.LayerNorm(dim)
         self.norm_x = nn.LayerNorm(dim)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vjepa.config import Config, ConfigError, DataConfig, save_config, to_dict
+from vjepa.errors import UsageError
 from vjepa.probe.features import (
     extract_features,
     load_backbone,
@@ -393,13 +394,13 @@ def _label_names(shards: str, *label_sets: torch.Tensor) -> list[str]:
     top = max(int(y.max()) for y in label_sets)
     low = min(int(y.min()) for y in label_sets)
     if low < 0:
-        raise ValueError(
+        raise UsageError(
             f"{shards}: some samples have no label (-1); a probe needs labelled shards"
         )
     if names is None:
         names = [str(c) for c in range(top + 1)]
     if top >= len(names):
-        raise ValueError(f"label {top} out of range for the {len(names)} classes of {shards}")
+        raise UsageError(f"label {top} out of range for the {len(names)} classes of {shards}")
     return names
 
 
