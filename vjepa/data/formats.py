@@ -2,10 +2,13 @@
 
 Every reader returns a :class:`Listing`: the videos in a deterministic order (``VideoItem``),
 the class names (index = label, or None for unlabelled data) and the inputs it had to skip
-(``SkippedInput``, e.g. a Kinetics clip that was never downloaded). Readers do not open videos;
-the shard writer finds unreadable files. Supported:
+(``SkippedInput``, e.g. a Kinetics clip that was never downloaded). Readers do not decode
+videos; the shard writer finds unreadable ones. Supported:
 
 - ``folder``   every video under a folder (recursive); optionally the class is the folder name.
+               A file counts as a video by its suffix (:data:`VIDEO_EXTENSIONS`, a complete list)
+               or, for any other suffix, by its content (the container is probed: a video stream
+               that is not a still image). Every other file is listed as skipped (``not_video``).
 - ``list``     ``path label`` lines (the original V-JEPA format, space- or comma-separated).
 - ``ucf101``   ``classInd.txt`` + ``trainlist0N.txt`` / ``testlist0N.txt``.
 - ``hmdb51``   ``<class>_test_split<N>.txt`` (1 = train, 2 = test, 0 = unused).
@@ -26,8 +29,19 @@ from pathlib import Path
 
 from vjepa.errors import UsageError
 
-VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
-"""File suffixes (lower case) that count as videos when scanning folders."""
+VIDEO_EXTENSIONS: tuple[str, ...] = (
+    *(".mp4", ".m4v", ".mov", ".qt", ".mkv", ".mk3d", ".webm", ".avi", ".divx"),  # common
+    *(".mpeg", ".mpg", ".mpe", ".m1v", ".m2v", ".mpv", ".m2p", ".vob"),  # MPEG program streams
+    *(".ts", ".m2t", ".mts", ".m2ts", ".tp", ".trp"),  # MPEG transport streams
+    *(".flv", ".f4v", ".wmv", ".asf", ".3gp", ".3g2", ".ogv", ".ogm", ".mxf", ".dv", ".dif"),
+    *(".rm", ".rmvb", ".nut", ".y4m", ".ivf", ".mj2", ".amv", ".wtv", ".gxf"),
+    *(".h264", ".264", ".h265", ".265", ".hevc", ".mjpeg", ".mjpg"),  # raw elementary streams
+)
+"""File suffixes (lower case) of video containers FFmpeg reads: taken without opening the file.
+A file of any other suffix is taken when its content probes as a video (:func:`sniff_video`)."""
+
+_STILL_IMAGE_DEMUXERS = ("image2", "gif", "apng")
+"""FFmpeg demuxers of single pictures (plus every ``*_pipe`` one, e.g. ``png_pipe``)."""
 
 FORMATS: tuple[str, ...] = ("auto", "folder", "list", "ucf101", "hmdb51", "kinetics", "ssv2")
 
@@ -72,13 +86,62 @@ def _is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def _scan_videos(root: Path) -> list[Path]:
-    """All video files under ``root``, sorted by relative path (deterministic across runs)."""
+def sniff_video(path: str | Path) -> str | None:
+    """None when the container at ``path`` holds a video stream, else why it is not a video.
+
+    Reads only the container header (FFmpeg's format probe through PyAV, nothing decoded), so a
+    video with an unusual suffix is taken and a text file, a still image or an audio file is
+    not. Whether the frames decode is the shard writer's check (it probes every video).
+    """
+    import av  # PyAV: already a core dependency (decode.py's fallback backend)
+
+    try:
+        with av.open(str(path), mode="r") as container:
+            demuxer = container.format.name
+            streams = [s for s in container.streams.video if not _is_cover_art(s)]
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
+        return f"not a media file ({type(err).__name__}: {err})"
+    if demuxer in _STILL_IMAGE_DEMUXERS or demuxer.endswith("_pipe"):
+        return f"a still image ({demuxer})"
+    if not streams:
+        return f"no video stream (container {demuxer})"
+    return None
+
+
+def _is_cover_art(stream: object) -> bool:
+    """An audio file's attached picture is a 'video stream' of one frame: not a video."""
+    import av
+
+    flag = getattr(getattr(av.stream, "Disposition", None), "attached_pic", None)
+    disposition = getattr(stream, "disposition", None)
+    return flag is not None and disposition is not None and bool(disposition & flag)
+
+
+def _scan_files(root: Path) -> list[Path]:
+    """All files under ``root``, sorted by relative path (deterministic across runs)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames.sort()
-        found += [Path(dirpath) / f for f in filenames if _is_video(Path(f))]
+        found += [Path(dirpath) / f for f in filenames]
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _scan_videos(root: Path) -> list[Path]:
+    """The files under ``root`` with a video suffix, sorted (Kinetics looks clips up by stem)."""
+    return [p for p in _scan_files(root) if _is_video(p)]
+
+
+def _split_videos(root: Path) -> tuple[list[Path], list[SkippedInput]]:
+    """Every file under ``root``: the videos (by suffix, else by content) and the rest."""
+    videos, skipped = [], []
+    for p in _scan_files(root):
+        why = None if _is_video(p) else sniff_video(p)
+        if why is None:
+            videos.append(p)
+        else:
+            # relative, like the writer's `source` paths: a manifest does not leak local paths
+            skipped.append(SkippedInput(p.relative_to(root).as_posix(), "not_video", why))
+    return videos, skipped
 
 
 def _require_dir(path: Path, what: str) -> Path:
@@ -105,15 +168,15 @@ def _text_lines(path: Path) -> list[tuple[int, str]]:
 
 
 def read_folder(root: str | Path, *, labels_from_folders: bool = False) -> Listing:
-    """Every video under ``root`` (recursive, sorted).
+    """Every video under ``root`` (recursive, sorted); every other file is listed as skipped.
 
     With ``labels_from_folders`` the class is the first folder below ``root``
     (``root/<class>/.../video.mp4``) and labels index the sorted class names.
     """
     root = _require_dir(Path(root), "video folder")
-    paths = _scan_videos(root)
+    paths, skipped = _split_videos(root)
     if not labels_from_folders:
-        return Listing([VideoItem(str(p)) for p in paths])
+        return Listing([VideoItem(str(p)) for p in paths], skipped=skipped)
     top = [p for p in paths if len(p.relative_to(root).parts) < 2]
     if top:
         raise ListFormatError(
@@ -126,7 +189,7 @@ def read_folder(root: str | Path, *, labels_from_folders: bool = False) -> Listi
     for p in paths:
         name = p.relative_to(root).parts[0]
         items.append(VideoItem(str(p), index[name], name))
-    return Listing(items, classes)
+    return Listing(items, classes, skipped)
 
 
 def read_label_names(path: str | Path) -> list[str]:

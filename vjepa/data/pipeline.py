@@ -64,14 +64,16 @@ from vjepa.config import ConfigError, DataConfig
 from vjepa.data.augment import eval_transform, normalize_, train_transform
 from vjepa.data.clips import clip_indices
 from vjepa.data.decode import DecodeError, open_video
+from vjepa.data.formats import VIDEO_EXTENSIONS
 from vjepa.data.shards import expand_urls, slot_plan
 from vjepa.errors import UsageError
 
 log = logging.getLogger("vjepa.data")
 
 MaskFn = Callable[[int, torch.Generator], dict]
-VIDEO_EXTS: tuple[str, ...] = ("mp4", "m4v", "mov", "mkv", "webm", "avi")
-"""Sample members read as the video, first match wins (our shards use ``mp4``)."""
+VIDEO_EXTS: tuple[str, ...] = tuple(e.lstrip(".") for e in VIDEO_EXTENSIONS)
+"""Sample members read as the video: any video container suffix (vjepa.data.formats), in any
+case, first match in this order wins (our shards use ``mp4``; the decoders go by content)."""
 
 # Domain tags keep the seeds of different random streams apart.
 _SHARDS, _SHUFFLE, _AUG, _MASK, _RESAMPLE = 1, 2, 3, 4, 5
@@ -134,7 +136,8 @@ class DataErrors:
 def _parse_sample(sample: dict, errors: DataErrors) -> tuple[str, bytes, int] | None:
     """(key, video bytes, label or -1) of a tar sample, or None after counting why not."""
     key = str(sample.get("__key__", "?"))
-    video = next((sample[e] for e in VIDEO_EXTS if e in sample), None)
+    members = {k.lower(): k for k in sample if not k.startswith("__")}
+    video = next((sample[members[e]] for e in VIDEO_EXTS if e in members), None)
     if video is None:
         errors.count(
             "missing_video", key, f"members: {sorted(k for k in sample if not k.startswith('__'))}"
