@@ -44,6 +44,7 @@ def test_folder_to_shards_round_trip(tmp_path: Path) -> None:
         label_names=listing.label_names,
         source_root=tmp_path / "src",
         progress=False,
+        shuffle_seed=None,  # input order: compared file by file below
     )
     assert manifest["count"] == 6 and manifest["skipped"] == []
     assert manifest["label_names"] == ["jump", "run"] and manifest["num_classes"] == 2
@@ -151,12 +152,13 @@ def test_shards_respect_count_and_size_limits(tmp_path: Path) -> None:
     assert len(sizes) > 1 and max(sizes) <= limit
     assert sizes == [(tmp_path / "s" / s["name"]).stat().st_size for s in by_size["shards"]]
     assert sum(s["count"] for s in by_size["shards"]) == 10
-    # Same samples in the same order, whatever the split into shards.
+    # Same samples in the same (seeded, shuffled) order, whatever the split into shards.
     keys = [s["__key__"] for s in _read_back(tmp_path / "s")]
     assert keys == [s["__key__"] for s in _read_back(tmp_path / "c")]
+    assert sorted(keys) != keys and sorted(keys)[0] == "000000_jump_0"
     # The tar members are exactly <key>.json + <key>.mp4.
     with tarfile.open(tmp_path / "c" / "shard-000000.tar") as tar:
-        assert tar.getnames()[:2] == ["000000_jump_0.json", "000000_jump_0.mp4"]
+        assert tar.getnames()[:2] == [f"{keys[0]}.json", f"{keys[0]}.mp4"]
 
 
 def test_reencode_short_side_and_fps(tmp_path: Path) -> None:
@@ -198,7 +200,7 @@ def test_rerun_replaces_old_shards_and_interrupt_leaves_no_half_shard(
     monkeypatch.setattr(writer, "_record_skip", interrupt)
     broken = items[:3] + [VideoItem(str(tmp_path / "gone.mp4"))] + items[3:]
     with pytest.raises(KeyboardInterrupt):
-        write_shards(broken, out, max_count=2, progress=False)
+        write_shards(broken, out, max_count=2, progress=False, shuffle_seed=None)
     names = sorted(p.name for p in out.iterdir())
     assert names == ["shard-000000.tar"]  # no manifest, no .tmp; the one complete shard
     with pytest.raises(FileNotFoundError, match="not a complete shard set"):

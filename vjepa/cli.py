@@ -63,6 +63,7 @@ def cmd_shards(args: argparse.Namespace) -> int:
         workers=args.workers,
         label_names=listing.label_names,
         skipped=listing.skipped,
+        shuffle_seed=None if args.no_shuffle else args.seed,
         # json `source` paths are stored relative to this, so shards don't leak local paths
         source_root=args.root or (args.src if Path(args.src).is_dir() else Path(args.src).parent),
     )
@@ -166,7 +167,9 @@ def _add_shards(sub: argparse._SubParsersAction) -> None:
         help="write videos into webdataset tar shards",
         description="Turn a folder, a list file or an official annotation set (UCF101, HMDB51, "
         "Kinetics, SSv2) into webdataset shards <prefix>-%%06d.tar (<key>.mp4 + <key>.json) "
-        "plus manifest.json. Unreadable inputs are skipped and listed with their reason.",
+        "plus manifest.json, samples in a seeded random order (--no-shuffle keeps the input "
+        "order). Files that are not videos and unreadable videos are skipped and listed in "
+        "manifest.json with their reason.",
     )
     p.add_argument("src", help="folder of videos, list/CSV file, or annotation file/folder")
     p.add_argument("--out", required=True, help="output folder for the shards")
@@ -190,6 +193,10 @@ def _add_shards(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-count", type=int, default=1000, help="samples per shard")
     p.add_argument("--workers", type=int, default=1, help="parallel reader/encoder processes")
     p.add_argument("--prefix", default="shard", help="shard file name prefix")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffled sample order")
+    p.add_argument(
+        "--no-shuffle", action="store_true", help="keep the input order (default: shuffled)"
+    )
     p.set_defaults(func=cmd_shards)
 
 

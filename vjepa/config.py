@@ -75,6 +75,10 @@ class DataConfig:
     """Videos with fewer decodable frames than this are skipped (counted as too_short)."""
     shuffle_buffer: int = 256
     """Samples held in the seeded shuffle buffer (0: no shuffle)."""
+    shuffle_cover_mb: float = 512.0
+    """A corpus whose shards total at most this many MB (their manifest.json says) is shuffled
+    whole: the buffer grows to hold all of it, so batches mix classes however the shards were
+    written. Raw (undecoded) samples; each loader worker holds only its share. 0: never."""
     resampled: bool = False
     """Infinite resampled shard stream (large runs); False = exact epochs, exact resume position."""
     decoder: Literal["decord", "pyav"] = "decord"
@@ -270,6 +274,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "data.crop_size": _POSITIVE,
     "data.min_frames": _POSITIVE,
     "data.shuffle_buffer": _NON_NEGATIVE,
+    "data.shuffle_cover_mb": _NON_NEGATIVE,
     "mask.ratio": (lambda v: 0 < v < 1, "must be within (0, 1)"),
     "model.patch_size": _POSITIVE,
     "model.tubelet_size": _POSITIVE,

@@ -4,7 +4,8 @@ Per (rank, worker) slot the stream is
 
     shard URLs (shuffled per epoch, split over slots: vjepa.data.shards.slot_plan)
       -> webdataset ``tarfile_samples`` (tar -> {"__key__", "mp4", "json"})
-      -> seeded shuffle buffer
+      -> seeded shuffle buffer (``data.shuffle_buffer``; the whole corpus when its manifest
+         says it fits in ``data.shuffle_cover_mb``: :func:`shuffle_buffer_for`)
       -> decode ONLY the frames of the sampled clips (one decoder open per video)
       -> one crop + flip per clip -> batch -> masks (``mask_fn``, run here, in the worker)
 
@@ -51,7 +52,9 @@ import json
 import logging
 import random
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from itertools import count, islice
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -231,6 +234,48 @@ def _slot_samples(
         )
         samples = shuffle(samples)
     return iter(samples)
+
+
+def corpus_size(urls: list[str]) -> tuple[int, int] | None:
+    """(samples, bytes) of local shards, from their folders' manifest.json; else None.
+
+    None as soon as one shard is remote or not listed in a manifest (written by vjepa shards).
+    """
+    listed: dict[Path, dict[str, dict]] = {}
+    samples = size = 0
+    for url in urls:
+        path = Path(url)
+        if ":" in url.split("/", 1)[0] or not path.is_file():  # pipe:, http(s):, s3: ...
+            return None
+        if path.parent not in listed:
+            manifest = path.parent / "manifest.json"
+            try:
+                shards = json.loads(manifest.read_text())["shards"] if manifest.is_file() else []
+                listed[path.parent] = {s["name"]: s for s in shards}
+            except (ValueError, KeyError, TypeError):  # not a manifest of ours
+                listed[path.parent] = {}
+        entry = listed[path.parent].get(path.name)
+        if entry is None:
+            return None
+        samples, size = samples + int(entry["count"]), size + int(entry["bytes"])
+    return samples, size
+
+
+def shuffle_buffer_for(urls: list[str], cfg: DataConfig) -> int:
+    """The shuffle buffer a stream uses: ``cfg.shuffle_buffer``, or the whole corpus.
+
+    A finite buffer over shards written in a sorted order (a list file sorted by class) gives
+    batches of a few neighbouring classes. When the manifests say the corpus totals at most
+    ``cfg.shuffle_cover_mb`` MB, the buffer grows to the corpus size: every sample can land in
+    every batch (i.i.d. within an epoch). Memory: each worker holds its share, undecoded.
+    """
+    if cfg.shuffle_buffer <= 1 or cfg.shuffle_cover_mb <= 0:
+        return cfg.shuffle_buffer  # no shuffling asked for, or covering disabled
+    known = corpus_size(urls)
+    if known is None or known[1] > cfg.shuffle_cover_mb * 1e6 or known[0] <= cfg.shuffle_buffer:
+        return cfg.shuffle_buffer
+    log.info("shuffle buffer %d -> %d: it covers the whole corpus", cfg.shuffle_buffer, known[0])
+    return known[0]
 
 
 def _resampled_samples(
@@ -495,6 +540,7 @@ def make_pretrain_loader(
     ``start`` is :func:`loader_state` of a previous run of this rank.
     """
     urls = expand_urls(data_cfg.shards)
+    data_cfg = replace(data_cfg, shuffle_buffer=shuffle_buffer_for(urls, data_cfg))
     stream = PretrainStream(
         urls, data_cfg, mask_fn=mask_fn, seed=seed, rank=rank, world_size=world_size, start=start
     )
@@ -682,6 +728,8 @@ def make_eval_loader(
     always padded so that no sample is dropped.
     """
     urls = expand_urls(shards)
+    if train_aug:  # probe training: shuffled like pretraining (eval passes keep shard order)
+        data_cfg = replace(data_cfg, shuffle_buffer=shuffle_buffer_for(urls, data_cfg))
     stream = EvalStream(
         urls,
         data_cfg,

@@ -7,9 +7,14 @@ at ``max_count`` samples or ``max_shard_size`` bytes.
 
 Guarantees:
 
-- Deterministic: keys, order and shard contents follow the input order, whatever ``workers``
-  is (a process pool reads / probes / re-encodes with an ordered, bounded window; this process
-  alone writes). Copied videos give byte-identical shards; re-encoded ones the same keys,
+- Shuffled: samples are written in a seeded random order (``shuffle_seed``, default 0; None
+  keeps the input order). Sorted inputs (a list file sorted by class) would otherwise give
+  shards of one or two classes each, and batches drawn through a finite shuffle buffer would
+  hold few classes. Keys keep the input index (``000123_name``), so a sample is traced back to
+  its input line whatever the order.
+- Deterministic: keys, order and shard contents follow (input order, seed), whatever
+  ``workers`` is (a process pool reads / probes / re-encodes with an ordered, bounded window;
+  this process alone writes). Copied videos give byte-identical shards; re-encoded ones the same keys,
   order and frames, but x264 driven through PyAV occasionally emits different bytes for the
   same input (about 2% of clips in one test), so compare decoded frames, not bytes.
 - Streaming: at most ``4 * workers`` prepared videos are held in memory at any time.
@@ -28,6 +33,7 @@ import json
 import logging
 import multiprocessing
 import os
+import random
 import re
 import tarfile
 from collections import Counter, deque
@@ -242,6 +248,7 @@ def write_shards(
     source_root: str | Path | None = None,
     skipped: Sequence[SkippedInput] = (),
     progress: bool = True,
+    shuffle_seed: int | None = 0,
 ) -> dict:
     """Write ``items`` into webdataset shards in ``out_dir``; returns the manifest.
 
@@ -249,6 +256,8 @@ def write_shards(
     ``workers`` processes read, probe and re-encode in parallel (output identical to 1
     worker). ``skipped``: inputs a reader already rejected, carried into the manifest.
     ``source_root``: record sources relative to it (default: the paths as given).
+    ``shuffle_seed``: write the samples in the order of this seeded permutation (None: in
+    input order); keys keep the input index.
     """
     _check_args(prefix, max_shard_size, max_count, short_side, fps, workers)
     out_dir = Path(out_dir)
@@ -258,6 +267,8 @@ def write_shards(
         (i, item, sample_key(i, item, width), _source_name(item.path, source_root))
         for i, item in enumerate(items)
     ]
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(jobs)  # Mersenne Twister: the same on every platform
     sink = _ShardSink(out_dir, prefix, max_shard_size, max_count)
     all_skipped = list(skipped)
     bar = tqdm(total=len(jobs), unit="video", desc="shards", disable=not progress)
@@ -275,6 +286,7 @@ def write_shards(
     finally:
         bar.close()
     manifest = _manifest(sink.shards, all_skipped, label_names, len(items), short_side, fps)
+    manifest["shuffle_seed"] = shuffle_seed
     _write_json_atomic(out_dir / MANIFEST_NAME, manifest)
     return manifest
 
@@ -349,6 +361,8 @@ def format_summary(manifest: dict) -> str:
         lines.append(f"  {shards[0]['name']} .. {shards[-1]['name']}")
     if manifest["num_classes"] is not None:
         lines.append(f"  {manifest['num_classes']} classes")
+    seed = manifest.get("shuffle_seed")
+    lines.append("  input order kept" if seed is None else f"  order shuffled (seed {seed})")
     skipped = manifest["skipped"]
     if skipped:
         by_reason = ", ".join(f"{r}: {n}" for r, n in manifest["skipped_by_reason"].items())
