@@ -107,6 +107,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         num_clips=args.clips,
         num_crops=args.crops,
         batch_size=args.batch_size,
+        num_heads=args.num_heads,
     )
     print(f"features written to {out}")
     return EXIT_OK
@@ -123,6 +124,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         formats=formats,
         probe_report=Path(args.probe_report) if args.probe_report else None,
         num_heads=args.num_heads,
+        pred_num_heads=args.pred_num_heads,
     )
     print(f"exported to {out}")
     return EXIT_OK
@@ -131,7 +133,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from vjepa.export import import_official
 
-    out = import_official(args.file, args.out, num_heads=args.num_heads)
+    out = import_official(
+        args.file, args.out, num_heads=args.num_heads, pred_num_heads=args.pred_num_heads
+    )
     print(f"imported to {out}")
     return EXIT_OK
 
@@ -159,6 +163,14 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         metavar="key.sub=value",
         help="override any config key, e.g. optim.lr=3e-4 data.batch_size=16",
     )
+
+
+def _add_heads_args(p: argparse.ArgumentParser, predictor: bool = True) -> None:
+    """Head counts of official-format files of a non-official width (weights do not fix them)."""
+    default = "default: the official count, else width // 64 (head dim 64), said in one line"
+    p.add_argument("--num-heads", type=int, help=f"encoder attention heads ({default})")
+    if predictor:
+        p.add_argument("--pred-num-heads", type=int, help=f"predictor attention heads ({default})")
 
 
 def _add_shards(sub: argparse._SubParsersAction) -> None:
@@ -241,6 +253,7 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clips", type=int, default=1, help="temporal clips per video")
     p.add_argument("--crops", type=int, default=1, choices=[1, 3], help="spatial crops per clip")
     p.add_argument("--batch-size", type=int, default=8)
+    _add_heads_args(p, predictor=False)
     _add_config_args(p, required=False)
     p.set_defaults(func=cmd_extract)
 
@@ -257,9 +270,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--which", default="target", choices=["target", "context", "predictor"])
     p.add_argument("--format", help="extra formats, comma-separated: torchscript,onnx,hf")
     p.add_argument("--probe-report", help="a probe report.json to include in the model card")
-    p.add_argument(
-        "--num-heads", type=int, help="attention heads (official files of unusual width)"
-    )
+    _add_heads_args(p)
     p.set_defaults(func=cmd_export)
 
 
@@ -272,9 +283,7 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", help="official checkpoint (.pt / .pth.tar)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument(
-        "--num-heads", type=int, help="attention heads (official files of unusual width)"
-    )
+    _add_heads_args(p)
     p.set_defaults(func=cmd_import)
 
 

@@ -205,6 +205,9 @@ class ProbeConfig:
     """Anything vjepa.load_encoder accepts (run folder, checkpoint, export, official file) or random."""
     random_model: str = "tiny_cpu"
     """Encoder size used when backbone is random (architecture of the random floor)."""
+    backbone_heads: int | None = None
+    """Attention heads of an official-format backbone of a non-official width (the weights do
+    not fix them); None: the official count, else width // 64, said in one line."""
     train_shards: str = ""
     """Labelled training shards (URL pattern or folder)."""
     val_shards: str = ""
@@ -275,6 +278,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "data.min_frames": _POSITIVE,
     "data.shuffle_buffer": _NON_NEGATIVE,
     "data.shuffle_cover_mb": _NON_NEGATIVE,
+    "probe.backbone_heads": _POSITIVE,
     "mask.ratio": (lambda v: 0 < v < 1, "must be within (0, 1)"),
     "model.patch_size": _POSITIVE,
     "model.tubelet_size": _POSITIVE,

@@ -12,6 +12,7 @@ width (and position mode: V-JEPA 2's ViT-g has 22 heads, V-JEPA's 16) or from th
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from vjepa.errors import UsageError
 from vjepa.models.encoder import VisionTransformer
 from vjepa.models.layers import sincos_pos_embed_3d
 from vjepa.models.predictor import Predictor
+
+log = logging.getLogger(__name__)
 
 State = dict[str, Tensor]
 _PREFIXES = ("module.", "backbone.")
@@ -43,7 +46,11 @@ _HEADS_BY_WIDTH: dict[tuple[int, str], int] = {
 # V-JEPA 2 configs set pred_num_heads=12 for their 384-wide predictors; V-JEPA uses the
 # encoder's heads for the predictor (init_video_model forces it).
 _V2_PRED_HEADS = {384: 12}
-_V2_DEFAULT_FRAMES, _V2_DEFAULT_SIZE = 16, 256  # V-JEPA 2 pretraining clip (RoPE: geometry-free)
+_V2_DEFAULT_FRAMES, _V2_DEFAULT_SIZE = 16, 256
+_HEADS_FLAGS = {  # where a user sets each count
+    "num_heads": "vjepa export / import / extract --num-heads, probe.backbone_heads",
+    "pred_num_heads": "vjepa export / import --pred-num-heads",
+}  # V-JEPA 2 pretraining clip (RoPE: geometry-free)
 
 
 class CheckpointFormatError(UsageError):
@@ -223,6 +230,36 @@ def default_heads(width: int, pos_embed: str) -> int | None:
     return _HEADS_BY_WIDTH.get((width, pos_embed))
 
 
+def guess_heads(width: int) -> int:
+    """Head dim 64, the official models' (heads = width // 64, at least 1), lowered to a divisor."""
+    heads = max(1, width // 64)
+    while width % heads:
+        heads -= 1
+    return heads
+
+
+def resolve_heads(width: int, given: int | None, known: int | None, what: str, key: str) -> int:
+    """Heads of one module: ``given`` (checked), else ``known``, else a head-dim-64 guess.
+
+    The weights do not fix the head count (qkv is [3D, D] whatever it is), so a guess loads
+    but computes other features than the model was trained with: it is said in one line.
+    """
+    if given is not None:
+        if given < 1 or width % given:
+            raise CheckpointFormatError(f"{what}: {key}={given} does not divide its width {width}")
+        return given
+    if known is not None:
+        return known
+    heads = guess_heads(width)
+    where = _HEADS_FLAGS.get(key, key)
+    log.warning(
+        "%s: width %d is not an official size, so its head count is not known; guessing %d "
+        "(head dim %d): set %s (%s) if it was trained with another", what, width, heads,
+        width // heads, key, where,
+    )  # fmt: skip
+    return heads
+
+
 def build_from_official(
     ckpt: OfficialCheckpoint,
     *,
@@ -233,18 +270,17 @@ def build_from_official(
 ) -> tuple[VisionTransformer, Predictor | None]:
     """Our encoder (from ``ckpt.target_encoder``) and predictor, loaded strictly.
 
-    Sin-cos models are built at the stored table's geometry, so the table loads bit for bit
+    Head counts, separately for the two modules: ``num_heads`` / ``pred_num_heads`` when given,
+    else the official model's (encoder by width; predictor: V-JEPA 2's 384-wide predictors
+    have 12, otherwise V-JEPA's rule, the encoder's count, when it divides the predictor
+    width), else a head-dim-64 guess said in one line (:func:`resolve_heads`). Sin-cos models are built at the stored table's geometry, so the table loads bit for bit
     (their forward resamples it for other clip sizes); ``num_frames`` / ``img_size`` are then
     ignored. RoPE models have no table: the geometry defaults to V-JEPA 2's 16 x 256 and only
     matters for the predictor (its square-grid position split) and bookkeeping.
     """
     arch = ckpt.arch
-    heads = num_heads if num_heads is not None else default_heads(arch.width, arch.pos_embed)
-    if heads is None:
-        raise CheckpointFormatError(
-            f"{ckpt.path}: encoder width {arch.width} is not an official size, so its head "
-            "count is unknown; pass num_heads (CLI: --num-heads)"
-        )
+    official = default_heads(arch.width, arch.pos_embed)
+    heads = resolve_heads(arch.width, num_heads, official, f"{ckpt.path} encoder", "num_heads")
     if arch.grid is not None:
         frames, size = arch.grid[0] * arch.tubelet_size, arch.grid[1] * arch.patch_size
     else:
@@ -264,9 +300,11 @@ def build_from_official(
     load_state_strict(encoder, ckpt.target_encoder, f"{ckpt.path} [{ckpt.source_key}]")
     if ckpt.predictor is None:
         return encoder, None
-    if pred_num_heads is None:
-        v2_heads = _V2_PRED_HEADS.get(arch.pred_width) if arch.pos_embed == "rope" else None
-        pred_num_heads = v2_heads if v2_heads is not None else heads
+    known = _V2_PRED_HEADS.get(arch.pred_width) if arch.pos_embed == "rope" else None
+    if known is None and arch.pred_width % heads == 0:
+        known = heads  # V-JEPA's init_video_model gives the predictor the encoder's heads
+    what = f"{ckpt.path} predictor"
+    pred_num_heads = resolve_heads(arch.pred_width, pred_num_heads, known, what, "pred_num_heads")
     predictor = Predictor(
         embed_dim=arch.width,
         width=arch.pred_width,

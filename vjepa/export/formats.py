@@ -61,6 +61,7 @@ def export(
     formats: Sequence[str] = (),
     probe_report: Path | None = None,
     num_heads: int | None = None,
+    pred_num_heads: int | None = None,
     num_frames: int | None = None,
     img_size: int | None = None,
 ) -> Path:
@@ -80,6 +81,7 @@ def export(
         src,
         which=which,
         num_heads=num_heads,
+        pred_num_heads=pred_num_heads,
         num_frames=num_frames,
         img_size=img_size,
         with_extras=True,
@@ -98,6 +100,7 @@ def import_official(
     out_dir: str | Path,
     *,
     num_heads: int | None = None,
+    pred_num_heads: int | None = None,
     num_frames: int | None = None,
     img_size: int | None = None,
 ) -> Path:
@@ -115,6 +118,7 @@ def import_official(
         path,
         which="target",
         num_heads=num_heads,
+        pred_num_heads=pred_num_heads,
         num_frames=num_frames,
         img_size=img_size,
         with_extras=True,

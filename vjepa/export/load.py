@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -110,6 +110,7 @@ def read_source(
     *,
     which: Which | None = None,
     num_heads: int | None = None,
+    pred_num_heads: int | None = None,
     num_frames: int | None = None,
     img_size: int | None = None,
     with_extras: bool = False,
@@ -117,6 +118,10 @@ def read_source(
     """Read the ``which`` module of any supported source (no module is built here).
 
     ``which=None``: the module an export folder holds, else the target encoder.
+    ``num_heads`` / ``pred_num_heads``: attention heads of the encoders / the predictor. Needed
+    only for official files of a non-official width; when not given, the official count, else
+    a head-dim-64 guess said in one line (:func:`vjepa.official.resolve_heads`). For our own
+    runs and exports they override the stored counts.
     ``num_frames`` / ``img_size`` set the clip geometry recorded for a RoPE model (sin-cos
     models keep their stored table's; both accept other clip sizes at run time).
     ``with_extras`` also reads the companion predictor (and, for official files, context encoder).
@@ -126,9 +131,8 @@ def read_source(
     if kind == "export":
         loaded = _read_export(path if path.is_dir() else path.parent, which, with_extras)
     elif kind == "official":
-        loaded = _read_official(
-            path, which or "target", num_heads, num_frames, img_size, with_extras
-        )
+        heads = (num_heads, pred_num_heads)
+        loaded = _read_official(path, which or "target", heads, num_frames, img_size, with_extras)
     else:
         folder = path if kind == "checkpoint" else _latest(path)
         loaded = _read_checkpoint(folder, which or "target", with_extras)
@@ -137,6 +141,11 @@ def read_source(
         _set_geometry(loaded, geometry, str(path))
     if num_heads is not None and loaded.which != "predictor":
         loaded.arch["heads"] = num_heads
+    if pred_num_heads is not None:
+        if loaded.which == "predictor":
+            loaded.arch["heads"] = pred_num_heads
+        if loaded.predictor_arch is not None:
+            loaded.predictor_arch["heads"] = pred_num_heads
     return loaded
 
 
@@ -326,22 +335,31 @@ def _shard_samples(shards: str) -> int | None:
 def _read_official(
     path: Path,
     which: Which,
-    num_heads: int | None,
+    heads: tuple[int | None, int | None],
     num_frames: int | None,
     img_size: int | None,
     with_extras: bool,
 ) -> Loaded:
-    """An official V-JEPA / V-JEPA 2 file: weights, inferred architecture, validated strictly."""
+    """An official V-JEPA / V-JEPA 2 file: weights, inferred architecture, validated strictly.
+
+    ``heads``: (encoder, predictor) head counts or None (see :func:`read_source`).
+    """
     from vjepa.official import build_from_official, read_official
 
     ckpt = read_official(path)
+    if not with_extras and which != "predictor":
+        ckpt = replace(ckpt, predictor=None)  # not built: no head-count guess to report
     # Built on the meta device: no random init. build_from_official still checks every key
     # and shape strictly; its (then no-op) copy into meta tensors only warns, and
     # load_strict assigns the real tensors later.
     with torch.device("meta"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*meta parameter.*")
         encoder, predictor = build_from_official(
-            ckpt, num_heads=num_heads, num_frames=num_frames, img_size=img_size
+            ckpt,
+            num_heads=heads[0],
+            pred_num_heads=heads[1],
+            num_frames=num_frames,
+            img_size=img_size,
         )
     arch = arch_of(encoder)
     pred_arch = None
@@ -555,12 +573,12 @@ def load_encoder(
     """Load a frozen encoder from an export folder, run / checkpoint folder or official file.
 
     Strict: a missing, unexpected or mis-shaped key raises :class:`WeightsMismatchError`
-    naming it. ``num_heads`` is needed only for official files whose width does not
-    determine the head count. ``which``: ``context`` for the online encoder of a run or
+    naming it. ``num_heads``: for official files of a non-official width (default: a
+    head-dim-64 guess, said in one line). ``which``: ``context`` for the online encoder of a run or
     official file (default: the target encoder, or whatever encoder an export folder holds).
     Returns a module in eval mode with ``requires_grad`` False.
     """
-    loaded = read_source(path, which=which, num_heads=num_heads)
+    loaded = read_source(path, which=which, num_heads=num_heads)  # the encoder only
     return frozen_encoder(loaded, str(path)).to(device)
 
 

@@ -204,16 +204,19 @@ def load_backbone(
     model_cfg: ModelConfig | None,
     seed: int,
     device: str | torch.device = "cpu",
+    num_heads: int | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The frozen encoder named by ``backbone`` and its identity (for reports and caches).
 
     ``backbone == "random"`` builds a random-init encoder of size ``random_model`` (the floor a
     pretrained backbone must beat), initialised under ``seed`` without touching the global RNG.
+    ``num_heads``: the heads of an official-format backbone of a non-official width
+    (``probe.backbone_heads``; default: a head-dim-64 guess, said in one line).
     """
     from vjepa.export import load_encoder
 
     if backbone != "random":
-        encoder = load_encoder(backbone, device=device)
+        encoder = load_encoder(backbone, device=device, num_heads=num_heads)
         return encoder, {"path": backbone, "sha256": encoder.sha256, "source": encoder.source}
     return random_backbone(
         random_model, data_cfg=data_cfg, model_cfg=model_cfg, seed=seed, device=device
@@ -278,6 +281,7 @@ def extract(
     chunk_size: int = 4096,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    num_heads: int | None = None,
 ) -> Path:
     """Extract frozen features of every sample of ``shards`` into the folder ``out``.
 
@@ -294,6 +298,7 @@ def extract(
         model_cfg=None,
         seed=seed,
         device=device,
+        num_heads=num_heads,
     )
     if data_cfg is None:
         data_cfg = replace(
