@@ -42,9 +42,12 @@ def tiny_config(pos_embed: str) -> Config:
     return cfg
 
 
-def make_run(root: Path, pos_embed: str = "rope", step: int = 7) -> tuple[Path, dict]:
+def make_run(
+    root: Path, pos_embed: str = "rope", step: int = 7, num_clips: int = 1
+) -> tuple[Path, dict]:
     """A run folder in our checkpoint layout; returns it and the modules written into it."""
     cfg = tiny_config(pos_embed)
+    cfg.data.num_clips = num_clips
     gen = torch.Generator().manual_seed(3)
     target = build_encoder(cfg.model, num_frames=4, img_size=64, generator=gen).eval()
     context = build_encoder(cfg.model, num_frames=4, img_size=64, generator=gen).eval()
@@ -166,6 +169,17 @@ def test_model_card_has_training_and_probe(run_rope, tmp_path):
     assert "| top1 | 41.25 |" in card
     assert "optimizer steps: 7" in card and "runs/shards/sample" in card
     assert "vjepa.load_encoder" in card
+
+
+def test_model_card_counts_every_clip_of_a_video(tmp_path):
+    run, _ = make_run(tmp_path / "clips", num_clips=3)  # 3 clips (batch rows) per video
+    out = export(run, tmp_path / "e")
+    source = json.loads((out / "config.json").read_text())["source"]
+    videos = 2 * 7 * 8 * 3  # micro-batches x batch size x ranks
+    assert (source["samples_seen"], source["clips_seen"]) == (videos, 3 * videos)
+    card = (out / "README.md").read_text()
+    assert f"- videos seen: {videos}\n" in card and f"- clips seen: {3 * videos}\n" in card
+    assert "- num_clips: 3\n" in card
 
 
 def _tamper(src: Path, dst: Path, edit) -> Path:

@@ -38,7 +38,9 @@ def _training_lines(src: dict[str, Any]) -> list[str]:
     if src.get("step") is not None:
         lines.append(f"- optimizer steps: {src['step']}")
     if src.get("samples_seen") is not None:
-        lines.append(f"- clips seen: {src['samples_seen']}")
+        lines.append(f"- videos seen: {src['samples_seen']}")
+    if src.get("clips_seen") is not None:  # num_clips clips per video (older exports lack it)
+        lines.append(f"- clips seen: {src['clips_seen']}")
     data = src.get("data")
     if data:
         count = data.get("num_samples")

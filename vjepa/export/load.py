@@ -290,12 +290,13 @@ def _checkpoint_provenance(folder: Path, cfg: Any, step: int) -> dict[str, Any]:
     """What the model card says about training: data, steps, samples seen, config summary."""
     # mmap: the optimizer state in there may be large; only two small entries are read.
     state = torch.load(folder / "train_state.pt", map_location="cpu", weights_only=True, mmap=True)
-    samples = _samples_seen(state, cfg.data.batch_size)
+    samples = _samples_seen(state, cfg.data.batch_size)  # videos; each gave num_clips clips
     return {
         "kind": "vjepa-run",
         "path": str(folder.resolve()),
         "step": step,
         "samples_seen": samples,
+        "clips_seen": samples * cfg.data.num_clips if samples is not None else None,
         "data": {"shards": cfg.data.shards, "num_samples": _shard_samples(cfg.data.shards)},
         "config": {
             "model": cfg.model.name,
@@ -303,6 +304,7 @@ def _checkpoint_provenance(folder: Path, cfg: Any, step: int) -> dict[str, Any]:
             "frame_step": cfg.data.frame_step,
             "crop_size": cfg.data.crop_size,
             "batch_size": cfg.data.batch_size,
+            "num_clips": cfg.data.num_clips,
             "grad_accum": cfg.train.grad_accum,
             "max_steps": cfg.train.max_steps,
             "lr": cfg.optim.lr,
@@ -313,7 +315,10 @@ def _checkpoint_provenance(folder: Path, cfg: Any, step: int) -> dict[str, Any]:
 
 
 def _samples_seen(state: Any, batch_size: int) -> int | None:
-    """Clips the run trained on: micro-batches per rank x batch size x ranks (train.py's state)."""
+    """Videos the run trained on: micro-batches per rank x batch size x ranks (train.py's state).
+
+    Each video gives ``data.num_clips`` clips (batch rows): clips seen = this x num_clips.
+    """
     if not isinstance(state, dict):
         return None
     counters, world = state.get("counters"), state.get("world_size")
