@@ -26,7 +26,7 @@ def _check_pairs(out: dict, batch: int, n: int) -> None:
 def test_multiblock_default_v_jepa_masks() -> None:
     collator = MaskCollator(MaskConfig(), GRID)
     out = collator(6, torch.Generator().manual_seed(0))
-    assert len(out["ctx_idx"]) == len(out["tgt_idx"]) == 2 == collator.num_generators
+    assert len(out["ctx_idx"]) == len(out["tgt_idx"]) == 2 == len(MaskConfig().blocks)
     _check_pairs(out, 6, N)
     # Short-range (8 blocks of 15%) and long-range (2 blocks of 70%) target fractions.
     short, long = (t.shape[1] / N for t in out["tgt_idx"])

@@ -142,10 +142,6 @@ class MaskCollator:
         self.cfg = mask_cfg
         self.grid = tuple(grid)
 
-    @property
-    def num_generators(self) -> int:
-        return len(self.cfg.blocks) if self.cfg.kind == "multiblock" else 1
-
     def __call__(self, batch_size: int, generator: torch.Generator) -> dict[str, list[Tensor]]:
         if self.cfg.kind == "multiblock":
             targets = [

@@ -273,10 +273,12 @@ def build_from_official(
     Head counts, separately for the two modules: ``num_heads`` / ``pred_num_heads`` when given,
     else the official model's (encoder by width; predictor: V-JEPA 2's 384-wide predictors
     have 12, otherwise V-JEPA's rule, the encoder's count, when it divides the predictor
-    width), else a head-dim-64 guess said in one line (:func:`resolve_heads`). Sin-cos models are built at the stored table's geometry, so the table loads bit for bit
-    (their forward resamples it for other clip sizes); ``num_frames`` / ``img_size`` are then
-    ignored. RoPE models have no table: the geometry defaults to V-JEPA 2's 16 x 256 and only
-    matters for the predictor (its square-grid position split) and bookkeeping.
+    width), else a head-dim-64 guess said in one line (:func:`resolve_heads`).
+
+    Sin-cos models are built at the stored table's geometry, so the table loads exactly (their
+    forward resamples it for other clip sizes); ``num_frames`` / ``img_size`` are then ignored.
+    RoPE models have no table: the geometry defaults to V-JEPA 2's 16 x 256 and only matters
+    for the predictor (its square-grid position split) and bookkeeping.
     """
     arch = ckpt.arch
     official = default_heads(arch.width, arch.pos_embed)

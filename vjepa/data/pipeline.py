@@ -69,6 +69,7 @@ from vjepa.data.clips import clip_indices
 from vjepa.data.decode import DecodeError, open_video
 from vjepa.data.formats import VIDEO_EXTENSIONS
 from vjepa.data.shards import expand_urls, slot_plan
+from vjepa.data.writer import read_manifest
 from vjepa.errors import UsageError
 
 log = logging.getLogger("vjepa.data")
@@ -248,11 +249,10 @@ def corpus_size(urls: list[str]) -> tuple[int, int] | None:
         if ":" in url.split("/", 1)[0] or not path.is_file():  # pipe:, http(s):, s3: ...
             return None
         if path.parent not in listed:
-            manifest = path.parent / "manifest.json"
             try:
-                shards = json.loads(manifest.read_text())["shards"] if manifest.is_file() else []
+                shards = read_manifest(path.parent)["shards"]
                 listed[path.parent] = {s["name"]: s for s in shards}
-            except (ValueError, KeyError, TypeError):  # not a manifest of ours
+            except (FileNotFoundError, ValueError, KeyError, TypeError):  # none, or not ours
                 listed[path.parent] = {}
         entry = listed[path.parent].get(path.name)
         if entry is None:

@@ -514,10 +514,6 @@ class FrozenEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)  # [B, N, D]
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Alias of forward (timm naming)."""
-        return self.forward(x)
-
     @staticmethod
     def pool(tokens: torch.Tensor) -> torch.Tensor:
         """Mean over tokens: [B, N, D] -> [B, D]."""

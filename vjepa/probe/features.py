@@ -319,9 +319,13 @@ def extract(
 
 def read_shard_manifest(shards: str) -> dict[str, Any] | None:
     """The ``manifest.json`` beside the shards (a folder, or a pattern's folder), if any."""
+    from vjepa.data.writer import read_manifest
+
     base = Path(shards)
-    manifest = base / "manifest.json" if base.is_dir() else base.parent / "manifest.json"
-    return json.loads(manifest.read_text()) if manifest.is_file() else None
+    try:
+        return read_manifest(base if base.is_dir() else base.parent)
+    except FileNotFoundError:
+        return None
 
 
 def read_label_names(shards: str) -> list[str] | None:
