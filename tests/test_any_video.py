@@ -64,6 +64,7 @@ def make_folder(root: Path) -> dict[str, str]:
     Image.fromarray(make_frames(1, (64, 48))[0]).save(png, format="PNG")
     bad = {
         "notes.txt": (b"not a video\n" * 20, "not_video"),
+        "list.txt": (b"down/down_001.mp4 0\n" * 100, "not_video"),  # FFmpeg: tty, 1 frame
         "still.png": (png.getvalue(), "not_video"),
         "audio.wav": (wav_bytes(), "not_video"),
         "empty.mp4": (b"", "empty"),
@@ -81,6 +82,7 @@ def test_sniff_decides_by_content(tmp_path: Path) -> None:
     assert "still image" in sniff_video(tmp_path / "still.png")
     assert "no video stream" in sniff_video(tmp_path / "audio.wav")
     assert "not a media file" in sniff_video(tmp_path / "notes.txt")
+    assert "a text file" in sniff_video(tmp_path / "list.txt")  # FFmpeg's tty demuxer opens it
     listing = read_folder(tmp_path)
     assert {Path(i.path).name for i in listing.items} == {Path(n).name for n in GOOD} | {
         "empty.mp4",
@@ -88,7 +90,7 @@ def test_sniff_decides_by_content(tmp_path: Path) -> None:
         "truncated.mkv",
     }  # video suffixes are taken unopened; the writer's probe rejects the bad ones
     assert {s.source: s.reason for s in listing.skipped} == dict.fromkeys(
-        ["audio.wav", "notes.txt", "still.png"], "not_video"
+        ["audio.wav", "list.txt", "notes.txt", "still.png"], "not_video"
     )
 
 
@@ -109,7 +111,7 @@ def test_folder_of_any_container_gives_shards_of_every_good_video(tmp_path: Path
     files = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
     assert files == set(stored) | {s["source"] for s in manifest["skipped"]}
     assert all(s["detail"] for s in manifest["skipped"])
-    assert "skipped 6" in capsys.readouterr().out
+    assert "skipped 7" in capsys.readouterr().out
     # ... and the loader decodes every stored video
     cfg = DataConfig(frames_per_clip=4, frame_step=1, crop_size=32, num_workers=0)
     batches = list(make_eval_loader(str(out), data_cfg=cfg, batch_size=16))

@@ -42,6 +42,8 @@ A file of any other suffix is taken when its content probes as a video (:func:`s
 
 _STILL_IMAGE_DEMUXERS = ("image2", "gif", "apng")
 """FFmpeg demuxers of single pictures (plus every ``*_pipe`` one, e.g. ``png_pipe``)."""
+_TEXT_DEMUXERS = ("tty", "bin", "xbin", "idf", "adf")
+"""FFmpeg demuxers that render text files (ANSI art) as video: a .txt list is no video."""
 
 FORMATS: tuple[str, ...] = ("auto", "folder", "list", "ucf101", "hmdb51", "kinetics", "ssv2")
 
@@ -99,10 +101,13 @@ def sniff_video(path: str | Path) -> str | None:
         with av.open(str(path), mode="r") as container:
             demuxer = container.format.name
             streams = [s for s in container.streams.video if not _is_cover_art(s)]
+            codecs = {s.codec_context.name for s in streams}
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
         return f"not a media file ({type(err).__name__}: {err})"
     if demuxer in _STILL_IMAGE_DEMUXERS or demuxer.endswith("_pipe"):
         return f"a still image ({demuxer})"
+    if demuxer in _TEXT_DEMUXERS or (codecs and codecs <= {"ansi", "bintext", "xbin", "idf"}):
+        return f"a text file (FFmpeg's {demuxer} demuxer would render it as video)"
     if not streams:
         return f"no video stream (container {demuxer})"
     return None
