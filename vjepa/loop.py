@@ -556,11 +556,16 @@ def run_training(cfg: Config, task: Task, *, nan_steps: Collection[int] = ()) ->
         GradientState._reset_state()
 
 
-def _train(cfg: Config, task: Task, accelerator: Accelerator, nan_steps: Collection[int]) -> Path:
+def prepare_run(cfg: Config, task: Task, accelerator: Accelerator) -> _Run:
+    """The task's model and AdamW, prepared by ``accelerator``, in a fresh run state.
+
+    ``run_training`` starts from this; benchmarks (tools/bench_reference.py) call
+    :func:`train_step` on it directly.
+    """
     run_dir = Path(cfg.run.dir)
     model = task.build_model(cfg)
     model, optimizer = accelerator.prepare(model, build_optimizer(model, cfg.optim))
-    run = _Run(
+    return _Run(
         cfg=cfg,
         task=task,
         accelerator=accelerator,
@@ -570,6 +575,11 @@ def _train(cfg: Config, task: Task, accelerator: Accelerator, nan_steps: Collect
         counters=Counters(),
         log=MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process),
     )
+
+
+def _train(cfg: Config, task: Task, accelerator: Accelerator, nan_steps: Collection[int]) -> Path:
+    run_dir = Path(cfg.run.dir)
+    run = prepare_run(cfg, task, accelerator)
     resume = latest_checkpoint(run_dir)
     start = restore(run, resume) if resume is not None else None
     event = {"event": "resume", "checkpoint": str(resume)} if resume else {"event": "start"}
