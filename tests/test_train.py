@@ -318,3 +318,18 @@ def test_the_loop_trains_a_second_task_and_resumes_it_exactly(tmp_path: Path) ->
         for key in a[part]:
             torch.testing.assert_close(b[part][key], a[part][key], rtol=0, atol=1e-6)
     assert b["counters"]["batches"] == 40
+
+
+def test_auto_threads_never_oversubscribe(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from vjepa.loop import resolve_threads
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert resolve_threads("auto", 0) == cores
+    assert resolve_threads("auto", cores) == 1  # all cores busy decoding: still one thread
+    assert resolve_threads("auto", 1) == max(1, cores - 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cores))  # one process per core
+    assert resolve_threads("auto", 0) == 1
+    assert resolve_threads(3, 2) == 3  # an integer is taken as is

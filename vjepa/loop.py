@@ -35,9 +35,10 @@ How to plug in a second training (the world model does exactly this)::
     run_training(cfg, Task(name="world", build_model=build, batches=batches, forward=forward))
 
 - ``cfg`` is the one :class:`vjepa.config.Config`; the loop reads ``cfg.run`` (dir, seed,
-  log_every, trackers), ``cfg.optim`` (AdamW, schedules, clip_grad, ema) and ``cfg.train``
+  log_every, trackers), ``cfg.optim`` (AdamW, schedules, clip_grad, ema), ``cfg.train``
   (max_steps, checkpoint_every, keep_last, grad_accum, mixed_precision, health_every,
-  max_bad_steps, debug_dump). To train with other values, pass a copy made with
+  max_bad_steps, threads, debug_dump) and ``cfg.data.num_workers`` (for ``train.threads:
+  auto``). To train with other values, pass a copy made with
   ``dataclasses.replace`` (e.g. ``replace(cfg, train=cfg.world.train, run=...)``).
 - The optimizer is :func:`vjepa.optim.build_optimizer` over the trainable parameters; frozen
   parts (``requires_grad=False``: an EMA target, a frozen encoder) are saved but not trained.
@@ -210,6 +211,8 @@ def setup(cfg: Config, project: str) -> Accelerator:
     ``train.mixed_precision`` does.
     """
     run_dir = Path(cfg.run.dir)
+    # Before the first parallel op: torch's OpenMP pool starts at this size.
+    torch.set_num_threads(resolve_threads(cfg.train.threads, cfg.data.num_workers))
     launched = "ACCELERATE_MIXED_PRECISION" in os.environ
     accelerator = Accelerator(
         mixed_precision=None if launched else cfg.train.mixed_precision,
@@ -235,6 +238,15 @@ def setup(cfg: Config, project: str) -> Accelerator:
     if cfg.run.trackers:
         accelerator.init_trackers(project, config=_flat_hparams(to_dict(cfg)))
     return accelerator
+
+
+def resolve_threads(setting: str | int, num_workers: int) -> int:
+    """Intra-op threads for ``train.threads`` (see its docstring): an int is taken as is."""
+    if setting != "auto":
+        return int(setting)  # the config checked it is >= 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    local_world = max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    return max(1, (cores or 1) // local_world - max(num_workers, 0))
 
 
 def _flat_hparams(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
