@@ -186,6 +186,11 @@ class TrainConfig:
     """Weight of the VICReg-style variance term on predictor outputs (0 = off)."""
     reg_cov: float = 0.0
     """Weight of the VICReg-style covariance term on predictor outputs (0 = off)."""
+    fsdp: bool = False
+    """Shard parameters, gradients and optimizer state with FSDP2 (torch fully_shard) instead of
+    replicating them (DDP): every transformer Block is one unit, the rest the root unit. Needs a
+    multi-process launch (accelerate launch --multi_gpu, or ACCELERATE_USE_CPU=1 on CPUs);
+    checkpoints stay full state dicts, interchangeable with DDP runs."""
     threads: Literal["auto"] | int = "auto"
     """Intra-op threads of each training process. auto: the cores this process may use
     (os.sched_getaffinity) shared among the processes on this machine (LOCAL_WORLD_SIZE), minus

@@ -111,6 +111,11 @@ def _leading_rows(batch: dict) -> int:
     return 0
 
 
+def _blocks(model: nn.Module) -> list[nn.Module]:
+    """Every transformer block (class ``Block``: encoder, target encoder, predictor)."""
+    return [m for m in model.modules() if type(m).__name__ == "Block"]
+
+
 @dataclass
 class Task:
     """One kind of training: its model, its data and its forward (see the module docstring)."""
@@ -129,6 +134,8 @@ class Task:
     """Samples in a batch (clips_per_s counts them)."""
     plot_first_batch: Callable[[dict, Path], None] | None = None
     """Optional plot of the run's first batch into the run folder (main process)."""
+    fsdp_units: Callable[[nn.Module], list[nn.Module]] = _blocks
+    """The submodules that become FSDP2 units when ``train.fsdp`` (default: every ``Block``)."""
 
 
 @dataclass
@@ -336,7 +343,9 @@ def train_step(
     terms: dict[str, Tensor] = {}
     features = None
     n = len(micro_batches)
-    for batch in micro_batches:
+    for i, batch in enumerate(micro_batches):
+        if hasattr(model, "set_requires_gradient_sync"):  # FSDP2: reduce-scatter once per step
+            model.set_requires_gradient_sync(i == n - 1)
         with acc.accumulate(model):
             with acc.autocast():
                 out = run.task.forward(model, batch, acc.device)
@@ -576,7 +585,11 @@ def prepare_run(cfg: Config, task: Task, accelerator: Accelerator) -> _Run:
     """
     run_dir = Path(cfg.run.dir)
     model = task.build_model(cfg)
-    model, optimizer = accelerator.prepare(model, build_optimizer(model, cfg.optim))
+    if cfg.train.fsdp:
+        model = _fully_shard(model, task, accelerator)  # before AdamW: it holds the DTensors
+        optimizer = accelerator.prepare(build_optimizer(model, cfg.optim))
+    else:
+        model, optimizer = accelerator.prepare(model, build_optimizer(model, cfg.optim))
     return _Run(
         cfg=cfg,
         task=task,
@@ -589,13 +602,49 @@ def prepare_run(cfg: Config, task: Task, accelerator: Accelerator) -> _Run:
     )
 
 
+def _fully_shard(model: nn.Module, task: Task, accelerator: Accelerator) -> nn.Module:
+    """FSDP2 in place: each of ``task.fsdp_units(model)`` one unit, then the root.
+
+    Done here rather than by Accelerate's FSDP plugin because that one refuses CPUs (it turns
+    into plain multi-CPU DDP), and one code path is what the CPU test checks. The model is not
+    passed to ``accelerator.prepare`` (no DDP wrapper over DTensors).
+    """
+    from accelerate.utils import DistributedType
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    if accelerator.distributed_type == DistributedType.FSDP:
+        raise LaunchError(
+            "train.fsdp=true shards the model itself: launch with --multi_gpu (or "
+            "configs/accelerate/fsdp_8.yaml), not with Accelerate's FSDP plugin"
+        )
+    if accelerator.num_processes < 2:
+        raise LaunchError("train.fsdp=true needs at least 2 processes (accelerate launch)")
+    model.to(accelerator.device)
+    mesh = init_device_mesh(accelerator.device.type, (accelerator.num_processes,))
+    for unit in task.fsdp_units(model):
+        fully_shard(unit, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model
+
+
 def _train(cfg: Config, task: Task, accelerator: Accelerator, nan_steps: Collection[int]) -> Path:
     run_dir = Path(cfg.run.dir)
     run = prepare_run(cfg, task, accelerator)
     resume = latest_checkpoint(run_dir)
     start = restore(run, resume) if resume is not None else None
     event = {"event": "resume", "checkpoint": str(resume)} if resume else {"event": "start"}
-    run.log.write({**event, "step": run.counters.step, "world_size": accelerator.num_processes})
+    params = list(accelerator.unwrap_model(run.model).parameters())
+    run.log.write(
+        {
+            **event,
+            "step": run.counters.step,
+            "world_size": accelerator.num_processes,
+            "distributed": accelerator.distributed_type.value,  # NO, MULTI_CPU, FSDP, ...
+            "params": len(params),
+            "sharded_params": sum(hasattr(p, "full_tensor") for p in params),  # DTensors
+        }
+    )
     accelerator.print(
         f"{event['event']} at step {run.counters.step} in {run_dir} "
         f"(world size {accelerator.num_processes})"
