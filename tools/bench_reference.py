@@ -234,11 +234,22 @@ class ReferenceStep:
 # ----------------------------------------------------------------------------------------
 
 
-def make_steps(cfg: Config, batch: dict) -> tuple[Callable[[], None], Callable[[], None]]:
-    """(ours, reference): two zero-argument step functions on equal models and the same batch."""
+def make_steps(
+    cfg: Config, batch: dict, device: str = "cpu"
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(ours, reference): two zero-argument step functions on equal models and the same batch.
+
+    The batch is moved to ``device`` once (both steps then read it from there).
+    """
     AcceleratorState._reset_state()
     GradientState._reset_state()
-    accelerator = Accelerator(cpu=True, mixed_precision=cfg.train.mixed_precision)
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=cfg.train.mixed_precision)
+    batch = {
+        k: [t.to(accelerator.device) for t in v]
+        if isinstance(v, list)
+        else v.to(accelerator.device)
+        for k, v in batch.items()
+    }
     run = prepare_run(cfg, pretrain_task(cfg), accelerator)
     state = {"step": 0}
 
@@ -250,7 +261,7 @@ def make_steps(cfg: Config, batch: dict) -> tuple[Callable[[], None], Callable[[
             run.window.reset()  # the log row's one read-back is timed by bench_model
         state["step"] += 1
 
-    ref_model = pretrain_task(cfg).build_model(cfg)  # the same seeded weights
+    ref_model = pretrain_task(cfg).build_model(cfg).to(accelerator.device)  # same seeded weights
     reference = ReferenceStep(cfg, ref_model, clip_grad=cfg.optim.clip_grad or 10.0)
     clips, ctx, tgt = batch["video"], batch["ctx_idx"], batch["tgt_idx"]
 
