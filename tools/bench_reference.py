@@ -176,7 +176,10 @@ class ReferenceStep:
     def __call__(self, clips: Tensor, masks_enc: list[Tensor], masks_pred: list[Tensor]) -> dict:
         jepa, opt = self.jepa, self.optimizer
         new_lr, new_wd = self.scheduler.step(), self.wd_scheduler.step()
-        with torch.autocast(clips.device.type, dtype=self.dtype, enabled=self.mixed):
+        # torch.cuda.amp.autocast, as the reference has it: on a CPU it is off whatever the
+        # config says (the reference trains in fp32 there).
+        on_cuda = clips.device.type == "cuda"
+        with torch.autocast("cuda", dtype=self.dtype, enabled=self.mixed and on_cuda):
             with torch.no_grad():
                 h = jepa.target_encoder(clips)  # [B, N, D]
                 h = F.layer_norm(h, (h.size(-1),))
