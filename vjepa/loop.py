@@ -37,7 +37,7 @@ How to plug in a second training (the world model does exactly this)::
 - ``cfg`` is the one :class:`vjepa.config.Config`; the loop reads ``cfg.run`` (dir, seed,
   log_every, trackers), ``cfg.optim`` (AdamW, schedules, clip_grad, ema), ``cfg.train``
   (max_steps, checkpoint_every, keep_last, grad_accum, mixed_precision, health_every,
-  max_bad_steps, threads, debug_dump) and ``cfg.data.num_workers`` (for ``train.threads:
+  max_bad_steps, threads, fsdp, debug_dump) and ``cfg.data.num_workers`` (for ``train.threads:
   auto``). To train with other values, pass a copy made with
   ``dataclasses.replace`` (e.g. ``replace(cfg, train=cfg.world.train, run=...)``).
 - The optimizer is :func:`vjepa.optim.build_optimizer` over the trainable parameters; frozen
@@ -57,6 +57,8 @@ How to plug in a second training (the world model does exactly this)::
   ``vjepa.data.pipeline.loader_state(batches_taken, states)``; on resume ``batches`` gets that
   dict back as ``start`` (None for a fresh run or another world size). A stream without
   ``data_state`` still gets ``start["batches"]``: the number of batches this rank took.
+- ``train.fsdp``: the loop shards ``Task.fsdp_units(model)`` (default: every ``Block``) and
+  the root with FSDP2 ``fully_shard``; nothing else changes for a task (checkpoints stay full).
 - ``rows(batch)``: the samples in a batch (for ``clips_per_s``); default: the leading size of
   the first tensor in the batch. ``plot_first_batch(batch, run_dir)``: optional plot of the
   first batch (main process).
