@@ -60,6 +60,7 @@ def tiny_overrides(run_dir: Path, shards: Path, *extra: str) -> list[str]:
         "optim.warmup_steps=5",
         "optim.ema=[0.99,1.0]",
         "train.health_every=5",
+        "train.threads=1",  # tiny matrices: one thread is fastest, and deterministic
         *extra,
     ]
 

@@ -192,6 +192,17 @@ class TrainConfig:
     """Weight of the VICReg-style variance term on predictor outputs (0 = off)."""
     reg_cov: float = 0.0
     """Weight of the VICReg-style covariance term on predictor outputs (0 = off)."""
+    fsdp: bool = False
+    """Shard parameters, gradients and optimizer state with FSDP2 (torch fully_shard) instead of
+    replicating them (DDP): every transformer Block is one unit, the rest the root unit. Needs a
+    multi-process launch (accelerate launch --multi_gpu, or ACCELERATE_USE_CPU=1 on CPUs);
+    checkpoints stay full state dicts, interchangeable with DDP runs."""
+    threads: Literal["auto"] | int = "auto"
+    """Intra-op threads of each training process. auto: the cores this process may use
+    (os.sched_getaffinity) shared among the processes on this machine (LOCAL_WORLD_SIZE), minus
+    one per loader worker (each worker runs one thread), at least 1, so nothing oversubscribes
+    (OpenMP threads spin-wait: oversubscribed, a step gets 15-30x slower). An integer: exactly
+    that many."""
     debug_dump: bool = False
     """Write per-rank debug files into run.dir: the sample keys of every batch (keys-rank<r>.txt)
     and a checksum of the final parameters (params-rank<r>.txt), to check data sharding and DDP."""
@@ -299,6 +310,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "train.grad_accum": _POSITIVE,
     "train.health_every": _POSITIVE,
     "train.max_bad_steps": _POSITIVE,
+    "train.threads": (lambda v: v == "auto" or v >= 1, "must be auto or an integer >= 1"),
     "train.loss_exp": _POSITIVE,
     "train.reg_var": _NON_NEGATIVE,
     "train.reg_cov": _NON_NEGATIVE,
