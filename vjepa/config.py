@@ -209,14 +209,14 @@ class PlanConfig:
     """Planner iterations per replan."""
     elites: int = 32
     """CEM: sequences the Gaussian is refit to; MPPI: lowest energies that get a weight."""
-    temperature: float = 0.05
+    temperature: float = 0.1
     """MPPI: softmax temperature of the energy weights (energies are normalised to [0, 1] first)."""
     init_std: float = 1.0
     """Initial sampling std as a fraction of the action range's half-width."""
     execute: int = 1
     """Actions executed before replanning (receding horizon)."""
-    energy: Literal["final", "sum"] = "final"
-    """Energy of a sequence: distance to the goal at the horizon, or summed over every step."""
+    energy: Literal["final", "sum", "min"] = "min"
+    """Energy of a sequence: distance to the goal at the horizon, summed over every step, or the smallest along it."""
     episodes: int = 50
     """Held-out tasks evaluated (each method runs on the same tasks)."""
     max_steps: int = 100

@@ -85,7 +85,11 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 
 def _reduce(distances: Tensor, energy: str) -> Tensor:
     """[N, H] per-step energies -> [N]."""
-    return distances[:, -1] if energy == "final" else distances.sum(1)
+    if energy == "final":
+        return distances[:, -1]
+    if energy == "min":
+        return distances.min(1).values
+    return distances.sum(1)
 
 
 class OracleCost:

@@ -127,7 +127,7 @@ def mppi(
     generator: torch.Generator,
     init_mean: Tensor | None = None,
     init_std: float = 1.0,
-    temperature: float = 0.01,
+    temperature: float = 0.1,
     min_std: float = 0.02,
 ) -> Tensor:
     """MPPI; returns the energy-weighted mean action sequence after the last iteration, [H, A].
