@@ -139,6 +139,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from vjepa.data.writer import print_summary
+
+    if args.env == "droid":
+        from vjepa.world.droid import droid_to_shards
+
+        if not args.root:
+            raise UsageError("vjepa collect droid needs --root (the folder of DROID trajectories)")
+        manifest = droid_to_shards(
+            args.root,
+            args.out,
+            camera=args.camera,
+            frame_step=args.frame_step,
+            short_side=args.short_side,
+            max_count=args.max_count,
+        )
+        print_summary(manifest)
+        return EXIT_OK
+    if args.episodes is None or args.steps is None:
+        raise UsageError(f"vjepa collect {args.env} needs --episodes and --steps")
     from vjepa.world.collect import collect
 
     manifest = collect(
@@ -314,13 +332,25 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
         "(lossless frames), <key>.actions.npy [T-1, A], <key>.states.npy [T, S], <key>.json, "
         "plus manifest.json. The same seed gives the same shards.",
     )
-    p.add_argument("env", help="env: gymnasium id, path/file.py:Class or package.module:Class")
-    p.add_argument("--episodes", type=int, required=True, help="episodes to roll out")
-    p.add_argument("--steps", type=int, required=True, help="frames per episode (T)")
+    p.add_argument(
+        "env",
+        help="env: gymnasium id, path/file.py:Class or package.module:Class; or droid "
+        "(convert DROID-style trajectory folders under --root)",
+    )
+    p.add_argument("--episodes", type=int, help="episodes to roll out (envs)")
+    p.add_argument("--steps", type=int, help="frames per episode, T (envs)")
     p.add_argument("--out", required=True, help="output folder for the shards")
     p.add_argument("--seed", type=int, default=0, help="seed of resets and actions")
     p.add_argument("--repeat-prob", type=float, default=0.8, help="chance to keep the last action")
     p.add_argument("--max-count", type=int, default=100, help="episodes per shard")
+    p.add_argument("--root", help="droid: folder searched for trajectory.h5 folders")
+    p.add_argument(
+        "--camera", default="ext1", help="droid: wrist, ext1, ext2, left, right or a serial"
+    )
+    p.add_argument("--frame-step", type=int, default=1, help="droid: keep every n-th step")
+    p.add_argument(
+        "--short-side", type=int, default=256, help="droid: resize frames to this short side"
+    )
     p.set_defaults(func=cmd_collect)
 
 
