@@ -175,6 +175,31 @@ class WorldModel(nn.Module):
     def context_frames(self) -> int:
         return self.spec.window - 1
 
+    # -- training ----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        z: Tensor,
+        actions: Tensor,
+        states: Tensor | None = None,
+        *,
+        rollout_steps: int,
+        rollout_weight: float = 1.0,
+        exp: float = 1.0,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Training objective of one window batch: (loss, detached terms).
+
+        ``z`` [B, W, N, D] encoded window, ``actions`` [B, W-1, r*A] model actions in env
+        units, ``states`` [B, W, S] or None. See :func:`world_losses`.
+        """
+        tf, ar = world_losses(self.step, z, actions, states, rollout_steps=rollout_steps, exp=exp)
+        terms = {"teacher_forcing": tf.detach()}
+        loss = tf
+        if ar is not None:
+            terms["rollout"] = ar.detach()
+            loss = loss + rollout_weight * ar
+        return loss, terms
+
     # -- encoding ----------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -413,23 +438,91 @@ def build_world_model(
     return WorldModel(encoder, predictor, spec)
 
 
-def spec_to_json(spec: WorldSpec) -> dict:
-    return asdict(spec)
+FORMAT_VERSION = 1
 
 
-def spec_from_json(raw: dict) -> WorldSpec:
-    return WorldSpec(**raw)
+def world_description(model: WorldModel) -> dict:
+    """world.json of a run / config.json of an export: everything but the weights."""
+    enc = model.encoder
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": "world_model",
+        "spec": asdict(model.spec),
+        "encoder": {
+            "architecture": enc.config["architecture"],
+            "normalization": enc.config["normalization"],
+            "source": model.spec.encoder_source,
+        },
+        "predictor": model.predictor.arch(),
+    }
 
 
-def describe(model: WorldModel) -> str:
-    """One line for logs: sizes of the token map, predictor and actions."""
-    p = model.predictor
-    return json.dumps(
-        {
-            "tokens_per_frame": p.tokens_per_frame,
-            "latent_dim": p.embed_dim,
-            "predictor": {"width": p.width, "depth": len(p.predictor_blocks)},
-            "action_dim": p.action_dim,
-            "state_dim": p.state_dim,
-        }
+# ----------------------------------------------------------------------------------------
+# Loading: a world train run folder, one of its checkpoints, or a world export folder
+# ----------------------------------------------------------------------------------------
+
+WORLD_FILE = "world.json"  # in a world train run folder
+EXPORT_CONFIG = "config.json"  # in an export folder, with "kind": "world_model"
+ENCODER_WEIGHTS = "encoder.safetensors"
+PREDICTOR_WEIGHTS = "predictor.safetensors"
+
+
+class WorldModelSourceError(FileNotFoundError):
+    """A path that is none of: world export folder, world train run folder, its checkpoint."""
+
+
+def _world_files(path: Path) -> tuple[dict, Path]:
+    """(description, folder holding encoder/predictor safetensors) of a world model source."""
+    from vjepa.checkpoint import is_complete, latest_checkpoint
+
+    cfg_file = path / EXPORT_CONFIG
+    if cfg_file.is_file():
+        desc = json.loads(cfg_file.read_text())
+        if desc.get("kind") == "world_model":
+            return desc, path
+    if (path / WORLD_FILE).is_file():
+        ckpt = latest_checkpoint(path)
+        if ckpt is None:
+            raise WorldModelSourceError(f"{path}: a world train run folder without a checkpoint")
+        return json.loads((path / WORLD_FILE).read_text()), ckpt
+    if is_complete(path) and (path.parent.parent / WORLD_FILE).is_file():
+        return json.loads((path.parent.parent / WORLD_FILE).read_text()), path
+    raise WorldModelSourceError(
+        f"{path}: not a world model (expected an export folder with {EXPORT_CONFIG} of kind "
+        f"world_model, a `vjepa world train` run folder with {WORLD_FILE}, or one of its "
+        "checkpoints)"
     )
+
+
+def load_world_model(path: str | Path, *, device: str | torch.device = "cpu") -> WorldModel:
+    """The WorldModel of a world export folder, a world train run folder (latest checkpoint)
+    or a checkpoint folder of one; strict loads (a wrong key is an error naming it)."""
+    from safetensors.torch import load_file
+
+    from vjepa.export import FrozenEncoder, build_encoder_from_arch
+    from vjepa.official import load_state_strict
+
+    path = Path(path)
+    desc, folder = _world_files(path)
+    enc_desc = desc["encoder"]
+    vit = build_encoder_from_arch(enc_desc["architecture"])
+    enc_state = load_file(str(folder / ENCODER_WEIGHTS))
+    # Checkpoints hold the FrozenEncoder child ("encoder.<vit key>"); exports the bare ViT.
+    enc_state = {k.removeprefix("encoder."): v for k, v in enc_state.items()}
+    load_state_strict(vit, enc_state, f"{folder / ENCODER_WEIGHTS} (world model encoder)")
+    encoder = FrozenEncoder(
+        vit,
+        {"architecture": enc_desc["architecture"], "normalization": enc_desc["normalization"]},
+        source=str(enc_desc.get("source", "")),
+        weights_file=folder / ENCODER_WEIGHTS,
+    )
+    arch = dict(desc["predictor"])
+    arch["grid_hw"] = tuple(arch["grid_hw"])
+    predictor = ACPredictor(**arch)
+    load_state_strict(
+        predictor,
+        load_file(str(folder / PREDICTOR_WEIGHTS)),
+        f"{folder / PREDICTOR_WEIGHTS} (world model predictor)",
+    )
+    model = WorldModel(encoder, predictor, WorldSpec(**desc["spec"]))
+    return model.to(device).eval()
