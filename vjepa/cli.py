@@ -155,6 +155,32 @@ def cmd_demo_world(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_collect(args: argparse.Namespace) -> int:
+    from vjepa.data.writer import print_summary
+    from vjepa.world.collect import collect
+
+    manifest = collect(
+        args.env,
+        args.out,
+        episodes=args.episodes,
+        steps=args.steps,
+        seed=args.seed,
+        repeat_prob=args.repeat_prob,
+        max_count=args.max_count,
+    )
+    print_summary(manifest)
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    from vjepa.world.plan import run_plan
+
+    report = run_plan(cfg)
+    print(f"report written to {Path(cfg.run.dir) / 'report.json'} ({report['episodes']} episodes)")
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------------------
 # Parser
 # ----------------------------------------------------------------------------------------
@@ -323,6 +349,37 @@ def _add_world(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=cmd_world_train)
 
 
+def _add_collect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "collect",
+        help="random-action trajectories of an env as trajectory shards",
+        description="Roll out random actions with persistence in ENV (a gymnasium id, "
+        "path/file.py:Class or package.module:Class) and write trajectory shards: <key>.mp4 "
+        "(lossless frames), <key>.actions.npy [T-1, A], <key>.states.npy [T, S], <key>.json, "
+        "plus manifest.json. The same seed gives the same shards.",
+    )
+    p.add_argument("env", help="env: gymnasium id, path/file.py:Class or package.module:Class")
+    p.add_argument("--episodes", type=int, required=True, help="episodes to roll out")
+    p.add_argument("--steps", type=int, required=True, help="frames per episode (T)")
+    p.add_argument("--out", required=True, help="output folder for the shards")
+    p.add_argument("--seed", type=int, default=0, help="seed of resets and actions")
+    p.add_argument("--repeat-prob", type=float, default=0.8, help="chance to keep the last action")
+    p.add_argument("--max-count", type=int, default=100, help="episodes per shard")
+    p.set_defaults(func=cmd_collect)
+
+
+def _add_plan(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="MPC with CEM / MPPI on held-out tasks, against random and oracle baselines",
+        description="Plan to goal images with a world model (plan.model) or the true simulator "
+        "(plan.model=oracle) on plan.episodes tasks of plan.env; writes report.json, "
+        "episodes.jsonl, trajectories.png, energy_landscape.png and episode.gif into run.dir.",
+    )
+    _add_config_args(p)
+    p.set_defaults(func=cmd_plan)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vjepa",
@@ -338,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import(sub)
     _add_demo(sub)
     _add_world(sub)
+    _add_collect(sub)
+    _add_plan(sub)
     return parser
 
 

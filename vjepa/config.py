@@ -192,6 +192,48 @@ class TrainConfig:
 
 
 @dataclass
+class PlanConfig:
+    """`vjepa plan`: model-predictive control on held-out tasks of an env, with baselines."""
+
+    env: str = "vjepa/TwoRooms-v0"
+    """The env: a gymnasium id, path/file.py:Class or package.module:Class (with the task protocol)."""
+    model: str = "oracle"
+    """World model to plan with (anything vjepa.load_world_model accepts), or oracle (the true simulator)."""
+    planner: Literal["cem", "mppi"] = "cem"
+    """Trajectory optimiser."""
+    horizon: int = 20
+    """Planned actions per replan."""
+    samples: int = 256
+    """Action sequences scored per planner iteration (one batched rollout)."""
+    iterations: int = 6
+    """Planner iterations per replan."""
+    elites: int = 32
+    """CEM: sequences the Gaussian is refit to; MPPI: lowest energies that get a weight."""
+    temperature: float = 0.05
+    """MPPI: softmax temperature of the energy weights (energies are normalised to [0, 1] first)."""
+    init_std: float = 1.0
+    """Initial sampling std as a fraction of the action range's half-width."""
+    execute: int = 1
+    """Actions executed before replanning (receding horizon)."""
+    energy: Literal["final", "sum"] = "final"
+    """Energy of a sequence: distance to the goal at the horizon, or summed over every step."""
+    episodes: int = 50
+    """Held-out tasks evaluated (each method runs on the same tasks)."""
+    max_steps: int = 100
+    """Env steps per episode."""
+    task_seed: int = 1000000
+    """Seed of the first task (task i uses task_seed + i; keep it apart from collect seeds)."""
+    stop_at_goal: bool = True
+    """End an episode once goal_distance <= success_distance (the env's success signal)."""
+    baselines: list[str] = field(default_factory=lambda: ["random", "random_model", "oracle"])
+    """Baselines on the same tasks: random (uniform actions), random_model (same planner, random-init world model), oracle."""
+    device: str = "cpu"
+    """Torch device of the planner and the world model."""
+    plots: bool = True
+    """Write trajectories.png, energy_landscape.png and episode.gif into run.dir."""
+
+
+@dataclass
 class ProbeConfig:
     """Frozen-backbone evaluation on labelled shards."""
 
@@ -287,6 +329,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     world: WorldConfig = field(default_factory=WorldConfig)
 
@@ -328,6 +371,15 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "train.loss_exp": _POSITIVE,
     "train.reg_var": _NON_NEGATIVE,
     "train.reg_cov": _NON_NEGATIVE,
+    "plan.horizon": _POSITIVE,
+    "plan.samples": (lambda v: v >= 2, "must be >= 2"),
+    "plan.iterations": _POSITIVE,
+    "plan.elites": _POSITIVE,
+    "plan.temperature": _POSITIVE,
+    "plan.init_std": _POSITIVE,
+    "plan.execute": _POSITIVE,
+    "plan.episodes": _POSITIVE,
+    "plan.max_steps": _POSITIVE,
     "probe.epochs": _POSITIVE,
     "probe.batch_size": _POSITIVE,
     "probe.lr": _POSITIVE,

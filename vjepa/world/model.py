@@ -526,3 +526,27 @@ def load_world_model(path: str | Path, *, device: str | torch.device = "cpu") ->
     )
     model = WorldModel(encoder, predictor, WorldSpec(**desc["spec"]))
     return model.to(device).eval()
+
+
+def random_init_like(model: WorldModel, *, seed: int = 0) -> WorldModel:
+    """A world model of ``model``'s architecture and spec with every weight (encoder included)
+    re-initialised from ``seed``: the ``random_model`` baseline of ``vjepa plan``."""
+    from vjepa.export import FrozenEncoder, build_encoder_from_arch
+
+    gen = torch.Generator().manual_seed(seed)
+    arch = model.encoder.config["architecture"]
+    with torch.device("cpu"):
+        vit = build_encoder_from_arch(arch).to_empty(device="cpu")
+    vit.reset_parameters(gen)
+    if arch.get("pos_embed") == "sincos":  # a fixed buffer, not initialised by reset_parameters
+        vit.pos_embed.copy_(model.encoder.encoder.pos_embed)
+    encoder = FrozenEncoder(
+        vit,
+        dict(model.encoder.config),
+        source=f"random seed {seed}",
+        weights_file=Path("/dev/null"),
+    )
+    p_arch = model.predictor.arch()
+    p_arch["grid_hw"] = tuple(p_arch["grid_hw"])
+    predictor = ACPredictor(**p_arch, generator=gen)
+    return WorldModel(encoder, predictor, model.spec).to(model.device).eval()
