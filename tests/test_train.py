@@ -238,3 +238,83 @@ def test_metrics_reader_and_loss_plot_handle_torn_lines_and_resume(tmp_path: Pat
     assert plot_loss(tmp_path / "missing.jsonl", tmp_path / "none.png") is None
     assert MetricsLog(tmp_path / "off.jsonl", enabled=False).write({"step": 1}) is None
     assert not (tmp_path / "off.jsonl").exists()
+
+
+class _Regressor(torch.nn.Module):
+    """A second kind of training for the shared loop: no EMA target, two child modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.body = torch.nn.Linear(6, 16)
+        self.head = torch.nn.Linear(16, 1)
+        for p in self.parameters():
+            p.data.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.body(x)))  # [B, 1]
+
+
+def _regression_batches(cfg, rank: int, world: int, start: dict | None):
+    w = torch.linspace(-1, 1, 6)
+    i = int((start or {}).get("batches", 0))  # resume: continue the deterministic stream
+    while True:
+        g = torch.Generator().manual_seed(1000 * rank + i)
+        x = torch.randn(8, 6, generator=g)  # [B, 6]
+        yield {"x": x, "y": (x @ w).unsqueeze(1)}  # [B, 1]
+        i += 1
+
+
+def _regression_task():
+    from vjepa.loop import StepOutput, Task
+
+    def forward(model, batch, device):
+        err = model(batch["x"].to(device)) - batch["y"].to(device)  # [B, 1]
+        return StepOutput(loss=err.pow(2).mean(), terms={"mae": err.abs().mean().detach()})
+
+    return Task(
+        name="regress",
+        build_model=lambda cfg: _Regressor(),
+        batches=_regression_batches,
+        forward=forward,
+    )
+
+
+def test_the_loop_trains_a_second_task_and_resumes_it_exactly(tmp_path: Path) -> None:
+    from vjepa.loop import run_training
+
+    def cfg(run_dir: Path, steps: int):
+        return load_config(
+            None,
+            [
+                f"run.dir={run_dir}",
+                "run.trackers=[]",
+                "run.log_every=1",
+                f"train.max_steps={steps}",
+                "train.checkpoint_every=10",
+                "train.health_every=1000",
+                "optim.lr=0.02",
+                "optim.start_lr=0.02",
+                "optim.final_lr=0.02",  # constant schedules: a 20-step run is a 40-step
+                "optim.final_weight_decay=0.04",  # run's first half
+                "optim.warmup_steps=0",
+            ],
+        )
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run_training(cfg(straight, 40), _regression_task())
+    run_training(cfg(resumed, 20), _regression_task())
+    run_training(cfg(resumed, 40), _regression_task())  # resumes from step 20
+    rows = _loss_rows(straight)
+    assert [r["step"] for r in rows] == list(range(1, 41)) and "mae" in rows[-1]
+    assert rows[-1]["loss"] < 0.3 * rows[0]["loss"], (rows[0]["loss"], rows[-1]["loss"])
+    ckpt = latest_checkpoint(resumed)
+    assert sorted(p.name for p in ckpt.glob("*.safetensors")) == [
+        "body.safetensors",
+        "head.safetensors",
+    ]
+    a, b = load_checkpoint(straight), load_checkpoint(resumed)
+    for part in ("body", "head"):
+        for key in a[part]:
+            torch.testing.assert_close(b[part][key], a[part][key], rtol=0, atol=1e-6)
+    assert b["counters"]["batches"] == 40

@@ -27,6 +27,13 @@ encoder without torch.load at all.
 
 We use our own format rather than ``accelerator.save_state`` because the latter pickles
 arbitrary objects, is not atomic and writes opaque ``model_0.safetensors`` names.
+
+A training run (vjepa.loop, shared by pretraining and world-model training) saves and restores
+through :func:`save_training_state` / :func:`restore_training_state`: the model is split into
+one safetensors file per top-level child module (``encoder``, ``predictor``,
+``target_encoder`` for pretraining; whatever children a world model has), gathered in full on
+rank 0 also under FSDP (``torch.distributed.checkpoint.state_dict``), plus the optimizer, the
+RNG state and data position of every rank.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +98,13 @@ def _plain_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return out
 
 
-def _write_folder(folder: Path, step: int, state: dict[str, Any]) -> None:
+def _write_folder(
+    folder: Path, step: int, state: dict[str, Any], weight_keys: Collection[str]
+) -> None:
     """Write every file of a checkpoint into ``folder`` (fsync'ed), the marker last."""
     folder.mkdir(parents=True)
-    rest = {k: v for k, v in state.items() if k not in WEIGHT_KEYS}
-    for key in WEIGHT_KEYS:
+    rest = {k: v for k, v in state.items() if k not in weight_keys}
+    for key in weight_keys:
         if key in state:
             path = folder / f"{key}.safetensors"
             save_file(_plain_tensors(state[key]), str(path), metadata={"step": str(step)})
@@ -117,12 +127,17 @@ def _write_folder(folder: Path, step: int, state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(
-    run_dir: str | Path, step: int, *, state: dict[str, Any], keep_last: int
+    run_dir: str | Path,
+    step: int,
+    *,
+    state: dict[str, Any],
+    keep_last: int,
+    weight_keys: Collection[str] = WEIGHT_KEYS,
 ) -> Path:
     """Atomically save ``state`` as ``<run_dir>/checkpoints/step-<step>/``; returns that folder.
 
-    ``state`` maps ``encoder`` / ``predictor`` / ``target_encoder`` to state dicts (written as
-    safetensors); every other entry (tensors, numbers, strings, lists, dicts) goes into
+    ``state`` maps each of ``weight_keys`` (default ``encoder`` / ``predictor`` /
+    ``target_encoder``) to a state dict (written as ``<key>.safetensors``); every other entry (tensors, numbers, strings, lists, dicts) goes into
     ``train_state.pt``, and a ``config`` dict is also written as ``config.yaml``. Call it on
     one process only (the main one).
     """
@@ -132,7 +147,7 @@ def save_checkpoint(
         shutil.rmtree(stale)
     tmp = root / f".tmp-{_step_name(step)}"
     final = root / _step_name(step)
-    _write_folder(tmp, step, state)
+    _write_folder(tmp, step, state, weight_keys)
     if final.exists():  # re-saving a step (e.g. after a resume): replace it
         shutil.rmtree(final)
     os.rename(tmp, final)
@@ -173,8 +188,9 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Load a checkpoint folder (or a run folder: its latest) back into the ``state`` dict shape.
 
-    Returns the weight state dicts under ``encoder`` / ``predictor`` / ``target_encoder`` plus
-    every entry of ``train_state.pt`` (``step``, ``optimizer``, ``rng``, ``data``, ...).
+    Returns every ``<key>.safetensors`` state dict under ``key`` (``encoder`` / ``predictor`` /
+    ``target_encoder`` for pretraining) plus every entry of ``train_state.pt`` (``step``,
+    ``optimizer``, ``rng``, ``data``, ...).
     """
     path = Path(path)
     if not is_complete(path):
@@ -186,8 +202,124 @@ def load_checkpoint(
         path / TRAIN_STATE, map_location=map_location, weights_only=True
     )
     device = str(map_location)
-    for key in WEIGHT_KEYS:
-        file = path / f"{key}.safetensors"
-        if file.is_file():
-            state[key] = load_file(str(file), device=device)
+    for file in sorted(path.glob("*.safetensors")):
+        state[file.stem] = load_file(str(file), device=device)
     return state
+
+
+# ----------------------------------------------------------------------------------------
+# Training state: model (DDP or FSDP) + optimizer + per-rank RNG and data position
+# ----------------------------------------------------------------------------------------
+
+
+def split_weights(full: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """{"encoder.x": t, ...} -> {"encoder": {"x": t}, ...}: one file per top-level child."""
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for name, tensor in full.items():
+        head, dot, rest = name.partition(".")
+        if not dot:
+            raise RuntimeError(
+                f"model entry {name!r} is not inside a child module; checkpoints store one "
+                "file per top-level child (put it in a submodule)"
+            )
+        out.setdefault(head, {})[rest] = tensor
+    return out
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's torch RNG states (CPU, and CUDA when present)."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _raw_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    return getattr(optimizer, "optimizer", optimizer)  # AcceleratedOptimizer wraps the real one
+
+
+def save_training_state(
+    accelerator: Any,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    run_dir: str | Path,
+    step: int,
+    per_rank: dict[str, Any],
+    extra: dict[str, Any],
+    keep_last: int,
+) -> Path | None:
+    """Checkpoint a training run; collective: every rank calls it, rank 0 writes, all wait.
+
+    ``model`` is the unwrapped module (DDP unwrapped; FSDP2 modules are their own unwrapped
+    form): its full state dict is gathered to rank 0 on the CPU. ``per_rank`` (this rank's
+    data position etc.) is gathered with this rank's RNG state into ``state["per_rank"]``;
+    ``extra`` (counters, config, ...) is stored as is. Returns the folder on rank 0, else None.
+    """
+    from accelerate.utils import gather_object
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights = split_weights(get_model_state_dict(model, options=full))
+    optim = get_optimizer_state_dict(model, _raw_optimizer(optimizer), options=full)
+    ranks = gather_object([{**per_rank, "rng": rng_state()}])
+    folder = None
+    if accelerator.is_main_process:
+        state = {
+            **weights,
+            **extra,
+            "optimizer": optim,
+            "per_rank": ranks,
+            "world_size": accelerator.num_processes,
+        }
+        folder = save_checkpoint(
+            run_dir, step, state=state, keep_last=keep_last, weight_keys=tuple(weights)
+        )
+    accelerator.wait_for_everyone()
+    return folder
+
+
+def restore_training_state(
+    accelerator: Any,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    path: str | Path,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Load a checkpoint into ``model`` / ``optimizer`` on every rank (strict).
+
+    Returns ``(checkpoint, mine)``: the whole loaded checkpoint and this rank's ``per_rank``
+    entry, whose RNG state is restored here. ``mine`` is None when the checkpoint was written
+    by another world size (the data position cannot map rank to rank; RNG stays as seeded).
+    """
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    ckpt = load_checkpoint(path)
+    names = [n for n, _ in model.named_children()]
+    missing = [n for n in names if n not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: no weights for {missing} (a checkpoint of another model?)")
+    full = {f"{k}.{n}": t for k in names for n, t in ckpt[k].items()}
+    opts = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, full, options=opts)  # strict: every key must match
+    set_optimizer_state_dict(model, _raw_optimizer(optimizer), ckpt["optimizer"], options=opts)
+    per_rank = ckpt.get("per_rank") or []
+    world = accelerator.num_processes
+    if ckpt.get("world_size") != world or len(per_rank) != world:
+        accelerator.print(
+            f"resume: checkpoint written by {ckpt.get('world_size')} processes, now "
+            f"{world}: data stream restarts (resampled), RNG reseeded"
+        )
+        return ckpt, None
+    mine = per_rank[accelerator.process_index]
+    torch.set_rng_state(mine["rng"]["torch"])
+    if "cuda" in mine["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state(mine["rng"]["cuda"])
+    return ckpt, mine

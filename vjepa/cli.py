@@ -131,9 +131,27 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.overrides[:1] == ["world"]:  # `vjepa demo world [--env ENV] [k=v ...]`
+        return cmd_demo_world(args)
     from vjepa.demo import run_demo
 
     run_demo(Path(args.out), overrides=args.overrides, quick=args.quick)
+    return EXIT_OK
+
+
+def cmd_world_train(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)  # config errors first, before heavy imports
+    from vjepa.world.train import world_train
+
+    world_train(cfg)
+    return EXIT_OK
+
+
+def cmd_demo_world(args: argparse.Namespace) -> int:
+    from vjepa.world.demo import run_world_demo
+
+    out = Path(args.out) if args.out != "runs/demo" else Path("runs/demo_world")
+    run_world_demo(out, env=args.env, overrides=args.overrides[1:], quick=args.quick)
     return EXIT_OK
 
 
@@ -319,8 +337,34 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="pretraining overrides")
+    p.add_argument(
+        "--env", help="`vjepa demo world` only: the env (gymnasium id, file.py:Class, module:Class)"
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.sub=value",
+        help="pretraining overrides; `vjepa demo world [--env ENV] [k=v ...]` runs the world-model "
+        "chain (collect, pretrain, world train, plan) instead",
+    )
     p.set_defaults(func=cmd_demo)
+
+
+def _add_world(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "world",
+        help="world-model commands (world train)",
+        description="Action-conditioned world model over a frozen encoder.",
+    )
+    wsub = p.add_subparsers(dest="world_command", metavar="WORLD_COMMAND", required=True)
+    t = wsub.add_parser(
+        "train",
+        help="train the action-conditioned predictor (resumes from the run folder)",
+        description="Train the world model's predictor on trajectory shards (vjepa collect) over "
+        "a frozen encoder (world.encoder). Same loop, checkpoints and resume as pretraining.",
+    )
+    _add_config_args(t)
+    t.set_defaults(func=cmd_world_train)
 
 
 def _add_collect(sub: argparse._SubParsersAction) -> None:
@@ -380,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_import(sub)
     _add_demo(sub)
+    _add_world(sub)
     _add_collect(sub)
     _add_plan(sub)
     return parser

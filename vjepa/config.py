@@ -284,6 +284,42 @@ class ProbeConfig:
 
 
 @dataclass
+class WorldConfig:
+    """Action-conditioned world model (``vjepa world train``): frozen encoder + AC predictor.
+
+    The training trajectories come from ``data.shards`` (trajectory shards of ``vjepa collect``)
+    in windows of ``data.batch_size``; the other ``data.*`` keys do not apply.
+    """
+
+    encoder: str = "random"
+    """Frozen encoder: anything vjepa.load_encoder accepts (a pretrain run, export folder, official file), or 'random' (a seeded random init of size model.name / model.patch_size / model.tubelet_size)."""
+    frame_size: int = 64
+    """Frames are resized to this side before encoding (the encoder's img_size for a loaded one)."""
+    pool: int = 1
+    """Average-pool the encoder's token map by this factor per side (e.g. 8x8 tokens, pool 2 -> 4x4); the frame's side in tokens must divide."""
+    window: int = 4
+    """Frames per training window (the predictor's context length; actions: window - 1)."""
+    frameskip: int = 1
+    """Env steps per model step: windows take every frameskip-th frame and the model's action is the frameskip env actions in between, concatenated (DINO-WM uses 5)."""
+    rollout_steps: int = 2
+    """k: autoregressive steps of the rollout loss term (1 <= k <= window - 1; 0: teacher forcing only)."""
+    rollout_weight: float = 1.0
+    """Weight of the rollout term; the teacher-forcing term has weight 1."""
+    pred_width: int = 128
+    """Predictor width."""
+    pred_depth: int = 3
+    """Predictor transformer blocks."""
+    pred_heads: int = 4
+    """Predictor attention heads."""
+    use_state: bool = False
+    """Add a state token per step (needs <key>.states.npy; rollouts then need the states too)."""
+    val_episodes: int = 0
+    """Trajectories held out of training (the last ones read) for the validation loss."""
+    max_trajectories: int = 0
+    """Read at most this many trajectories (0: all)."""
+
+
+@dataclass
 class Config:
     """The whole configuration of a pretraining or probing run."""
 
@@ -295,6 +331,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
 
 
 # Range checks: dotted key -> (predicate, what the value must be). Checked after merging.
@@ -355,6 +392,17 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "probe.temperature": _POSITIVE,
     "probe.train_clips": _POSITIVE,
     "probe.eval_clips": _POSITIVE,
+    "world.frame_size": _POSITIVE,
+    "world.pool": _POSITIVE,
+    "world.window": (lambda v: v >= 2, "must be >= 2"),
+    "world.frameskip": _POSITIVE,
+    "world.rollout_steps": _NON_NEGATIVE,
+    "world.rollout_weight": _NON_NEGATIVE,
+    "world.pred_width": _POSITIVE,
+    "world.pred_depth": _POSITIVE,
+    "world.pred_heads": _POSITIVE,
+    "world.val_episodes": _NON_NEGATIVE,
+    "world.max_trajectories": _NON_NEGATIVE,
 }
 
 
@@ -517,9 +565,19 @@ def validate(cfg: Config) -> None:
         lo, hi = getattr(cfg.data, name)
         if not 0 < lo <= hi:
             raise ConfigError(f"data.{name} must satisfy 0 < low <= high, got {(lo, hi)}")
+    _validate_world(cfg.world)
     for lr in cfg.probe.lr_grid:
         if lr <= 0:
             raise ConfigError(f"probe.lr_grid values must be > 0, got {lr}")
+
+
+def _validate_world(w: WorldConfig) -> None:
+    if w.rollout_steps > w.window - 1:
+        raise ConfigError(
+            f"world.rollout_steps ({w.rollout_steps}) must be <= world.window - 1 ({w.window - 1})"
+        )
+    if w.pred_width % w.pred_heads:
+        raise ConfigError("world.pred_width must be divisible by world.pred_heads")
 
 
 def get_dotted(cfg: Any, key: str) -> Any:
