@@ -161,30 +161,31 @@ class ModelCost:
 
         @torch.no_grad()
         def cost(seqs: Tensor) -> Tensor:  # [N, H, A] -> [N]
-            n, h, _ = seqs.shape
-            z = z0.expand(n, *z0.shape[1:])  # [N, 1, Ntok, D]
-            pred = self.model.rollout(z, seqs)  # [N, H, Ntok, D]
+            z = z0.expand(seqs.shape[0], *z0.shape[1:])  # [N, 1, Ntok, D]
+            # [N, H / r, Ntok, D]: one latent map per model step (r = the model's frameskip)
+            pred = self.model.rollout(z, seqs)
             if self.energy == "final":
                 return self.model.energy(pred[:, -1], z_goal)
-            return torch.stack([self.model.energy(pred[:, t], z_goal) for t in range(h)], 1).sum(1)
+            per_step = torch.stack(
+                [self.model.energy(pred[:, t], z_goal) for t in range(pred.shape[1])], 1
+            )  # [N, H / r]
+            return _reduce(per_step, self.energy)
 
         return cost
 
 
-def check_model_env(model: Any, env: gym.Env, spec: str) -> None:
-    """A world model must match the env's action dimension and frame size."""
+def check_model_env(model: Any, env: gym.Env, spec: str, pcfg: PlanConfig) -> None:
+    """A world model must take the env's actions, and the horizon whole model steps."""
     low, _ = action_bounds(env)
     if int(model.action_dim) != low.shape[0]:
         raise ValueError(
             f"action-dimension mismatch: the world model takes {model.action_dim}-D actions, "
             f"env {spec!r} has {low.shape[0]}-D actions"
         )
-    frame = render_frame(env)
-    size = getattr(model, "frame_size", None)
-    if size is not None and (frame.shape[0] != size or frame.shape[1] != size):
+    r = int(getattr(model, "frameskip", 1))
+    if pcfg.horizon % r:
         raise ValueError(
-            f"frame-size mismatch: the world model takes {size}x{size} frames, env {spec!r} "
-            f"renders {frame.shape[1]}x{frame.shape[0]}"
+            f"plan.horizon ({pcfg.horizon}) must be a multiple of the world model's frameskip ({r})"
         )
 
 
@@ -324,7 +325,7 @@ def run_plan(cfg: Config) -> dict[str, Any]:
     device = torch.device(pcfg.device)
     model, twin = _load_models(pcfg, device)
     if model is not None:
-        check_model_env(model, env, pcfg.env)
+        check_model_env(model, env, pcfg.env, pcfg)
     save_config(cfg, out / "config.yaml")
     oracle = OracleCost(env, pcfg.env, pcfg.energy)
     main_builder: CostBuilder = oracle if model is None else ModelCost(model, pcfg.energy, device)
