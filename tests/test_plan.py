@@ -96,3 +96,7 @@ def test_plan_cli_user_errors(tmp_path, capsys):
     assert main(["plan", str(cfg), "plan.horizn=3"]) == 2
     assert "plan.horizon" in capsys.readouterr().err  # the typo's closest valid key
     assert main(["plan", str(cfg), "plan.planner=sgd"]) == 2
+    assert main(["plan", str(cfg), "plan.baselines=[random,rnd]"]) == 2
+    assert "rnd" in capsys.readouterr().err
+    assert main(["plan", str(cfg), "plan.samples=8", "plan.elites=16"]) == 2
+    assert "plan.elites" in capsys.readouterr().err

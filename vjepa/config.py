@@ -566,6 +566,15 @@ def validate(cfg: Config) -> None:
         if not 0 < lo <= hi:
             raise ConfigError(f"data.{name} must satisfy 0 < low <= high, got {(lo, hi)}")
     _validate_world(cfg.world)
+    bad = sorted(set(cfg.plan.baselines) - {"random", "random_model", "oracle"})
+    if bad:
+        raise ConfigError(
+            f"plan.baselines: unknown {bad} (choose from random, random_model, oracle)"
+        )
+    if cfg.plan.elites > cfg.plan.samples:
+        raise ConfigError(
+            f"plan.elites ({cfg.plan.elites}) must be <= plan.samples ({cfg.plan.samples})"
+        )
     for lr in cfg.probe.lr_grid:
         if lr <= 0:
             raise ConfigError(f"probe.lr_grid values must be > 0, got {lr}")
