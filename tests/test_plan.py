@@ -100,3 +100,65 @@ def test_plan_cli_user_errors(tmp_path, capsys):
     assert "rnd" in capsys.readouterr().err
     assert main(["plan", str(cfg), "plan.samples=8", "plan.elites=16"]) == 2
     assert "plan.elites" in capsys.readouterr().err
+
+
+def _tiny_world_export(path, frameskip: int = 2):
+    """A real world-model export folder (random-init tiny model), as `vjepa export` writes it."""
+    import torch
+    from safetensors.torch import save_file
+
+    from vjepa.world.model import WorldSpec, build_world_model, random_encoder, world_description
+
+    enc = random_encoder("tiny_cpu", patch_size=8, tubelet_size=2, img_size=32, seed=0)
+    spec = WorldSpec(
+        frame_size=32,
+        pool=2,
+        window=3,
+        frameskip=frameskip,
+        action_low=[-1.0, -1.0],
+        action_high=[1.0, 1.0],
+    )
+    model = build_world_model(
+        enc, spec, width=32, depth=1, heads=2, generator=torch.Generator().manual_seed(0)
+    )
+    path.mkdir()
+    save_file(
+        {k: v.contiguous() for k, v in model.encoder.encoder.state_dict().items()},
+        str(path / "encoder.safetensors"),
+    )
+    save_file(
+        {k: v.contiguous() for k, v in model.predictor.state_dict().items()},
+        str(path / "predictor.safetensors"),
+    )
+    (path / "config.json").write_text(json.dumps(world_description(model)))
+    return path
+
+
+def test_plan_with_a_world_model_runs_every_baseline(tmp_path):
+    export = _tiny_world_export(tmp_path / "wm")
+    overrides = [
+        f"run.dir={tmp_path / 'run'}",
+        f"plan.model={export}",
+        "plan.episodes=2",
+        "plan.max_steps=4",
+        "plan.horizon=4",
+        "plan.execute=2",
+        "plan.samples=8",
+        "plan.iterations=2",
+        "plan.elites=4",
+        "plan.planner=mppi",
+        "plan.baselines=[random,random_model,oracle]",
+        "plan.plots=false",  # the plots are covered by the oracle test
+    ]
+    report = run_plan(load_config(None, overrides))
+    assert set(report["methods"]) == {"model", "random", "random_model", "oracle"}
+    for key in ("random_success_rate", "random_model_success_rate", "oracle_success_rate"):
+        assert report[key] is not None
+    assert report["episodes"] == 2 and report["seconds_per_action"] > 0
+    rows = [json.loads(x) for x in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()]
+    assert sorted({r["method"] for r in rows}) == ["model", "oracle", "random", "random_model"]
+    assert all(len(r["states"]) == r["steps"] + 1 for r in rows)
+    assert not (tmp_path / "run" / "energy_landscape.png").exists()
+    # The reacher has 2-D actions too, so it runs; a horizon of 3 is not whole model steps.
+    with pytest.raises(ValueError, match="frameskip"):
+        run_plan(load_config(None, overrides + ["plan.horizon=3", "plan.env=vjepa/Reacher-v0"]))

@@ -87,7 +87,9 @@ def plot_energy_landscape(env: gym.Env, pcfg: PlanConfig, builder, path: Path, s
     seqs = plan.expand(GRID * GRID, -1, -1).clone()  # [G*G, H, A]
     a0, a1 = torch.meshgrid(g0, g1, indexing="ij")
     seqs[:, 0, 0], seqs[:, 0, 1] = a0.reshape(-1), a1.reshape(-1)
-    energy = torch.cat([cost(chunk) for chunk in seqs.split(pcfg.samples)]).reshape(GRID, GRID)
+    # Larger chunks than the planner's population: one batched pass per 1024 sequences.
+    energy = torch.cat([cost(chunk) for chunk in seqs.split(max(pcfg.samples, 1024))])
+    energy = energy.reshape(GRID, GRID)
     e = energy.cpu().numpy()
     fig, ax = plt.subplots(figsize=(4.2, 3.6))
     im = ax.imshow(
