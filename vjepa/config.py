@@ -311,6 +311,8 @@ class WorldConfig:
     """Predictor transformer blocks."""
     pred_heads: int = 4
     """Predictor attention heads."""
+    energy_blur: float = 0.0
+    """Planning energy: Gaussian blur sigma (in tokens of the pooled map) on both latent maps before the L1 (0: raw token L1, flat beyond a patch; 1: grows with the agent's distance)."""
     use_state: bool = False
     """Add a state token per step (needs <key>.states.npy; rollouts then need the states too)."""
     val_episodes: int = 0
@@ -396,6 +398,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "world.pool": _POSITIVE,
     "world.window": (lambda v: v >= 2, "must be >= 2"),
     "world.frameskip": _POSITIVE,
+    "world.energy_blur": _NON_NEGATIVE,
     "world.rollout_steps": _NON_NEGATIVE,
     "world.rollout_weight": _NON_NEGATIVE,
     "world.pred_width": _POSITIVE,

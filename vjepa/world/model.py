@@ -16,6 +16,7 @@ term over k autoregressive steps, both L1 against the layer-normed encoder laten
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +50,10 @@ class WorldSpec:
     """Env steps per model step: the predictor's action is r consecutive env actions,
     concatenated (as DINO-WM does with frameskip 5), and a rollout of H model steps covers
     r * H env steps."""
+    energy_blur: float = 0.0
+    """Gaussian blur (sigma, in tokens of the pooled map) applied to both latent maps before
+    the energy's L1. Raw token L1 is flat once the agent is more than a patch from the goal;
+    blurred maps overlap, so the energy grows with the distance (see docs/world_model.md)."""
     state_dim: int = 0
     """State size when the predictor has a state token (0: none)."""
     env: str = ""
@@ -298,10 +303,28 @@ class WorldModel(nn.Module):
             ctx = torch.cat([ctx, nxt], dim=1)
         return ctx[:, Tc:]  # [B, H, N, D]
 
-    @staticmethod
-    def energy(z_pred: Tensor, z_goal: Tensor) -> Tensor:
-        """[B, N, D] vs [1 or B, N, D] -> [B]: mean L1 distance."""
+    def energy(self, z_pred: Tensor, z_goal: Tensor) -> Tensor:
+        """[B, N, D] vs [1 or B, N, D] -> [B]: mean L1 distance (of the blurred maps, with
+        ``spec.energy_blur`` > 0)."""
+        if self.spec.energy_blur > 0:
+            z_pred, z_goal = self.blur(z_pred), self.blur(z_goal)
         return (z_pred - z_goal).abs().mean(dim=(-2, -1))
+
+    def blur(self, z: Tensor) -> Tensor:
+        """Separable Gaussian blur of token maps [.., N, D] over the (g x g) token grid."""
+        g = self.predictor.grid_hw
+        sigma = self.spec.energy_blur
+        radius = max(1, int(math.ceil(3 * sigma)))
+        k = torch.arange(-radius, radius + 1, device=z.device, dtype=z.dtype)
+        w = torch.exp(-(k**2) / (2 * sigma**2))
+        w = w / w.sum()  # [2r+1]
+        lead, (N, D) = z.shape[:-2], z.shape[-2:]
+        x = z.reshape(-1, g[0], g[1], D).permute(0, 3, 1, 2).reshape(-1, 1, g[0], g[1])
+        x = F.pad(x, (radius, radius, radius, radius), mode="replicate")  # edges: no dark rim
+        x = F.conv2d(x, w.view(1, 1, 1, -1))  # along w
+        x = F.conv2d(x, w.view(1, 1, -1, 1))  # along h
+        x = x.reshape(-1, D, g[0] * g[1]).transpose(1, 2)  # [M, N, D]
+        return x.reshape(*lead, N, D)
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -320,7 +343,8 @@ class WorldModel(nn.Module):
             pred = self.rollout(z.expand(M, -1, -1, -1), actions)  # [M, H, N, D]
             if objective == "last":
                 return self.energy(pred[:, -1], z_goal)
-            e = (pred - z_goal[:, None]).abs().mean(dim=(-2, -1))  # [M, H]
+            H = pred.shape[1]
+            e = self.energy(pred.flatten(0, 1), z_goal).view(M, H)  # [M, H]
             return e.mean(dim=1)
 
         return cost

@@ -100,6 +100,7 @@ def prepare(cfg: Config) -> _Prepared:
         pool=w.pool,
         window=w.window,
         frameskip=w.frameskip,
+        energy_blur=w.energy_blur,
         action_low=low,
         action_high=high,
         state_dim=int(train[0].states.shape[1]) if w.use_state else 0,
