@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     import torch
 
     from vjepa.export import FrozenEncoder
+    from vjepa.world.model import WorldModel
 
 
 def load_encoder(
@@ -26,3 +27,14 @@ def load_encoder(
     from vjepa.export import load_encoder as _load_encoder
 
     return _load_encoder(path, num_heads=num_heads, device=device, which=which)
+
+
+def load_world_model(path: str | Path, *, device: str | torch.device = "cpu") -> WorldModel:
+    """Load a world model (a `vjepa world train` run folder, one of its checkpoints, or a world
+    export folder): ``.encode(frames)``, ``.rollout(z, actions)``, ``.plan(obs, goal_obs)``.
+
+    See :func:`vjepa.world.model.load_world_model`.
+    """
+    from vjepa.world.model import load_world_model as _load_world_model
+
+    return _load_world_model(path, device=device)

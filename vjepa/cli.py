@@ -141,9 +141,71 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.overrides[:1] == ["world"]:  # `vjepa demo world [--env ENV] [k=v ...]`
+        return cmd_demo_world(args)
     from vjepa.demo import run_demo
 
     run_demo(Path(args.out), overrides=args.overrides, quick=args.quick)
+    return EXIT_OK
+
+
+def cmd_world_train(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)  # config errors first, before heavy imports
+    from vjepa.world.train import world_train
+
+    world_train(cfg)
+    return EXIT_OK
+
+
+def cmd_demo_world(args: argparse.Namespace) -> int:
+    from vjepa.world.demo import run_world_demo
+
+    out = Path(args.out) if args.out != "runs/demo" else Path("runs/demo_world")
+    run_world_demo(out, env=args.env, overrides=args.overrides[1:], quick=args.quick)
+    return EXIT_OK
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from vjepa.data.writer import print_summary
+
+    if args.env == "droid":
+        from vjepa.world.droid import droid_to_shards
+
+        if not args.root:
+            raise UsageError("vjepa collect droid needs --root (the folder of DROID trajectories)")
+        manifest = droid_to_shards(
+            args.root,
+            args.out,
+            camera=args.camera,
+            frame_step=args.frame_step,
+            short_side=args.short_side,
+            max_count=args.max_count,
+        )
+        print_summary(manifest)
+        return EXIT_OK
+    if args.episodes is None or args.steps is None:
+        raise UsageError(f"vjepa collect {args.env} needs --episodes and --steps")
+    from vjepa.world.collect import collect
+
+    manifest = collect(
+        args.env,
+        args.out,
+        episodes=args.episodes,
+        steps=args.steps,
+        seed=args.seed,
+        repeat_prob=args.repeat_prob,
+        max_count=args.max_count,
+    )
+    print_summary(manifest)
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    from vjepa.world.plan import run_plan
+
+    report = run_plan(cfg)
+    print(f"report written to {Path(cfg.run.dir) / 'report.json'} ({report['episodes']} episodes)")
     return EXIT_OK
 
 
@@ -296,8 +358,77 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="pretraining overrides")
+    p.add_argument(
+        "--env", help="`vjepa demo world` only: the env (gymnasium id, file.py:Class, module:Class)"
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.sub=value",
+        help="pretraining overrides; `vjepa demo world [--env ENV] [k=v ...]` runs the world-model "
+        "chain (collect, pretrain, world train, plan) instead",
+    )
     p.set_defaults(func=cmd_demo)
+
+
+def _add_world(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "world",
+        help="world-model commands (world train)",
+        description="Action-conditioned world model over a frozen encoder.",
+    )
+    wsub = p.add_subparsers(dest="world_command", metavar="WORLD_COMMAND", required=True)
+    t = wsub.add_parser(
+        "train",
+        help="train the action-conditioned predictor (resumes from the run folder)",
+        description="Train the world model's predictor on trajectory shards (vjepa collect) over "
+        "a frozen encoder (world.encoder). Same loop, checkpoints and resume as pretraining.",
+    )
+    _add_config_args(t)
+    t.set_defaults(func=cmd_world_train)
+
+
+def _add_collect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "collect",
+        help="random-action trajectories of an env as trajectory shards",
+        description="Roll out random actions with persistence in ENV (a gymnasium id, "
+        "path/file.py:Class or package.module:Class) and write trajectory shards: <key>.mp4 "
+        "(lossless frames), <key>.actions.npy [T-1, A], <key>.states.npy [T, S], <key>.json, "
+        "plus manifest.json. The same seed gives the same shards.",
+    )
+    p.add_argument(
+        "env",
+        help="env: gymnasium id, path/file.py:Class or package.module:Class; or droid "
+        "(convert DROID-style trajectory folders under --root)",
+    )
+    p.add_argument("--episodes", type=int, help="episodes to roll out (envs)")
+    p.add_argument("--steps", type=int, help="frames per episode, T (envs)")
+    p.add_argument("--out", required=True, help="output folder for the shards")
+    p.add_argument("--seed", type=int, default=0, help="seed of resets and actions")
+    p.add_argument("--repeat-prob", type=float, default=0.8, help="chance to keep the last action")
+    p.add_argument("--max-count", type=int, default=100, help="episodes per shard")
+    p.add_argument("--root", help="droid: folder searched for trajectory.h5 folders")
+    p.add_argument(
+        "--camera", default="ext1", help="droid: wrist, ext1, ext2, left, right or a serial"
+    )
+    p.add_argument("--frame-step", type=int, default=1, help="droid: keep every n-th step")
+    p.add_argument(
+        "--short-side", type=int, default=256, help="droid: resize frames to this short side"
+    )
+    p.set_defaults(func=cmd_collect)
+
+
+def _add_plan(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="MPC with CEM / MPPI on held-out tasks, against random and oracle baselines",
+        description="Plan to goal images with a world model (plan.model) or the true simulator "
+        "(plan.model=oracle) on plan.episodes tasks of plan.env; writes report.json, "
+        "episodes.jsonl, trajectories.png, energy_landscape.png and episode.gif into run.dir.",
+    )
+    _add_config_args(p)
+    p.set_defaults(func=cmd_plan)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -314,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_import(sub)
     _add_demo(sub)
+    _add_world(sub)
+    _add_collect(sub)
+    _add_plan(sub)
     return parser
 
 

@@ -209,6 +209,48 @@ class TrainConfig:
 
 
 @dataclass
+class PlanConfig:
+    """`vjepa plan`: model-predictive control on held-out tasks of an env, with baselines."""
+
+    env: str = "vjepa/TwoRooms-v0"
+    """The env: a gymnasium id, path/file.py:Class or package.module:Class (with the task protocol)."""
+    model: str = "oracle"
+    """World model to plan with (anything vjepa.load_world_model accepts), or oracle (the true simulator)."""
+    planner: Literal["cem", "mppi"] = "cem"
+    """Trajectory optimiser."""
+    horizon: int = 20
+    """Planned actions per replan."""
+    samples: int = 256
+    """Action sequences scored per planner iteration (one batched rollout)."""
+    iterations: int = 6
+    """Planner iterations per replan."""
+    elites: int = 32
+    """CEM: sequences the Gaussian is refit to; MPPI: lowest energies that get a weight."""
+    temperature: float = 0.1
+    """MPPI: softmax temperature of the energy weights (energies are normalised to [0, 1] first)."""
+    init_std: float = 1.0
+    """Initial sampling std as a fraction of the action range's half-width."""
+    execute: int = 1
+    """Actions executed before replanning (receding horizon)."""
+    energy: Literal["final", "sum", "min"] = "min"
+    """Energy of a sequence: distance to the goal at the horizon, summed over every step, or the smallest along it."""
+    episodes: int = 50
+    """Held-out tasks evaluated (each method runs on the same tasks)."""
+    max_steps: int = 100
+    """Env steps per episode."""
+    task_seed: int = 1000000
+    """Seed of the first task (task i uses task_seed + i; keep it apart from collect seeds)."""
+    stop_at_goal: bool = True
+    """End an episode once goal_distance <= success_distance (the env's success signal)."""
+    baselines: list[str] = field(default_factory=lambda: ["random", "random_model", "oracle"])
+    """Baselines on the same tasks: random (uniform actions), random_model (same planner, random-init world model), oracle."""
+    device: str = "cpu"
+    """Torch device of the planner and the world model."""
+    plots: bool = True
+    """Write trajectories.png, energy_landscape.png and episode.gif into run.dir."""
+
+
+@dataclass
 class ProbeConfig:
     """Frozen-backbone evaluation on labelled shards."""
 
@@ -262,6 +304,44 @@ class ProbeConfig:
 
 
 @dataclass
+class WorldConfig:
+    """Action-conditioned world model (``vjepa world train``): frozen encoder + AC predictor.
+
+    The training trajectories come from ``data.shards`` (trajectory shards of ``vjepa collect``)
+    in windows of ``data.batch_size``; the other ``data.*`` keys do not apply.
+    """
+
+    encoder: str = "random"
+    """Frozen encoder: anything vjepa.load_encoder accepts (a pretrain run, export folder, official file), or 'random' (a seeded random init of size model.name / model.patch_size / model.tubelet_size)."""
+    frame_size: int = 64
+    """Frames are resized to this side before encoding (the encoder's img_size for a loaded one)."""
+    pool: int = 1
+    """Average-pool the encoder's token map by this factor per side (e.g. 8x8 tokens, pool 2 -> 4x4); the frame's side in tokens must divide."""
+    window: int = 4
+    """Frames per training window (the predictor's context length; actions: window - 1)."""
+    frameskip: int = 1
+    """Env steps per model step: windows take every frameskip-th frame and the model's action is the frameskip env actions in between, concatenated (DINO-WM uses 5)."""
+    rollout_steps: int = 2
+    """k: autoregressive steps of the rollout loss term (1 <= k <= window - 1; 0: teacher forcing only)."""
+    rollout_weight: float = 1.0
+    """Weight of the rollout term; the teacher-forcing term has weight 1."""
+    pred_width: int = 128
+    """Predictor width."""
+    pred_depth: int = 3
+    """Predictor transformer blocks."""
+    pred_heads: int = 4
+    """Predictor attention heads."""
+    energy_blur: float = 0.0
+    """Planning energy: Gaussian blur sigma (in tokens of the pooled map) on both latent maps before the L1 (0: raw token L1, flat beyond a patch; 1: grows with the agent's distance)."""
+    use_state: bool = False
+    """Add a state token per step (needs <key>.states.npy; rollouts then need the states too)."""
+    val_episodes: int = 0
+    """Trajectories held out of training (the last ones read) for the validation loss."""
+    max_trajectories: int = 0
+    """Read at most this many trajectories (0: all)."""
+
+
+@dataclass
 class Config:
     """The whole configuration of a pretraining or probing run."""
 
@@ -271,7 +351,9 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
 
 
 # Range checks: dotted key -> (predicate, what the value must be). Checked after merging.
@@ -314,6 +396,15 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "train.loss_exp": _POSITIVE,
     "train.reg_var": _NON_NEGATIVE,
     "train.reg_cov": _NON_NEGATIVE,
+    "plan.horizon": _POSITIVE,
+    "plan.samples": (lambda v: v >= 2, "must be >= 2"),
+    "plan.iterations": _POSITIVE,
+    "plan.elites": _POSITIVE,
+    "plan.temperature": _POSITIVE,
+    "plan.init_std": _POSITIVE,
+    "plan.execute": _POSITIVE,
+    "plan.episodes": _POSITIVE,
+    "plan.max_steps": _POSITIVE,
     "probe.epochs": _POSITIVE,
     "probe.batch_size": _POSITIVE,
     "probe.lr": _POSITIVE,
@@ -326,6 +417,18 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "probe.temperature": _POSITIVE,
     "probe.train_clips": _POSITIVE,
     "probe.eval_clips": _POSITIVE,
+    "world.frame_size": _POSITIVE,
+    "world.pool": _POSITIVE,
+    "world.window": (lambda v: v >= 2, "must be >= 2"),
+    "world.frameskip": _POSITIVE,
+    "world.energy_blur": _NON_NEGATIVE,
+    "world.rollout_steps": _NON_NEGATIVE,
+    "world.rollout_weight": _NON_NEGATIVE,
+    "world.pred_width": _POSITIVE,
+    "world.pred_depth": _POSITIVE,
+    "world.pred_heads": _POSITIVE,
+    "world.val_episodes": _NON_NEGATIVE,
+    "world.max_trajectories": _NON_NEGATIVE,
 }
 
 
@@ -488,9 +591,28 @@ def validate(cfg: Config) -> None:
         lo, hi = getattr(cfg.data, name)
         if not 0 < lo <= hi:
             raise ConfigError(f"data.{name} must satisfy 0 < low <= high, got {(lo, hi)}")
+    _validate_world(cfg.world)
+    bad = sorted(set(cfg.plan.baselines) - {"random", "random_model", "oracle"})
+    if bad:
+        raise ConfigError(
+            f"plan.baselines: unknown {bad} (choose from random, random_model, oracle)"
+        )
+    if cfg.plan.elites > cfg.plan.samples:
+        raise ConfigError(
+            f"plan.elites ({cfg.plan.elites}) must be <= plan.samples ({cfg.plan.samples})"
+        )
     for lr in cfg.probe.lr_grid:
         if lr <= 0:
             raise ConfigError(f"probe.lr_grid values must be > 0, got {lr}")
+
+
+def _validate_world(w: WorldConfig) -> None:
+    if w.rollout_steps > w.window - 1:
+        raise ConfigError(
+            f"world.rollout_steps ({w.rollout_steps}) must be <= world.window - 1 ({w.window - 1})"
+        )
+    if w.pred_width % w.pred_heads:
+        raise ConfigError("world.pred_width must be divisible by world.pred_heads")
 
 
 def get_dotted(cfg: Any, key: str) -> Any:

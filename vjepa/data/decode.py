@@ -284,8 +284,11 @@ def encode_frames(
     codec: str = "libx264",
     options: dict[str, str] | None = None,
     container_options: dict[str, str] | None = None,
+    pix_fmt: str = "yuv420p",
 ) -> bytes:
-    """Encode uint8 RGB frames ``[T, H, W, 3]`` (yuv420p) into a container held in memory.
+    """Encode uint8 RGB frames ``[T, H, W, 3]`` (``pix_fmt``) into a container held in memory.
+
+    ``codec="libx264rgb", pix_fmt="rgb24", options={"qp": "0"}`` is lossless RGB (env renders).
 
     One encoder thread and explicit timestamps, so the same frames and options give the same
     bytes from run to run (the sample-corpus generator and the tests rely on it).
@@ -297,7 +300,7 @@ def encode_frames(
     with av.open(buf, mode="w", format=fmt, options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         stream.codec_context.thread_count = 1
         if options:
             stream.options = options

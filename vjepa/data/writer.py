@@ -37,7 +37,7 @@ import random
 import re
 import tarfile
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -175,12 +175,17 @@ class _ShardSink:
     def _name(self) -> str:
         return f"{self.prefix}-{len(self.shards):06d}.tar"
 
-    def write(self, key: str, data: bytes, meta: dict) -> None:
+    def write(
+        self, key: str, data: bytes, meta: dict, extra: dict[str, bytes] | None = None
+    ) -> None:
+        """One sample: ``<key>.json``, ``<key>.mp4`` and ``<key>.<ext>`` for each ``extra``."""
+        extra = extra or {}
         meta_bytes = json.dumps(meta, sort_keys=True).encode()
         # Tar overhead: a header + padding per member (512 each), then the end blocks and the
         # final padding to a full record: with it, a closed shard never exceeds the limit
         # (unless one sample alone is larger; it then gets a shard of its own).
         size = len(data) + len(meta_bytes) + 4 * 512 + tarfile.RECORDSIZE
+        size += sum(len(v) + 2 * 512 for v in extra.values())
         if self._file is not None and (
             self._count >= self.max_count or self._file.tell() + size > self.max_shard_size
         ):
@@ -188,7 +193,7 @@ class _ShardSink:
         if self._tar is None:
             self._file = open(self.out_dir / (self._name() + ".tmp"), "wb")
             self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)
-        for ext, payload in (("json", meta_bytes), ("mp4", data)):
+        for ext, payload in (("json", meta_bytes), ("mp4", data), *sorted(extra.items())):
             self._tar.addfile(_tar_info(f"{key}.{ext}", len(payload)), io.BytesIO(payload))
         self._count += 1
 
@@ -287,6 +292,40 @@ def write_shards(
         bar.close()
     manifest = _manifest(sink.shards, all_skipped, label_names, len(items), short_side, fps)
     manifest["shuffle_seed"] = shuffle_seed
+    _write_json_atomic(out_dir / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def write_sample_shards(
+    samples: Iterable[tuple[str, bytes, dict, dict[str, bytes]]],
+    out_dir: str | Path,
+    *,
+    num_inputs: int,
+    prefix: str = "shard",
+    max_shard_size: int = 1 << 30,
+    max_count: int = 1000,
+    skipped: Sequence[SkippedInput] = (),
+    extra_manifest: dict | None = None,
+) -> dict:
+    """Write ready samples ``(key, mp4 bytes, json meta, {ext: bytes})`` into shards.
+
+    The same sink, atomic renames and manifest as :func:`write_shards`, for samples made in
+    this process (e.g. ``vjepa collect``'s env trajectories with ``actions.npy`` members).
+    ``extra_manifest`` adds keys to the manifest (it never replaces the standard ones).
+    """
+    _check_args(prefix, max_shard_size, max_count, None, None, 1)
+    out_dir = Path(out_dir)
+    _prepare_out_dir(out_dir, prefix)
+    sink = _ShardSink(out_dir, prefix, max_shard_size, max_count)
+    try:
+        for key, data, meta, extra in samples:
+            sink.write(key, data, meta, extra)
+        sink.close_shard()
+    except BaseException:  # never leave a half shard behind
+        sink.abort()
+        raise
+    manifest = _manifest(sink.shards, list(skipped), None, num_inputs, None, None)
+    manifest |= {k: v for k, v in (extra_manifest or {}).items() if k not in manifest}
     _write_json_atomic(out_dir / MANIFEST_NAME, manifest)
     return manifest
 

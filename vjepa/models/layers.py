@@ -163,7 +163,13 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=True)  # rows: q, k, v; each head-major
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor] | None = None,
+        attn_mask: Tensor | None = None,
+    ) -> Tensor:
+        """``attn_mask``: bool [N, N], True where query i may attend to key j (None: all)."""
         B, N, C = x.shape
         # Heads stay in [B, N, H, hd] memory order (q, k, v are transposed views, the same
         # strides as the reference's permute): the CPU and CUDA SDPA kernels work in that
@@ -176,7 +182,9 @@ class Attention(nn.Module):
             v = qkv[:, :, 2]
         else:
             q, k, v = qkv.unbind(2)  # each [B, N, H, hd]
-        x = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        x = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=attn_mask
+        )
         x = x.transpose(1, 2).reshape(B, N, C)  # [B, N, C], heads concatenated in order
         return self.proj(x)
 
@@ -191,8 +199,13 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.mlp = Mlp(dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        x = x + self.attn(self.norm1(x), rope)  # [B, N, D]
+    def forward(
+        self,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor] | None = None,
+        attn_mask: Tensor | None = None,
+    ) -> Tensor:
+        x = x + self.attn(self.norm1(x), rope, attn_mask)  # [B, N, D]
         return x + self.mlp(self.norm2(x))  # [B, N, D]
 
 
@@ -201,13 +214,14 @@ def run_blocks(
     x: Tensor,
     rope: tuple[Tensor, Tensor] | None,
     checkpointing: bool,
+    attn_mask: Tensor | None = None,
 ) -> Tensor:
     """Apply ``blocks`` in order, recomputing activations in backward when ``checkpointing``."""
     for blk in blocks:
         if checkpointing and torch.is_grad_enabled():
-            x = torch.utils.checkpoint.checkpoint(blk, x, rope, use_reentrant=False)
+            x = torch.utils.checkpoint.checkpoint(blk, x, rope, attn_mask, use_reentrant=False)
         else:
-            x = blk(x, rope)
+            x = blk(x, rope, attn_mask)
     return x
 
 

@@ -1,0 +1,204 @@
+"""World model: block-causal predictor, losses, trajectory data, export round trip."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from trajectories import write_trajectory_shard
+
+from vjepa.data.pipeline import DataError, DataErrors
+from vjepa.world.data import WindowSampler, gather_windows, read_trajectories
+from vjepa.world.model import (
+    WorldSpec,
+    build_world_model,
+    load_world_model,
+    random_encoder,
+    world_losses,
+)
+from vjepa.world.predictor import ACPredictor, block_causal_mask
+
+
+def _tiny_model(frameskip: int = 1, pool: int = 1, state_dim: int = 0):
+    enc = random_encoder("tiny_cpu", patch_size=8, tubelet_size=2, img_size=32, seed=0)
+    spec = WorldSpec(
+        frame_size=32,
+        pool=pool,
+        window=4,
+        frameskip=frameskip,
+        action_low=[-1.0, -1.0],
+        action_high=[1.0, 1.0],
+        state_dim=state_dim,
+    )
+    gen = torch.Generator().manual_seed(1)
+    return build_world_model(enc, spec, width=32, depth=2, heads=2, generator=gen)
+
+
+def test_block_causal_mask_blocks_the_future() -> None:
+    m = block_causal_mask(3, 2)
+    expected = torch.tensor(
+        [
+            [1, 1, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0, 0],
+            [1, 1, 1, 1, 0, 0],
+            [1, 1, 1, 1, 0, 0],
+            [1, 1, 1, 1, 1, 1],
+            [1, 1, 1, 1, 1, 1],
+        ],
+        dtype=torch.bool,
+    )
+    assert torch.equal(m, expected)
+
+
+def test_predictor_output_at_step_t_ignores_later_frames_actions_and_states() -> None:
+    g = torch.Generator().manual_seed(0)
+    pred = ACPredictor(
+        embed_dim=16, width=32, depth=2, heads=2, grid_hw=(2, 2), action_dim=2, state_dim=3
+    )
+    z = torch.randn(2, 4, 4, 16, generator=g)  # [B, T, N, D]
+    a = torch.randn(2, 4, 2, generator=g)
+    s = torch.randn(2, 4, 3, generator=g)
+    out = pred(z, a, s)  # [B, T, N, D]
+    z2, a2, s2 = z.clone(), a.clone(), s.clone()
+    z2[:, 2] += 5.0  # perturb frame 2, action 2 and state 2
+    a2[:, 2] -= 3.0
+    s2[:, 2] += 1.0
+    out2 = pred(z2, a2, s2)
+    diff = (out - out2).abs().amax(dim=(0, 2, 3))  # [T]
+    assert diff[:2].max() == 0.0  # steps 0, 1 never see step 2
+    assert diff[2] > 1e-3 and diff[3] > 1e-3  # steps 2, 3 do
+    # Without the mask the past WOULD change: the test can fail.
+    full = pred.predictor_blocks[0].attn
+    x = torch.randn(1, 6, 32, generator=g)
+    y = x.clone()
+    y[:, 5] += 1
+    assert (full(x)[:, 0] - full(y)[:, 0]).abs().max() > 0
+
+
+def _shift_step(z: torch.Tensor, a: torch.Tensor, s: torch.Tensor | None) -> torch.Tensor:
+    """A hand-made 'predictor': next = current + 2 * action (the true dynamics add 1 * action)."""
+    return z + 2.0 * a[..., None, :1]  # [B, T, N, D] with D = 1
+
+
+def test_rollout_loss_on_a_hand_case() -> None:
+    # True latents z_t = t (one token, one channel), actions all 1: z_{t+1} = z_t + a_t.
+    W = 5
+    z = torch.arange(W, dtype=torch.float32).view(1, W, 1, 1)
+    a = torch.ones(1, W - 1, 1)
+    tf, ar = world_losses(_shift_step, z, a, rollout_steps=3)
+    # Teacher forcing: every prediction is z_t + 2 vs z_t + 1 -> error 1.
+    assert tf.item() == pytest.approx(1.0)
+    # Rollout from z_0: predictions 2, 4, 6 vs truths 1, 2, 3 -> errors 1, 2, 3 -> mean 2.
+    assert ar.item() == pytest.approx(2.0)
+    # The original V-JEPA 2-AC slice (z_tf[:, 1], the prediction of frame 2, put in frame 1's
+    # slot) gives predictions 3, 5, 7 -> errors 2, 3, 4 -> mean 3: a different, wrong value.
+    z_tf = _shift_step(z[:, :-1], a, None)
+    buggy = torch.cat([z[:, :1], z_tf[:, 1:2]], dim=1)
+    for n in range(1, 3):
+        buggy = torch.cat([buggy, _shift_step(buggy, a[:, : n + 1], None)[:, -1:]], dim=1)
+    assert (buggy[:, 1:] - z[:, 1:4]).abs().mean().item() == pytest.approx(3.0)
+    tf0, none = world_losses(_shift_step, z, a, rollout_steps=0)
+    assert none is None and tf0.item() == pytest.approx(1.0)
+
+
+def test_rollout_matches_step_by_step_prediction_and_frameskip_groups_actions() -> None:
+    model = _tiny_model(frameskip=2, pool=2).eval()
+    frames = torch.randint(0, 255, (1, 1, 32, 32, 3), dtype=torch.uint8)
+    z = model.encode(frames)  # [1, 1, N, D]
+    assert z.shape == (1, 1, 4, 96)
+    acts = torch.rand(3, 6, 2) * 2 - 1  # 6 env actions = 3 model steps of 2
+    with torch.no_grad():
+        out = model.rollout(z.expand(3, -1, -1, -1), acts)  # [3, 3, N, D]
+        macro = acts.reshape(3, 3, 4)
+        first = model.step(z.expand(3, -1, -1, -1), macro[:, :1])[:, -1]
+    assert out.shape == (3, 3, 4, 96)
+    torch.testing.assert_close(out[:, 0], first)
+    with pytest.raises(ValueError, match="whole number of model steps"):
+        model.rollout(z, acts[:1, :5])
+    with pytest.raises(ValueError, match="2-d actions"):
+        model.rollout(z, torch.zeros(1, 2, 3))
+
+
+def test_missing_actions_are_counted_and_the_rest_loads(tmp_path: Path, caplog) -> None:
+    shard = write_trajectory_shard(tmp_path / "t-000000.tar", episodes=4, drop_actions=(1,))
+    errors = DataErrors()
+    with caplog.at_level(logging.WARNING, logger="vjepa.data"):
+        trajs = read_trajectories(str(shard), errors=errors)
+    assert [t.key for t in trajs] == ["00000000", "00000002", "00000003"]
+    assert errors.as_dict() == {"missing_actions": 1}
+    assert "00000001" in caplog.text and "missing_actions" in caplog.text
+    assert trajs[0].frames.shape == (12, 32, 32, 3) and trajs[0].actions.shape == (11, 2)
+    bad = write_trajectory_shard(tmp_path / "b-000000.tar", episodes=2, drop_actions=(0, 1))
+    with pytest.raises(DataError, match="missing_actions"):
+        read_trajectories(str(bad))
+
+
+def test_windows_are_a_pure_function_of_seed_and_batch(tmp_path: Path) -> None:
+    shard = write_trajectory_shard(tmp_path / "t-000000.tar", episodes=3)
+    trajs = read_trajectories(str(shard))
+    sampler = WindowSampler([len(t.frames) for t in trajs], span=7, seed=3)
+    a, b = sampler.sample(5, 16), sampler.sample(5, 16)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert a[1].max() <= 12 - 7
+    lat = [torch.arange(12.0).view(12, 1, 1).expand(12, 2, 3) for _ in trajs]
+    win = gather_windows(lat, trajs, a[0], a[1], window=4, frameskip=2)
+    assert win["z"].shape == (16, 4, 2, 3) and win["actions"].shape == (16, 3, 4)
+    # frames t0, t0+2, t0+4, t0+6; the actions of a model step are 2 env actions.
+    torch.testing.assert_close(
+        win["z"][:, :, 0, 0], torch.tensor(a[1])[:, None] + 2.0 * torch.arange(4)
+    )
+    i, t0 = int(a[0][0]), int(a[1][0])
+    np.testing.assert_array_equal(
+        win["actions"][0, 1].numpy(), trajs[i].actions[t0 + 2 : t0 + 4].reshape(-1)
+    )
+
+
+def test_export_round_trip_gives_the_same_rollouts(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from vjepa.world.export import export_world_model
+    from vjepa.world.model import world_description
+
+    model = _tiny_model(pool=2).eval()
+    # A world train run folder by hand: world.json + a checkpoint with the two children.
+    import json
+
+    from vjepa.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "world.json").write_text(json.dumps(world_description(model)))
+    state = {
+        "encoder": dict(model.encoder.state_dict()),
+        "predictor": dict(model.predictor.state_dict()),
+    }
+    save_checkpoint(run, 3, state=state, keep_last=1, weight_keys=("encoder", "predictor"))
+    out = export_world_model(run, tmp_path / "export")
+    assert {p.name for p in out.iterdir()} >= {
+        "config.json",
+        "encoder.safetensors",
+        "predictor.safetensors",
+    }
+    loaded = load_world_model(out)
+    frames = torch.randint(0, 255, (2, 2, 32, 32, 3), dtype=torch.uint8)
+    acts = torch.rand(2, 3, 2) * 2 - 1
+    with torch.no_grad():
+        z, z2 = model.encode(frames), loaded.encode(frames)
+        torch.testing.assert_close(z2, z, rtol=0, atol=0)
+        torch.testing.assert_close(
+            loaded.rollout(z2[:, -1:], acts), model.rollout(z[:, -1:], acts), rtol=0, atol=0
+        )
+    assert loaded.action_dim == 2 and loaded.frame_size == 32
+    # A wrong predictor file is a strict-load error naming the key.
+    bad = dict(model.predictor.state_dict())
+    bad.pop("action_encoder.bias")
+    save_file({k: v.contiguous() for k, v in bad.items()}, str(out / "predictor.safetensors"))
+    from vjepa.official import WeightsMismatchError
+
+    with pytest.raises(WeightsMismatchError, match="action_encoder.bias"):
+        load_world_model(out)
+    with pytest.raises(FileNotFoundError, match="not a world model"):
+        load_world_model(tmp_path)

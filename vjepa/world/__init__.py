@@ -1,0 +1,1 @@
+"""World models and planning: environments, trajectory data, world model, CEM / MPPI MPC."""

@@ -1,0 +1,159 @@
+"""``vjepa demo world [--env ENV] [--out DIR] [k=v ...]``: the whole world-model chain.
+
+collect (random actions with persistence) -> pretrain the encoder (``vjepa pretrain`` on the
+trajectory videos, configs/pretrain/world_tworooms.yaml) -> ``vjepa world train``
+(configs/world/tworooms.yaml) -> ``vjepa plan`` (configs/world/plan_demo.yaml, against the
+random-action, random-init-model and oracle baselines) -> the success table on stdout and
+``DIR/plan/report.json``.
+
+Sizes follow the env, so any env with the task protocol runs unchanged: the frame side
+(crop and world-model input) is the env's render side rounded down to a multiple of the
+patch size (8 from 32 px up, else 4), the token map is pooled to 4x4, and the predictor's
+action input is the env's action dimension x frameskip. ``k=v`` overrides go to every stage
+whose config has the key's section (e.g. ``world.frameskip=2``, ``plan.episodes=20``,
+``train.max_steps=...`` goes to world train; ``pretrain.``-prefixed keys go to the encoder
+pretraining only, e.g. ``pretrain.train.max_steps=100``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vjepa.config import load_config
+
+log = logging.getLogger("vjepa.world")
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+PRETRAIN_CONFIG = CONFIGS / "pretrain" / "world_tworooms.yaml"
+WORLD_CONFIG = CONFIGS / "world" / "tworooms.yaml"
+PLAN_CONFIG = CONFIGS / "world" / "plan_demo.yaml"
+DEFAULT_ENV = "vjepa/TwoRooms-v0"
+
+
+@dataclass(frozen=True)
+class DemoSizes:
+    """What the demo derives from the env."""
+
+    frame_size: int
+    patch_size: int
+    pool: int
+    action_dim: int
+
+
+def sizes_for(env_spec: str) -> DemoSizes:
+    """Frame side, patch size and pooling that fit the env's renders and actions."""
+    from vjepa.world.envs import action_bounds, make_env, render_frame
+
+    env = make_env(env_spec)
+    env.reset(seed=0)
+    frame = render_frame(env)
+    low, _ = action_bounds(env)
+    env.close()
+    side = min(frame.shape[0], frame.shape[1])
+    patch = 8 if side >= 32 else 4
+    size = side - side % patch
+    grid = size // patch
+    pool = (
+        max(d for d in range(1, grid + 1) if grid % d == 0 and grid // d >= 4) if grid >= 4 else 1
+    )
+    return DemoSizes(size, patch, pool, int(low.shape[0]))
+
+
+def _split(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """(pretrain-only overrides with the ``pretrain.`` prefix removed, the rest)."""
+    pre = [o.removeprefix("pretrain.") for o in overrides if o.startswith("pretrain.")]
+    rest = [o for o in overrides if not o.startswith("pretrain.")]
+    return pre, rest
+
+
+def _quick(quick: bool, stage: str) -> list[str]:
+    if not quick:
+        return []
+    return {
+        "pretrain": ["train.max_steps=20", "train.checkpoint_every=20"],
+        "world": ["train.max_steps=30", "train.checkpoint_every=30", "world.val_episodes=2"],
+        "plan": ["plan.episodes=2", "plan.max_steps=20", "plan.samples=16", "plan.iterations=1"],
+    }[stage]
+
+
+def run_world_demo(
+    out: Path,
+    *,
+    env: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    quick: bool = False,
+    episodes: int = 0,
+    steps: int = 0,
+) -> dict:
+    """Run the chain into ``out``; returns plan's report dict (also ``out/plan/report.json``)."""
+    from vjepa.train import pretrain
+    from vjepa.world.collect import collect
+    from vjepa.world.plan import format_report, run_plan
+    from vjepa.world.train import world_train
+
+    env = env or DEFAULT_ENV
+    pre_over, over = _split(list(overrides))
+    # Parse every stage's config before the first heavy step: a bad key fails in a second.
+    world_keys = [o for o in over if not o.startswith("plan.")]
+    plan_keys = [o for o in over if o.startswith(("plan.", "run.seed"))]
+    s = sizes_for(env)
+    t0 = time.perf_counter()
+    traj = out / "trajectories"
+    n_episodes = episodes or (20 if quick else 300)
+    n_steps = steps or (20 if quick else 60)
+    pre_cfg = load_config(
+        PRETRAIN_CONFIG,
+        [
+            f"run.dir={out / 'encoder'}",
+            f"data.shards={traj}",
+            f"data.crop_size={s.frame_size}",
+            f"model.patch_size={s.patch_size}",
+            *_quick(quick, "pretrain"),
+            *pre_over,
+        ],
+    )
+    world_cfg = load_config(
+        WORLD_CONFIG,
+        [
+            f"run.dir={out / 'world'}",
+            f"data.shards={traj}",
+            f"world.encoder={out / 'encoder'}",
+            f"world.pool={s.pool}",
+            *_quick(quick, "world"),
+            *world_keys,
+        ],
+    )
+    r = world_cfg.world.frameskip
+    plan_cfg = load_config(
+        PLAN_CONFIG,
+        [
+            f"run.dir={out / 'plan'}",
+            f"plan.env={env}",
+            f"plan.model={out / 'world'}",
+            *_quick(quick, "plan"),
+            *plan_keys,
+        ],
+    )
+    if plan_cfg.plan.horizon % r:
+        raise ValueError(
+            f"plan.horizon ({plan_cfg.plan.horizon}) must be a multiple of world.frameskip ({r})"
+        )
+    print(f"[demo world] env {env}: {s}")
+    if not (traj / "manifest.json").is_file():
+        collect(env, traj, episodes=n_episodes, steps=n_steps, seed=world_cfg.run.seed)
+    print(
+        f"[demo world] collected {n_episodes} x {n_steps} frames ({time.perf_counter() - t0:.0f} s)"
+    )
+    pretrain(pre_cfg)
+    print(f"[demo world] encoder pretrained ({time.perf_counter() - t0:.0f} s)")
+    world_train(world_cfg)
+    print(f"[demo world] world model trained ({time.perf_counter() - t0:.0f} s)")
+    report = run_plan(plan_cfg)
+    print(format_report(report))
+    print(
+        f"[demo world] done in {time.perf_counter() - t0:.0f} s; report: {out / 'plan' / 'report.json'}"
+    )
+    return report

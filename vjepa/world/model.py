@@ -1,0 +1,576 @@
+"""The world model: a frozen video encoder + the action-conditioned predictor, and its losses.
+
+- ``encode``: every frame on its own, repeated to fill one tubelet (as V-JEPA 2-AC does), so
+  the token map of frame t never sees another frame; optional average pooling of the token
+  map (``pool``: fewer tokens, a smoother energy, faster planning); layer norm, no affine.
+- ``rollout``: autoregressive prediction from context latents and an action sequence; the
+  predictor sees at most ``window - 1`` frames of context (what it was trained on; RoPE is
+  relative in time, so a sliding window needs no re-indexing).
+- ``energy``: mean L1 between a predicted latent map and the goal image's latent map.
+- ``plan``: CEM / MPPI (vjepa.world.planners) over action sequences with that energy.
+
+:func:`world_losses` is the training objective: teacher forcing over a window plus a rollout
+term over k autoregressive steps, both L1 against the layer-normed encoder latents.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vjepa.world.predictor import ACPredictor
+
+StepFn = Callable[[Tensor, Tensor, Tensor | None], Tensor]
+
+
+@dataclass
+class WorldSpec:
+    """What fixes a world model besides its weights (stored in config.json / checkpoints)."""
+
+    frame_size: int
+    """Side of the (square) encoder input; frames are resized to it."""
+    pool: int
+    """Average-pooling factor of the encoder's token map per side."""
+    window: int
+    """Training window in frames; rollouts keep at most window - 1 frames of context."""
+    action_low: list[float]
+    """Lower action bounds (the env's Box); actions are scaled to [-1, 1] with them."""
+    action_high: list[float]
+    """Upper action bounds."""
+    frameskip: int = 1
+    """Env steps per model step: the predictor's action is r consecutive env actions,
+    concatenated (as DINO-WM does with frameskip 5), and a rollout of H model steps covers
+    r * H env steps."""
+    energy_blur: float = 0.0
+    """Gaussian blur (sigma, in tokens of the pooled map) applied to both latent maps before
+    the energy's L1. Raw token L1 is flat once the agent is more than a patch from the goal;
+    blurred maps overlap, so the energy grows with the distance (see docs/world_model.md)."""
+    state_dim: int = 0
+    """State size when the predictor has a state token (0: none)."""
+    env: str = ""
+    """The env spec the training trajectories came from (informational)."""
+    encoder_source: str = ""
+    """Where the frozen encoder came from (a path, or 'random')."""
+    extra: dict = field(default_factory=dict)
+    """Free-form provenance (training steps, data)."""
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.action_low)
+
+
+# ----------------------------------------------------------------------------------------
+# Losses (pure)
+# ----------------------------------------------------------------------------------------
+
+
+def latent_l1(pred: Tensor, target: Tensor, exp: float = 1.0) -> Tensor:
+    """mean(|pred - target|^exp) / exp (exp 1: L1)."""
+    err = (pred - target).abs()
+    if exp != 1.0:
+        err = err**exp
+    return err.mean() / exp
+
+
+def world_losses(
+    step: StepFn,
+    z: Tensor,
+    actions: Tensor,
+    states: Tensor | None = None,
+    *,
+    rollout_steps: int,
+    exp: float = 1.0,
+) -> tuple[Tensor, Tensor | None]:
+    """(teacher-forcing loss, rollout loss or None) of one window.
+
+    ``z`` [B, W, N, D] layer-normed target latents of W frames; ``actions`` [B, W-1, A] (a_t
+    moves frame t to t+1); ``states`` [B, W, S] or None; ``step(ctx, a, s)`` predicts the next
+    latent map after every context step ([B, T, N, D] -> [B, T, N, D]).
+
+    Teacher forcing: one pass over frames 0..W-2 predicts frames 1..W-1.
+    Rollout (k = ``rollout_steps``): start from frame 0 and the teacher-forced prediction of
+    frame 1, z_tf[:, 0], then feed each prediction back for k - 1 more steps, and compare the
+    k predicted maps with frames 1..k. The original V-JEPA 2-AC code seeded the rollout with
+    z_tf[:, 1] (the prediction of frame **2**) in frame 1's slot, so it predicted frame 3 from
+    frames 1 and an estimate of frame 3; vjepa2 commit 93366fe (PR #25) fixed it to z_tf[:, 0].
+    """
+    B, W = z.shape[:2]
+    if actions.shape[1] != W - 1:
+        raise ValueError(f"a window of {W} frames needs {W - 1} actions, got {actions.shape[1]}")
+    s_ctx = states[:, :-1] if states is not None else None
+    z_tf = step(z[:, :-1], actions, s_ctx)  # [B, W-1, N, D]: predictions of frames 1..W-1
+    tf = latent_l1(z_tf, z[:, 1:], exp)
+    if rollout_steps <= 0:
+        return tf, None
+    if rollout_steps > W - 1:
+        raise ValueError(f"rollout_steps {rollout_steps} > window - 1 = {W - 1}")
+    ctx = torch.cat([z[:, :1], z_tf[:, :1]], dim=1)  # [B, 2, N, D]: frame 0, predicted frame 1
+    for n in range(1, rollout_steps):
+        s = states[:, : n + 1] if states is not None else None
+        nxt = step(ctx, actions[:, : n + 1], s)[:, -1:]  # [B, 1, N, D]: predicted frame n+1
+        ctx = torch.cat([ctx, nxt], dim=1)
+    z_ar = ctx[:, 1:]  # [B, k, N, D]: predicted frames 1..k
+    return tf, latent_l1(z_ar, z[:, 1 : rollout_steps + 1], exp)
+
+
+# ----------------------------------------------------------------------------------------
+# The model
+# ----------------------------------------------------------------------------------------
+
+
+class WorldModel(nn.Module):
+    """Frozen encoder + trainable :class:`ACPredictor` (see the module docstring).
+
+    ``encoder``: a vjepa.export.FrozenEncoder (forward [B,3,T,H,W] normalised -> [B,N,D]).
+    """
+
+    def __init__(self, encoder: nn.Module, predictor: ACPredictor, spec: WorldSpec):
+        super().__init__()
+        if predictor.action_dim != spec.action_dim * spec.frameskip:
+            raise ValueError(
+                f"predictor action_dim {predictor.action_dim} != env action dim "
+                f"{spec.action_dim} x frameskip {spec.frameskip}"
+            )
+        self.encoder = encoder
+        self.predictor = predictor
+        self.spec = spec
+        low = torch.tensor(spec.action_low, dtype=torch.float32)
+        high = torch.tensor(spec.action_high, dtype=torch.float32)
+        half = (high - low) / 2
+        # Unbounded or degenerate dims are left unscaled.
+        half = torch.where(torch.isfinite(half) & (half > 0), half, torch.ones_like(half))
+        center = torch.where(torch.isfinite(low + high), (low + high) / 2, torch.zeros_like(low))
+        r = spec.frameskip
+        # Per macro action (r env actions concatenated): the bounds repeat r times.
+        self.register_buffer("action_center", center.repeat(r), persistent=False)
+        self.register_buffer("action_half", half.repeat(r), persistent=False)
+
+    # -- attributes of the contract ---------------------------------------------------------
+
+    @property
+    def action_dim(self) -> int:
+        return self.spec.action_dim
+
+    @property
+    def frame_size(self) -> int:
+        return self.spec.frame_size
+
+    @property
+    def action_low(self) -> Tensor:
+        return torch.tensor(self.spec.action_low, dtype=torch.float32)
+
+    @property
+    def action_high(self) -> Tensor:
+        return torch.tensor(self.spec.action_high, dtype=torch.float32)
+
+    @property
+    def device(self) -> torch.device:
+        return self.action_center.device
+
+    @property
+    def context_frames(self) -> int:
+        return self.spec.window - 1
+
+    # -- training ----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        z: Tensor,
+        actions: Tensor,
+        states: Tensor | None = None,
+        *,
+        rollout_steps: int,
+        rollout_weight: float = 1.0,
+        exp: float = 1.0,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Training objective of one window batch: (loss, detached terms).
+
+        ``z`` [B, W, N, D] encoded window, ``actions`` [B, W-1, r*A] model actions in env
+        units, ``states`` [B, W, S] or None. See :func:`world_losses`.
+        """
+        tf, ar = world_losses(self.step, z, actions, states, rollout_steps=rollout_steps, exp=exp)
+        terms = {"teacher_forcing": tf.detach()}
+        loss = tf
+        if ar is not None:
+            terms["rollout"] = ar.detach()
+            loss = loss + rollout_weight * ar
+        return loss, terms
+
+    # -- encoding ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, frames: Tensor | np.ndarray, chunk: int = 256) -> Tensor:
+        """uint8 frames [B, T, H, W, 3] (or [B, H, W, 3]) -> latents [B, T, N, D] (T=1 for one)."""
+        x = torch.as_tensor(np.asarray(frames)) if isinstance(frames, np.ndarray) else frames
+        if x.dtype != torch.uint8 or x.dim() not in (4, 5) or x.shape[-1] != 3:
+            raise ValueError(
+                f"encode expects uint8 frames [B,T,H,W,3] or [B,H,W,3], "
+                f"got {x.dtype} {tuple(x.shape)}"
+            )
+        if x.dim() == 4:
+            x = x[:, None]  # [B, 1, H, W, 3]
+        B, T = x.shape[:2]
+        flat = x.reshape(B * T, *x.shape[2:])  # [B*T, H, W, 3]
+        out = [self._encode_frames(flat[i : i + chunk]) for i in range(0, B * T, chunk)]
+        z = torch.cat(out)  # [B*T, N, D]
+        return z.view(B, T, *z.shape[1:])
+
+    def _encode_frames(self, frames: Tensor) -> Tensor:
+        """uint8 [M, H, W, 3] -> layer-normed (pooled) tokens [M, N, D]."""
+        enc, S = self.encoder, self.spec.frame_size
+        x = frames.to(self.device).permute(0, 3, 1, 2).float()  # [M, 3, H, W], 0..255
+        if x.shape[-2:] != (S, S):
+            x = F.interpolate(x, size=(S, S), mode="bilinear", antialias=True, align_corners=False)
+        x = (x[:, :, None] - enc.mean) * enc.inv_std  # [M, 3, 1, S, S] ImageNet-normalised
+        x = x.expand(-1, -1, enc.tubelet_size, -1, -1)  # [M, 3, t, S, S]: one frame, one tubelet
+        tokens = enc(x)  # [M, g*g, D]
+        g = S // enc.patch_size
+        if self.spec.pool > 1:
+            grid = tokens.transpose(1, 2).reshape(tokens.shape[0], -1, g, g)  # [M, D, g, g]
+            grid = F.avg_pool2d(grid, self.spec.pool)  # [M, D, g/p, g/p]
+            tokens = grid.flatten(2).transpose(1, 2)  # [M, N, D]
+        return F.layer_norm(tokens, (tokens.shape[-1],))
+
+    # -- prediction --------------------------------------------------------------------------
+
+    @property
+    def frameskip(self) -> int:
+        return self.spec.frameskip
+
+    def macro_actions(self, actions: Tensor) -> Tensor:
+        """Env actions [B, r*H, A] -> model actions [B, H, r*A] (r consecutive ones concatenated)."""
+        B, n, A = actions.shape
+        r = self.spec.frameskip
+        if A != self.action_dim:
+            raise ValueError(f"this world model takes {self.action_dim}-d actions, got {A}-d")
+        if n % r:
+            raise ValueError(f"{n} env actions are not a whole number of model steps of {r}")
+        return actions.reshape(B, n // r, r * A)
+
+    def normalize_actions(self, actions: Tensor) -> Tensor:
+        """Model actions in env units [.., r*A] -> [-1, 1] per dim (the predictor's input scale)."""
+        return (actions - self.action_center) / self.action_half
+
+    def step(self, z: Tensor, actions: Tensor, states: Tensor | None = None) -> Tensor:
+        """One predictor pass: [B,T,N,D] + model actions [B,T,r*A] -> layer-normed next maps."""
+        out = self.predictor(z, self.normalize_actions(actions), states)
+        return F.layer_norm(out, (out.shape[-1],))
+
+    def rollout(
+        self,
+        z: Tensor,
+        actions: Tensor,
+        states: Tensor | None = None,
+        *,
+        past_actions: Tensor | None = None,
+    ) -> Tensor:
+        """Context latents [B, Tc, N, D] + future env actions [B, r*H, A] -> [B, H, N, D].
+
+        r is the frameskip (1 by default): output h is the latent map after r*(h+1) env steps.
+        ``actions[:, 0]`` is taken at the last context frame. With Tc > 1, ``past_actions``
+        [B, r*(Tc-1), A] are the env actions between the context frames. A model with a state
+        token needs ``states`` [B, Tc+H-1, S] for every model step it is conditioned on.
+        """
+        B, Tc = z.shape[:2]
+        actions = self.macro_actions(actions)  # [B, H, r*A]
+        H = actions.shape[1]
+        if Tc > 1:
+            if past_actions is None or past_actions.shape[1] != self.frameskip * (Tc - 1):
+                raise ValueError(
+                    f"a context of {Tc} frames needs past_actions [B, {self.frameskip * (Tc - 1)}, A]"
+                )
+            past_actions = self.macro_actions(past_actions.expand(B, -1, -1))
+        acts = actions if Tc == 1 else torch.cat([past_actions, actions], 1)  # [B, Tc-1+H, rA]
+        if self.predictor.state_dim and (states is None or states.shape[1] < Tc + H - 1):
+            raise ValueError(
+                f"this world model was trained with a state token: pass states [B, {Tc + H - 1}, S]"
+            )
+        ctx, L = z, self.context_frames
+        for _ in range(H):
+            t = ctx.shape[1]  # frames known so far; the last one is frame t-1
+            lo = max(0, t - L)
+            s = states[:, lo:t] if self.predictor.state_dim else None
+            nxt = self.step(ctx[:, lo:t], acts[:, lo:t], s)[:, -1:]  # [B, 1, N, D]
+            ctx = torch.cat([ctx, nxt], dim=1)
+        return ctx[:, Tc:]  # [B, H, N, D]
+
+    def energy(self, z_pred: Tensor, z_goal: Tensor) -> Tensor:
+        """[B, N, D] vs [1 or B, N, D] -> [B]: mean L1 distance (of the blurred maps, with
+        ``spec.energy_blur`` > 0)."""
+        if self.spec.energy_blur > 0:
+            z_pred, z_goal = self.blur(z_pred), self.blur(z_goal)
+        return (z_pred - z_goal).abs().mean(dim=(-2, -1))
+
+    def blur(self, z: Tensor) -> Tensor:
+        """Separable Gaussian blur of token maps [.., N, D] over the (g x g) token grid."""
+        g = self.predictor.grid_hw
+        sigma = self.spec.energy_blur
+        radius = max(1, int(math.ceil(3 * sigma)))
+        k = torch.arange(-radius, radius + 1, device=z.device, dtype=z.dtype)
+        w = torch.exp(-(k**2) / (2 * sigma**2))
+        w = w / w.sum()  # [2r+1]
+        lead, (N, D) = z.shape[:-2], z.shape[-2:]
+        x = z.reshape(-1, g[0], g[1], D).permute(0, 3, 1, 2).reshape(-1, 1, g[0], g[1])
+        x = F.pad(x, (radius, radius, radius, radius), mode="replicate")  # edges: no dark rim
+        x = F.conv2d(x, w.view(1, 1, 1, -1))  # along w
+        x = F.conv2d(x, w.view(1, 1, -1, 1))  # along h
+        x = x.reshape(-1, D, g[0] * g[1]).transpose(1, 2)  # [M, N, D]
+        return x.reshape(*lead, N, D)
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def plan_cost(
+        self, z: Tensor, z_goal: Tensor, objective: Literal["last", "sum"] = "last"
+    ) -> Callable[[Tensor], Tensor]:
+        """The planners' cost: env action sequences [M, r*H, A] -> energies [M].
+
+        ``z`` [1, 1, N, D] the current latent map, ``z_goal`` [1, N, D]. ``last``: the energy at
+        the horizon; ``sum``: the mean energy over the horizon (rewards getting close early).
+        """
+
+        @torch.no_grad()
+        def cost(actions: Tensor) -> Tensor:
+            M = actions.shape[0]
+            pred = self.rollout(z.expand(M, -1, -1, -1), actions)  # [M, H, N, D]
+            if objective == "last":
+                return self.energy(pred[:, -1], z_goal)
+            H = pred.shape[1]
+            e = self.energy(pred.flatten(0, 1), z_goal).view(M, H)  # [M, H]
+            return e.mean(dim=1)
+
+        return cost
+
+    @torch.no_grad()
+    def plan(
+        self,
+        obs: Tensor | np.ndarray,
+        goal_obs: Tensor | np.ndarray,
+        *,
+        planner: Literal["cem", "mppi"] = "mppi",
+        horizon: int = 8,
+        samples: int = 128,
+        iterations: int = 4,
+        elites: int = 16,
+        temperature: float = 0.05,
+        init_std: float = 1.0,
+        objective: Literal["last", "sum"] = "last",
+        generator: torch.Generator | None = None,
+        init_mean: Tensor | None = None,
+    ) -> Tensor:
+        """The best env action sequence [horizon, A] from frame ``obs`` to frame ``goal_obs``.
+
+        ``horizon`` counts env steps (a multiple of the frameskip). Frames are uint8 [H, W, 3]. Execute the first action(s), observe, plan again (MPC);
+        pass the rest of the plan, shifted, as ``init_mean`` to warm-start. ``init_std`` is in
+        units of the action half-range.
+        """
+        from vjepa.world import planners
+
+        z = self.encode(torch.as_tensor(np.asarray(obs))[None])  # [1, 1, N, D]
+        z_goal = self.encode(torch.as_tensor(np.asarray(goal_obs))[None])[:, 0]  # [1, N, D]
+        cost = self.plan_cost(z, z_goal, objective)
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        common = dict(
+            horizon=horizon,
+            action_low=self.action_low,
+            action_high=self.action_high,
+            samples=samples,
+            iterations=iterations,
+            elites=elites,
+            generator=gen,
+            init_mean=init_mean,
+            init_std=init_std,
+        )
+        if planner == "cem":
+            return planners.cem(cost, **common)
+        if planner == "mppi":
+            return planners.mppi(cost, temperature=temperature, **common)
+        raise ValueError(f"planner must be 'cem' or 'mppi', got {planner!r}")
+
+
+# ----------------------------------------------------------------------------------------
+# Building
+# ----------------------------------------------------------------------------------------
+
+
+def random_encoder(
+    name: str, *, patch_size: int, tubelet_size: int, img_size: int, seed: int
+) -> nn.Module:
+    """A seeded random-init frozen encoder (RoPE) of size ``name``, for baselines and tests."""
+    from vjepa.config import ModelConfig
+    from vjepa.export import FrozenEncoder, arch_of
+    from vjepa.models.encoder import build_encoder
+
+    mcfg = ModelConfig(
+        name=name, patch_size=patch_size, tubelet_size=tubelet_size, pos_embed="rope"
+    )
+    enc = build_encoder(
+        mcfg,
+        num_frames=tubelet_size,
+        img_size=img_size,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    from vjepa.data.augment import IMAGENET_MEAN, IMAGENET_STD
+
+    config = {
+        "architecture": arch_of(enc),
+        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "source": {"kind": "random", "seed": seed},
+    }
+    return FrozenEncoder(enc, config, source="random", weights_file=Path("/dev/null"))
+
+
+def token_side(frame_size: int, patch_size: int, pool: int) -> int:
+    """Side of the (pooled) token map; a ValueError names what does not divide."""
+    if frame_size % patch_size:
+        raise ValueError(f"frame size {frame_size} is not a multiple of patch size {patch_size}")
+    side = frame_size // patch_size
+    if side % pool:
+        raise ValueError(f"token map side {side} is not divisible by world.pool {pool}")
+    return side // pool
+
+
+def build_world_model(
+    encoder: nn.Module,
+    spec: WorldSpec,
+    *,
+    width: int,
+    depth: int,
+    heads: int,
+    generator: torch.Generator | None = None,
+) -> WorldModel:
+    """A fresh predictor for ``encoder``'s token map and ``spec``'s action / state sizes."""
+    side = token_side(encoder.img_size, encoder.patch_size, spec.pool)
+    predictor = ACPredictor(
+        embed_dim=encoder.embed_dim,
+        width=width,
+        depth=depth,
+        heads=heads,
+        grid_hw=(side, side),
+        action_dim=spec.action_dim * spec.frameskip,
+        state_dim=spec.state_dim,
+        generator=generator,
+    )
+    return WorldModel(encoder, predictor, spec)
+
+
+FORMAT_VERSION = 1
+
+
+def world_description(model: WorldModel) -> dict:
+    """world.json of a run / config.json of an export: everything but the weights."""
+    enc = model.encoder
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": "world_model",
+        "spec": asdict(model.spec),
+        "encoder": {
+            "architecture": enc.config["architecture"],
+            "normalization": enc.config["normalization"],
+            "source": model.spec.encoder_source,
+        },
+        "predictor": model.predictor.arch(),
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# Loading: a world train run folder, one of its checkpoints, or a world export folder
+# ----------------------------------------------------------------------------------------
+
+WORLD_FILE = "world.json"  # in a world train run folder
+EXPORT_CONFIG = "config.json"  # in an export folder, with "kind": "world_model"
+ENCODER_WEIGHTS = "encoder.safetensors"
+PREDICTOR_WEIGHTS = "predictor.safetensors"
+
+
+class WorldModelSourceError(FileNotFoundError):
+    """A path that is none of: world export folder, world train run folder, its checkpoint."""
+
+
+def _world_files(path: Path) -> tuple[dict, Path]:
+    """(description, folder holding encoder/predictor safetensors) of a world model source."""
+    from vjepa.checkpoint import is_complete, latest_checkpoint
+
+    cfg_file = path / EXPORT_CONFIG
+    if cfg_file.is_file():
+        desc = json.loads(cfg_file.read_text())
+        if desc.get("kind") == "world_model":
+            return desc, path
+    if (path / WORLD_FILE).is_file():
+        ckpt = latest_checkpoint(path)
+        if ckpt is None:
+            raise WorldModelSourceError(f"{path}: a world train run folder without a checkpoint")
+        return json.loads((path / WORLD_FILE).read_text()), ckpt
+    if is_complete(path) and (path.parent.parent / WORLD_FILE).is_file():
+        return json.loads((path.parent.parent / WORLD_FILE).read_text()), path
+    raise WorldModelSourceError(
+        f"{path}: not a world model (expected an export folder with {EXPORT_CONFIG} of kind "
+        f"world_model, a `vjepa world train` run folder with {WORLD_FILE}, or one of its "
+        "checkpoints)"
+    )
+
+
+def load_world_model(path: str | Path, *, device: str | torch.device = "cpu") -> WorldModel:
+    """The WorldModel of a world export folder, a world train run folder (latest checkpoint)
+    or a checkpoint folder of one; strict loads (a wrong key is an error naming it)."""
+    from safetensors.torch import load_file
+
+    from vjepa.export import FrozenEncoder, build_encoder_from_arch
+    from vjepa.official import load_state_strict
+
+    path = Path(path)
+    desc, folder = _world_files(path)
+    enc_desc = desc["encoder"]
+    vit = build_encoder_from_arch(enc_desc["architecture"])
+    enc_state = load_file(str(folder / ENCODER_WEIGHTS))
+    # Checkpoints hold the FrozenEncoder child ("encoder.<vit key>"); exports the bare ViT.
+    enc_state = {k.removeprefix("encoder."): v for k, v in enc_state.items()}
+    load_state_strict(vit, enc_state, f"{folder / ENCODER_WEIGHTS} (world model encoder)")
+    encoder = FrozenEncoder(
+        vit,
+        {"architecture": enc_desc["architecture"], "normalization": enc_desc["normalization"]},
+        source=str(enc_desc.get("source", "")),
+        weights_file=folder / ENCODER_WEIGHTS,
+    )
+    arch = dict(desc["predictor"])
+    arch["grid_hw"] = tuple(arch["grid_hw"])
+    predictor = ACPredictor(**arch)
+    load_state_strict(
+        predictor,
+        load_file(str(folder / PREDICTOR_WEIGHTS)),
+        f"{folder / PREDICTOR_WEIGHTS} (world model predictor)",
+    )
+    model = WorldModel(encoder, predictor, WorldSpec(**desc["spec"]))
+    return model.to(device).eval()
+
+
+def random_init_like(model: WorldModel, *, seed: int = 0) -> WorldModel:
+    """A world model of ``model``'s architecture and spec with every weight (encoder included)
+    re-initialised from ``seed``: the ``random_model`` baseline of ``vjepa plan``."""
+    from vjepa.export import FrozenEncoder, build_encoder_from_arch
+
+    gen = torch.Generator().manual_seed(seed)
+    arch = model.encoder.config["architecture"]
+    with torch.device("cpu"):
+        vit = build_encoder_from_arch(arch).to_empty(device="cpu")
+    vit.reset_parameters(gen)
+    if arch.get("pos_embed") == "sincos":  # a fixed buffer, not initialised by reset_parameters
+        vit.pos_embed.copy_(model.encoder.encoder.pos_embed)
+    encoder = FrozenEncoder(
+        vit,
+        dict(model.encoder.config),
+        source=f"random seed {seed}",
+        weights_file=Path("/dev/null"),
+    )
+    p_arch = model.predictor.arch()
+    p_arch["grid_hw"] = tuple(p_arch["grid_hw"])
+    predictor = ACPredictor(**p_arch, generator=gen)
+    return WorldModel(encoder, predictor, model.spec).to(model.device).eval()

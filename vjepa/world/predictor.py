@@ -1,0 +1,145 @@
+"""The action-conditioned predictor of the world model (V-JEPA 2-AC style).
+
+Per time step t the sequence holds ``[action token, state token (optional), frame tokens]``:
+the action a_t (the move from frame t to t+1), the state s_t and the N tokens of frame t's
+latent map. A ViT runs over all steps with **block-causal** attention (every token of step t
+sees the tokens of steps <= t and nothing later), so the output at frame t's tokens is the
+prediction of frame t+1 and never depends on frames or actions after t. That makes one
+forward pass train every step at once (teacher forcing) and makes rollouts exact.
+
+Positions are 3D RoPE (vjepa.models.layers): a frame token at (t, h, w) of the token map, and
+the action / state tokens of step t at (t, 0, 0). A zero angle is the identity, so the
+conditioning tokens are rotated in time only, as in the reference ``ACRoPEAttention``.
+Action and state embeddings are linear.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from vjepa.models.layers import (
+    LN_EPS,
+    Block,
+    init_weights,
+    rescale_blocks,
+    rope_cos_sin,
+    run_blocks,
+)
+
+
+def block_causal_mask(
+    steps: int, tokens_per_step: int, device: torch.device | None = None
+) -> Tensor:
+    """bool [L, L] with L = steps * tokens_per_step: True where query i may attend to key j.
+
+    Token i belongs to step i // tokens_per_step; it sees every token of the same or an earlier
+    step (blocks of the lower triangle), nothing of a later one.
+    """
+    step = torch.arange(steps, device=device).repeat_interleave(tokens_per_step)  # [L]
+    return step[None, :] <= step[:, None]  # [L, L]
+
+
+def step_positions(steps: int, grid_hw: tuple[int, int], cond_tokens: int) -> Tensor:
+    """Flat RoPE indices [L] of the sequence: cond tokens at (t, 0, 0), frame tokens at (t, h, w)."""
+    gh, gw = grid_hw
+    per_frame = gh * gw
+    t = torch.arange(steps)[:, None]  # [T, 1]
+    cond = (t * per_frame).expand(steps, cond_tokens)  # [T, C]
+    frame = t * per_frame + torch.arange(per_frame)[None, :]  # [T, N]
+    return torch.cat([cond, frame], dim=1).reshape(-1)  # [T * (C + N)]
+
+
+class ACPredictor(nn.Module):
+    """``forward(z [B,T,N,D], actions [B,T,A], states [B,T,S] | None) -> [B,T,N,D]``.
+
+    Output t is the predicted latent map of frame t+1 (not yet layer-normed; the world model
+    normalises it like the targets).
+    """
+
+    def __init__(
+        self,
+        *,
+        embed_dim: int,
+        width: int,
+        depth: int,
+        heads: int,
+        grid_hw: tuple[int, int],
+        action_dim: int,
+        state_dim: int = 0,
+        mlp_ratio: float = 4.0,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"predictor width {width} is not divisible by heads {heads}")
+        if action_dim < 1:
+            raise ValueError(f"action_dim must be >= 1, got {action_dim}")
+        self.embed_dim = embed_dim
+        self.width = width
+        self.num_heads = heads
+        self.mlp_ratio = mlp_ratio
+        self.grid_hw = (int(grid_hw[0]), int(grid_hw[1]))
+        self.action_dim = action_dim
+        self.state_dim = state_dim
+        self.cond_tokens = 2 if state_dim else 1
+
+        self.predictor_embed = nn.Linear(embed_dim, width)
+        self.action_encoder = nn.Linear(action_dim, width)
+        self.state_encoder = nn.Linear(state_dim, width) if state_dim else None
+        self.predictor_blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(depth))
+        self.predictor_norm = nn.LayerNorm(width, eps=LN_EPS)
+        self.predictor_proj = nn.Linear(width, embed_dim)
+        self.reset_parameters(generator)
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Reference init: trunc-normal 0.02, depth rescaling (seed 0 when no generator)."""
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        init_weights(self, generator)
+        rescale_blocks(self.predictor_blocks)
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.grid_hw[0] * self.grid_hw[1]
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.num_heads
+
+    def arch(self) -> dict:
+        """Constructor arguments (config.json of an export; rebuilds this predictor)."""
+        return {
+            "embed_dim": self.embed_dim,
+            "width": self.width,
+            "depth": len(self.predictor_blocks),
+            "heads": self.num_heads,
+            "mlp_ratio": float(self.mlp_ratio),
+            "grid_hw": list(self.grid_hw),
+            "action_dim": self.action_dim,
+            "state_dim": self.state_dim,
+        }
+
+    def forward(self, z: Tensor, actions: Tensor, states: Tensor | None = None) -> Tensor:
+        B, T, N, _ = z.shape
+        if N != self.tokens_per_frame:
+            raise ValueError(f"expected {self.tokens_per_frame} tokens per frame, got {N}")
+        if actions.shape[:2] != (B, T) or actions.shape[-1] != self.action_dim:
+            raise ValueError(
+                f"actions must be [B={B}, T={T}, A={self.action_dim}], got {tuple(actions.shape)}"
+            )
+        cond = [self.action_encoder(actions)[:, :, None]]  # [B, T, 1, W]
+        if self.state_encoder is not None:
+            if states is None or states.shape[:2] != (B, T):
+                got = None if states is None else tuple(states.shape)
+                raise ValueError(f"this predictor needs states [B={B}, T={T}, S], got {got}")
+            cond.append(self.state_encoder(states)[:, :, None])  # [B, T, 1, W]
+        x = self.predictor_embed(z)  # [B, T, N, W]
+        x = torch.cat([*cond, x], dim=2)  # [B, T, C+N, W]
+        K = x.shape[2]
+        x = x.flatten(1, 2)  # [B, T*(C+N), W]
+        ids = step_positions(T, self.grid_hw, self.cond_tokens).to(z.device)  # [T*(C+N)]
+        rope = rope_cos_sin(ids, self.grid_hw, self.head_dim)
+        mask = block_causal_mask(T, K, z.device)  # [L, L]
+        x = run_blocks(self.predictor_blocks, x, rope, False, mask)  # [B, T*(C+N), W]
+        x = x.view(B, T, K, -1)[:, :, self.cond_tokens :]  # [B, T, N, W]: frame tokens only
+        return self.predictor_proj(self.predictor_norm(x))  # [B, T, N, D]

@@ -1,0 +1,147 @@
+"""Planar reaching arm: a two-link arm seen from above (pure numpy).
+
+The second, different env of the world-model chain. The state is the two joint angles
+``(q1, q2)`` in radians; an action is a joint-angle change in ``[-1, 1]^2`` scaled by
+``max_step`` radians (kinematic control, as a position-controlled arm). The elbow is limited
+to ``|q2| <= ELBOW_LIMIT`` so the arm never folds onto itself. A task is a start and a goal
+configuration; the goal distance is the Euclidean distance between the fingertips (so the
+goal image shows where the hand must go). Frames are 64x64 renders: a grey base, two blue
+links and a yellow fingertip, all with soft edges.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+LINK1, LINK2 = 0.24, 0.2
+BASE = np.array([0.5, 0.5])
+ELBOW_LIMIT = 2.8
+LINK_HALF_WIDTH = 0.022
+TIP_RADIUS = 0.035
+
+_FLOOR = np.array([235, 235, 235], dtype=np.float32)
+_LINK = np.array([40, 80, 200], dtype=np.float32)
+_TIP = np.array([240, 190, 20], dtype=np.float32)
+_BASE = np.array([90, 90, 90], dtype=np.float32)
+
+
+def fingertip(states: np.ndarray) -> np.ndarray:
+    """Fingertip positions [N, 2] of joint angles [N, 2] (world units, base at the centre)."""
+    q = np.asarray(states, dtype=np.float64).reshape(-1, 2)
+    q12 = q[:, 0] + q[:, 1]
+    x = BASE[0] + LINK1 * np.cos(q[:, 0]) + LINK2 * np.cos(q12)
+    y = BASE[1] + LINK1 * np.sin(q[:, 0]) + LINK2 * np.sin(q12)
+    return np.stack([x, y], axis=1)
+
+
+def _elbow(q: np.ndarray) -> np.ndarray:
+    return BASE + LINK1 * np.array([np.cos(q[0]), np.sin(q[0])])
+
+
+def _segment_distance(px: np.ndarray, py: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance of every pixel centre [H, W] to the segment a-b."""
+    ab = b - a
+    t = ((px - a[0]) * ab[0] + (py - a[1]) * ab[1]) / max(float(ab @ ab), 1e-12)
+    t = np.clip(t, 0.0, 1.0)
+    return np.hypot(px - (a[0] + t * ab[0]), py - (a[1] + t * ab[1]))
+
+
+class ReacherEnv(gym.Env):
+    """A two-link planar arm reaching a goal configuration; 64x64 renders."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        render_mode: str | None = "rgb_array",
+        size: int = 64,
+        max_step: float = 0.15,
+        success_distance: float = 0.04,
+    ) -> None:
+        self.render_mode = render_mode
+        self.size = size
+        self.max_step = float(max_step)
+        self.success_distance = float(success_distance)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        high = np.array([np.pi, ELBOW_LIMIT], dtype=np.float32)
+        self.observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
+        self._state = np.zeros(2, dtype=np.float32)
+        c = (np.arange(size, dtype=np.float32) + 0.5) / size
+        self._px, self._py = np.meshgrid(c, c[::-1])  # [H, W] each, y up
+
+    def step_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Next joint angles [N, 2] from angles [N, 2] and actions [N, 2] (clipped to [-1, 1])."""
+        q = np.asarray(states, dtype=np.float64) + self.max_step * np.clip(
+            np.asarray(actions, dtype=np.float64), -1.0, 1.0
+        )  # [N, 2]
+        q[:, 0] = (q[:, 0] + np.pi) % (2 * np.pi) - np.pi  # the shoulder turns freely
+        q[:, 1] = np.clip(q[:, 1], -ELBOW_LIMIT, ELBOW_LIMIT)
+        return q.astype(np.float32)
+
+    def state_distance(self, states: np.ndarray, goal_state: np.ndarray) -> np.ndarray:
+        """Fingertip distances [N] from joint angles [N, 2] to the goal configuration [2]."""
+        return np.linalg.norm(fingertip(states) - fingertip(goal_state), axis=-1)
+
+    def _random_state(self, rng: np.random.Generator) -> np.ndarray:
+        return np.array(
+            [rng.uniform(-np.pi, np.pi), rng.uniform(-ELBOW_LIMIT, ELBOW_LIMIT)], dtype=np.float32
+        )
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        if options and "state" in options:
+            state = np.asarray(options["state"], dtype=np.float32).reshape(-1)
+            if state.shape != (2,):
+                raise ValueError(f"ReacherEnv state must have 2 joint angles, got {state.shape}")
+            self._state = self.step_states(state[None], np.zeros((1, 2)))[0]
+        else:
+            self._state = self._random_state(self.np_random)
+        return self._state.copy(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        action = np.asarray(action, dtype=np.float32).reshape(1, -1)
+        if action.shape[1] != 2:
+            raise ValueError(f"ReacherEnv actions have 2 values, got {action.shape[1]}")
+        self._state = self.step_states(self._state[None], action)[0]
+        return self._state.copy(), 0.0, False, False, {}
+
+    def render(self) -> np.ndarray:
+        """[size, size, 3] uint8: base, two links and the fingertip with soft edges."""
+        s = self.size
+        img = np.broadcast_to(_FLOOR, (s, s, 3)).copy()  # [H, W, 3]
+        q = self._state.astype(np.float64)
+        elbow, tip = _elbow(q), fingertip(q[None])[0]
+
+        def paint(img: np.ndarray, dist: np.ndarray, radius: float, color: np.ndarray):
+            cover = np.clip((radius - dist) * s + 0.5, 0.0, 1.0)[..., None]  # [H, W, 1]
+            return img * (1.0 - cover) + color * cover
+
+        img = paint(img, _segment_distance(self._px, self._py, BASE, elbow), LINK_HALF_WIDTH, _LINK)
+        img = paint(img, _segment_distance(self._px, self._py, elbow, tip), LINK_HALF_WIDTH, _LINK)
+        img = paint(img, np.hypot(self._px - BASE[0], self._py - BASE[1]), 0.03, _BASE)
+        img = paint(img, np.hypot(self._px - tip[0], self._py - tip[1]), TIP_RADIUS, _TIP)
+        return np.round(img).astype(np.uint8)
+
+    def get_state(self) -> np.ndarray:
+        return self._state.copy()
+
+    def sample_task(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(start, goal) joint angles with fingertips at least 0.15 apart (a real move)."""
+        rng = np.random.default_rng(seed)
+        while True:
+            start, goal = self._random_state(rng), self._random_state(rng)
+            if self.state_distance(start[None], goal)[0] >= 0.15:
+                return start, goal
+
+    def goal_distance(self, goal_state: np.ndarray) -> float:
+        return float(self.state_distance(self._state[None], goal_state)[0])
+
+    def state_xy(self, states: np.ndarray) -> np.ndarray:
+        """Pixel coordinates (column, row) [N, 2] of the fingertip (for plots)."""
+        tip = fingertip(states)
+        return np.stack([tip[:, 0] * self.size, (1.0 - tip[:, 1]) * self.size], axis=1)

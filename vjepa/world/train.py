@@ -1,0 +1,217 @@
+"""``vjepa world train CONFIG [k=v ...]``: the action-conditioned predictor on the shared loop.
+
+World-model training is a :class:`vjepa.loop.Task`, so it has pretraining's Accelerate loop,
+atomic checkpoints, exact resume, metrics.jsonl, trackers, progress bar and loss.png. What is
+its own:
+
+- the model: a frozen encoder (``world.encoder``: anything vjepa.load_encoder accepts, e.g. a
+  ``vjepa pretrain`` run on the trajectory videos, or ``random``) and a fresh
+  :class:`~vjepa.world.predictor.ACPredictor` sized from the data (action dim x frameskip,
+  state dim) and ``world.pred_*``; only the predictor trains;
+- the data: ``data.shards`` trajectory shards, decoded once (vjepa.world.data) and encoded
+  once by the frozen encoder (every frame on its own); batches are windows of
+  ``world.window`` frames drawn by a seeded sampler, a pure function of (seed, rank, batch),
+  so a resumed run sees exactly the batches an uninterrupted one would;
+- the loss: teacher forcing + ``world.rollout_weight`` x the k-step rollout term, L1 against
+  the layer-normed latents (vjepa.world.model.world_losses);
+- ``world.json`` in the run folder: the spec, encoder and predictor architectures, so
+  ``vjepa.load_world_model(run_dir)`` rebuilds the model from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vjepa.config import Config
+from vjepa.loop import StepOutput, Task, run_training
+from vjepa.world.data import (
+    Trajectory,
+    WindowSampler,
+    action_bounds,
+    gather_windows,
+    read_trajectories,
+)
+from vjepa.world.model import (
+    WORLD_FILE,
+    WorldModel,
+    WorldSpec,
+    build_world_model,
+    load_world_model,
+    random_encoder,
+    world_description,
+)
+
+log = logging.getLogger("vjepa.world")
+
+
+def build_encoder(cfg: Config) -> nn.Module:
+    """The frozen encoder of ``world.encoder`` (a path, or ``random``: seeded from run.seed)."""
+    if cfg.world.encoder == "random":
+        return random_encoder(
+            cfg.model.name,
+            patch_size=cfg.model.patch_size,
+            tubelet_size=cfg.model.tubelet_size,
+            img_size=cfg.world.frame_size,
+            seed=cfg.run.seed,
+        )
+    from vjepa.export import load_encoder
+
+    return load_encoder(cfg.world.encoder)
+
+
+@dataclass
+class _Prepared:
+    """What both the model builder and the batch stream need, made once per process."""
+
+    trajs: list[Trajectory]
+    val: list[Trajectory]
+    encoder: nn.Module
+    spec: WorldSpec
+    latents: list[torch.Tensor] | None = None  # per trajectory [T, N, D], made on first use
+
+
+def prepare(cfg: Config) -> _Prepared:
+    """Read the trajectories, load the encoder, fix the spec (action bounds from the data)."""
+    w = cfg.world
+    trajs = read_trajectories(
+        cfg.data.shards,
+        decoder=cfg.data.decoder,
+        need_states=w.use_state,
+        limit=w.max_trajectories,
+    )
+    if w.val_episodes >= len(trajs):
+        raise ValueError(
+            f"world.val_episodes={w.val_episodes} leaves no training trajectory of {len(trajs)}"
+        )
+    val = trajs[len(trajs) - w.val_episodes :] if w.val_episodes else []
+    train = trajs[: len(trajs) - w.val_episodes]
+    encoder = build_encoder(cfg)
+    low, high = action_bounds(train)
+    spec = WorldSpec(
+        frame_size=encoder.img_size,
+        pool=w.pool,
+        window=w.window,
+        frameskip=w.frameskip,
+        energy_blur=w.energy_blur,
+        action_low=low,
+        action_high=high,
+        state_dim=int(train[0].states.shape[1]) if w.use_state else 0,
+        env=str(train[0].meta.get("env", "")),
+        encoder_source=w.encoder,
+        extra={"trajectories": len(train), "shards": cfg.data.shards},
+    )
+    return _Prepared(train, val, encoder, spec)
+
+
+def _model(cfg: Config, prep: _Prepared) -> WorldModel:
+    gen = torch.Generator().manual_seed(cfg.run.seed)
+    return build_world_model(
+        prep.encoder,
+        prep.spec,
+        width=cfg.world.pred_width,
+        depth=cfg.world.pred_depth,
+        heads=cfg.world.pred_heads,
+        generator=gen,
+    )
+
+
+def encode_trajectories(model: WorldModel, trajs: list[Trajectory]) -> list[torch.Tensor]:
+    """Latents [T, N, D] of every trajectory (the frozen encoder, every frame on its own)."""
+    return [model.encode(torch.from_numpy(t.frames)[None])[0] for t in trajs]
+
+
+def _batches(
+    cfg: Config, prep: _Prepared, rank: int, start: dict | None
+) -> Iterator[dict[str, torch.Tensor | None]]:
+    w = cfg.world
+    if prep.latents is None:
+        # A throwaway model around the shared frozen encoder: encode() needs only it.
+        prep.latents = encode_trajectories(_model(cfg, prep), prep.trajs)
+    span = (w.window - 1) * w.frameskip + 1
+    sampler = WindowSampler([len(t.frames) for t in prep.trajs], span, seed=cfg.run.seed, rank=rank)
+    batch = int((start or {}).get("batches", 0))
+    while True:
+        traj, first = sampler.sample(batch, cfg.data.batch_size)
+        yield gather_windows(
+            prep.latents, prep.trajs, traj, first, window=w.window, frameskip=w.frameskip
+        )
+        batch += 1
+
+
+def _forward(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -> StepOutput:
+    states = batch["states"].to(device) if batch.get("states") is not None else None
+    loss, terms = model(
+        batch["z"].to(device),  # [B, W, N, D]
+        batch["actions"].to(device),  # [B, W-1, r*A]
+        states,
+        rollout_steps=cfg.world.rollout_steps,
+        rollout_weight=cfg.world.rollout_weight,
+        exp=cfg.train.loss_exp,
+    )
+    return StepOutput(loss=loss, terms=terms)
+
+
+def world_task(cfg: Config, prep: _Prepared | None = None) -> Task:
+    """World-model training as a :class:`vjepa.loop.Task` (data read once, here)."""
+    prep = prep if prep is not None else prepare(cfg)
+    return Task(
+        name="world",
+        build_model=lambda c: _model(c, prep),
+        batches=lambda c, rank, world, start: _batches(c, prep, rank, start),
+        forward=lambda model, batch, device: _forward(cfg, model, batch, device),
+        rows=lambda batch: int(batch["z"].shape[0]),
+    )
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def validation_loss(cfg: Config, model: WorldModel, prep: _Prepared, batches: int = 8) -> dict:
+    """Mean losses on windows of the held-out trajectories (seeded, the same every time)."""
+    w = cfg.world
+    latents = encode_trajectories(model, prep.val)
+    span = (w.window - 1) * w.frameskip + 1
+    sampler = WindowSampler([len(t.frames) for t in prep.val], span, seed=cfg.run.seed + 1)
+    sums: dict[str, float] = {}
+    for b in range(batches):
+        traj, first = sampler.sample(b, cfg.data.batch_size)
+        win = gather_windows(latents, prep.val, traj, first, window=w.window, frameskip=w.frameskip)
+        _, terms = model(
+            win["z"],
+            win["actions"],
+            win["states"],
+            rollout_steps=w.rollout_steps,
+            rollout_weight=w.rollout_weight,
+        )
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v) / batches
+    return {f"val_{k}": v for k, v in sums.items()}
+
+
+def world_train(cfg: Config) -> Path:
+    """Run (or resume) world-model training into ``cfg.run.dir``; returns the run folder."""
+    from vjepa.data.shards import expand_urls
+
+    expand_urls(cfg.data.shards)  # a wrong shard path fails here, before the run folder exists
+    prep = prepare(cfg)
+    run_dir = Path(cfg.run.dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(run_dir / WORLD_FILE, world_description(_model(cfg, prep)))
+    run_training(cfg, world_task(cfg, prep))
+    if prep.val:
+        report = validation_loss(cfg, load_world_model(run_dir), prep)
+        _write_json_atomic(run_dir / "val.json", report)
+        log.info("validation: %s", report)
+    return run_dir

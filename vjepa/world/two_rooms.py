@@ -1,0 +1,173 @@
+"""Two Rooms: a point agent in a square split by a wall with one door (pure numpy).
+
+The navigation task of PLDM and EB-JEPA. The world is the unit square; a vertical wall at
+``x = 0.5`` splits it into two rooms joined by a door around ``y = 0.5``. The state is the
+agent's position ``(x, y)``; an action is a 2-D move in ``[-1, 1]^2``, scaled by ``max_step``
+(so each coordinate moves at most ``max_step`` per step). The agent slides along the wall and
+stops at the borders. Frames are 64x64 RGB renders: a light floor, a dark wall and a red disc
+with a soft edge (sub-pixel motion changes the pixels, which a world model needs to see).
+
+Tasks: ``split="hard"`` (the default) puts the start and the goal in different rooms, so every
+task needs the door; ``split="any"`` draws both anywhere in free space.
+
+Besides the gymnasium API and the task protocol (see :mod:`vjepa.world.envs`), the env has
+batched dynamics, :meth:`TwoRoomsEnv.step_states` and :meth:`TwoRoomsEnv.state_distance`, which
+the oracle planner uses to roll out thousands of action sequences at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+# Geometry in world units (the unit square). The wall's x-range and the door's y-range are
+# the free-space boundaries for the agent's centre once its radius is added.
+WALL_X = 0.5
+WALL_HALF_WIDTH = 0.025
+DOOR_LOW, DOOR_HIGH = 0.38, 0.62
+AGENT_RADIUS = 0.035
+# Collision is checked on sub-steps: each is shorter than the wall's thickness, so no move
+# tunnels through it.
+SUBSTEPS = 4
+
+_FLOOR = np.array([230, 230, 220], dtype=np.float32)
+_WALL = np.array([40, 40, 60], dtype=np.float32)
+_AGENT = np.array([220, 40, 30], dtype=np.float32)
+
+
+def _blocked(xy: np.ndarray) -> np.ndarray:
+    """True where an agent centred at ``xy`` [..., 2] would overlap the wall (outside the door)."""
+    x, y = xy[..., 0], xy[..., 1]
+    in_wall_x = np.abs(x - WALL_X) < WALL_HALF_WIDTH + AGENT_RADIUS
+    in_door = (y > DOOR_LOW + AGENT_RADIUS) & (y < DOOR_HIGH - AGENT_RADIUS)
+    return in_wall_x & ~in_door
+
+
+def room_of(xy: np.ndarray) -> np.ndarray:
+    """0 for the left room, 1 for the right one (the door's middle counts as right)."""
+    return (np.asarray(xy)[..., 0] >= WALL_X).astype(np.int64)
+
+
+class TwoRoomsEnv(gym.Env):
+    """A point agent in two rooms joined by a door; 64x64 renders; 2-D moves capped per step."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        render_mode: str | None = "rgb_array",
+        size: int = 64,
+        max_step: float = 0.05,
+        split: Literal["hard", "any"] = "hard",
+        success_distance: float = 0.05,
+    ) -> None:
+        if split not in ("hard", "any"):
+            raise ValueError(f"TwoRoomsEnv split must be 'hard' or 'any', got {split!r}")
+        self.render_mode = render_mode
+        self.size = size
+        self.max_step = float(max_step)
+        self.split = split
+        self.success_distance = float(success_distance)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(2,), dtype=np.float32)
+        self._state = np.array([0.25, 0.5], dtype=np.float32)
+        # Pixel centres in world units, y up (row 0 is the top of the image).
+        c = (np.arange(size, dtype=np.float32) + 0.5) / size
+        self._px, self._py = np.meshgrid(c, c[::-1])  # [H, W] each
+
+    # -- batched dynamics (pure, used by collect's bookkeeping and the oracle planner) ----
+
+    def step_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Next positions [N, 2] from positions [N, 2] and actions [N, 2] (clipped to [-1, 1])."""
+        pos = np.asarray(states, dtype=np.float64).copy()  # [N, 2]
+        move = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0) * (
+            self.max_step / SUBSTEPS
+        )  # [N, 2]
+        lo, hi = AGENT_RADIUS, 1.0 - AGENT_RADIUS
+        for _ in range(SUBSTEPS):
+            full = np.clip(pos + move, lo, hi)  # [N, 2]
+            # Blocked: keep the free component (slide along the wall), else stay.
+            slide_y = np.stack([pos[:, 0], full[:, 1]], axis=1)
+            slide_x = np.stack([full[:, 0], pos[:, 1]], axis=1)
+            ok_full, ok_y, ok_x = ~_blocked(full), ~_blocked(slide_y), ~_blocked(slide_x)
+            nxt = np.where(ok_full[:, None], full, np.where(ok_y[:, None], slide_y, pos))
+            nxt = np.where((~ok_full & ~ok_y & ok_x)[:, None], slide_x, nxt)
+            pos = nxt
+        return pos.astype(np.float32)
+
+    def state_distance(self, states: np.ndarray, goal_state: np.ndarray) -> np.ndarray:
+        """Euclidean distances [N] from positions [N, 2] to the goal position [2]."""
+        diff = np.asarray(states, dtype=np.float64) - np.asarray(goal_state, dtype=np.float64)
+        return np.linalg.norm(diff, axis=-1)
+
+    # -- gymnasium API ---------------------------------------------------------------------
+
+    def _free_position(self, rng: np.random.Generator, room: int | None = None) -> np.ndarray:
+        """A uniform random free position (in ``room`` 0 / 1 when given)."""
+        margin = AGENT_RADIUS + 0.01
+        while True:
+            xy = rng.uniform(margin, 1.0 - margin, size=2)
+            if _blocked(xy) or (room is not None and room_of(xy) != room):
+                continue
+            if room is not None and abs(xy[0] - WALL_X) < WALL_HALF_WIDTH + margin:
+                continue  # a task position in a room, not inside the door
+            return xy.astype(np.float32)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        if options and "state" in options:
+            state = np.asarray(options["state"], dtype=np.float32).reshape(-1)
+            if state.shape != (2,):
+                raise ValueError(f"TwoRoomsEnv state must have 2 values, got {state.shape}")
+            if _blocked(state) or np.any(state < 0) or np.any(state > 1):
+                raise ValueError(f"TwoRoomsEnv state {state.tolist()} is not in free space")
+            self._state = state
+        else:
+            self._state = self._free_position(self.np_random)
+        return self._state.copy(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        action = np.asarray(action, dtype=np.float32).reshape(1, -1)
+        if action.shape[1] != 2:
+            raise ValueError(f"TwoRoomsEnv actions have 2 values, got {action.shape[1]}")
+        self._state = self.step_states(self._state[None], action)[0]
+        return self._state.copy(), 0.0, False, False, {}
+
+    def render(self) -> np.ndarray:
+        """[size, size, 3] uint8: floor, wall with its door, and the agent as a soft red disc."""
+        s = self.size
+        img = np.broadcast_to(_FLOOR, (s, s, 3)).copy()  # [H, W, 3]
+        wall = (np.abs(self._px - WALL_X) < WALL_HALF_WIDTH) & (
+            (self._py < DOOR_LOW) | (self._py > DOOR_HIGH)
+        )
+        img[wall] = _WALL
+        dist = np.hypot(self._px - self._state[0], self._py - self._state[1])  # [H, W]
+        # Coverage of the disc with a one-pixel soft edge.
+        cover = np.clip((AGENT_RADIUS - dist) * s + 0.5, 0.0, 1.0)[..., None]  # [H, W, 1]
+        img = img * (1.0 - cover) + _AGENT * cover
+        return np.round(img).astype(np.uint8)
+
+    # -- task protocol -----------------------------------------------------------------------
+
+    def get_state(self) -> np.ndarray:
+        return self._state.copy()
+
+    def sample_task(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(start, goal) positions; with split='hard' they lie in different rooms."""
+        rng = np.random.default_rng(seed)
+        if self.split == "hard":
+            room = int(rng.integers(2))
+            return self._free_position(rng, room), self._free_position(rng, 1 - room)
+        return self._free_position(rng), self._free_position(rng)
+
+    def goal_distance(self, goal_state: np.ndarray) -> float:
+        return float(self.state_distance(self._state[None], goal_state)[0])
+
+    def state_xy(self, states: np.ndarray) -> np.ndarray:
+        """Pixel coordinates (column, row) [N, 2] of positions [N, 2] in a render (for plots)."""
+        states = np.asarray(states, dtype=np.float64).reshape(-1, 2)
+        return np.stack([states[:, 0] * self.size, (1.0 - states[:, 1]) * self.size], axis=1)
