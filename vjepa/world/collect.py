@@ -35,13 +35,14 @@ from vjepa.data.decode import DecodeError, encode_frames, open_video
 from vjepa.data.pipeline import DataErrors, seed_for
 from vjepa.data.shards import expand_urls
 from vjepa.data.writer import write_sample_shards
+from vjepa.errors import UsageError
 from vjepa.world.envs import action_bounds, make_env, render_frame
 
 _EPISODE, _ACTIONS = 21, 22
 TRAJECTORY_FORMAT = "vjepa-trajectories/1"
 
 
-class TrajectoryError(ValueError):
+class TrajectoryError(UsageError):
     """A trajectory sample that cannot be used; ``reason`` is the error-count key."""
 
     def __init__(self, reason: str, msg: str) -> None:
@@ -145,9 +146,9 @@ def collect(
 ) -> dict:
     """Write ``episodes`` random-action episodes of ``steps`` frames each; returns the manifest."""
     if episodes < 1 or steps < 2:
-        raise ValueError(f"collect needs episodes >= 1 and steps >= 2, got {episodes}, {steps}")
+        raise UsageError(f"collect needs episodes >= 1 and steps >= 2, got {episodes}, {steps}")
     if not 0 <= repeat_prob < 1:
-        raise ValueError(f"repeat_prob must be within [0, 1), got {repeat_prob}")
+        raise UsageError(f"repeat_prob must be within [0, 1), got {repeat_prob}")
     env = make_env(spec)
 
     def samples() -> Iterator[tuple[str, bytes, dict, dict[str, bytes]]]:

@@ -35,6 +35,7 @@ import numpy as np
 from vjepa.data.decode import DecodeError, encode_frames, open_video
 from vjepa.data.formats import SkippedInput
 from vjepa.data.writer import write_sample_shards
+from vjepa.errors import UsageError
 from vjepa.world.collect import TRAJECTORY_FORMAT, TrajectoryError, npy_bytes
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ def read_droid_trajectory(
     counts differ the longer one is cut and the difference is kept in ``meta``.
     """
     if frame_step < 1:
-        raise ValueError(f"frame_step must be >= 1, got {frame_step}")
+        raise UsageError(f"frame_step must be >= 1, got {frame_step}")
     folder = Path(folder)
     if not (folder / H5_NAME).is_file():
         raise TrajectoryError("missing_h5", f"{folder}: no {H5_NAME}")

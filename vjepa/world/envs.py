@@ -33,12 +33,14 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from vjepa.errors import UsageError
+
 TWO_ROOMS_ID = "vjepa/TwoRooms-v0"
 REACHER_ID = "vjepa/Reacher-v0"
 PROTOCOL = ("sample_task", "goal_distance", "success_distance", "get_state")
 
 
-class EnvSpecError(ValueError):
+class EnvSpecError(UsageError):
     """An env name that cannot be resolved, or an env that lacks what it is used for."""
 
 

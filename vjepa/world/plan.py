@@ -42,6 +42,7 @@ from torch import Tensor
 
 from vjepa.config import Config, PlanConfig, save_config
 from vjepa.data.pipeline import seed_for
+from vjepa.errors import UsageError
 from vjepa.world.envs import action_bounds, check_protocol, make_env, render_frame, reset_to
 from vjepa.world.planners import Cost, cem, mppi
 
@@ -178,13 +179,13 @@ def check_model_env(model: Any, env: gym.Env, spec: str, pcfg: PlanConfig) -> No
     """A world model must take the env's actions, and the horizon whole model steps."""
     low, _ = action_bounds(env)
     if int(model.action_dim) != low.shape[0]:
-        raise ValueError(
+        raise UsageError(
             f"action-dimension mismatch: the world model takes {model.action_dim}-D actions, "
             f"env {spec!r} has {low.shape[0]}-D actions"
         )
     r = int(getattr(model, "frameskip", 1))
     if pcfg.horizon % r:
-        raise ValueError(
+        raise UsageError(
             f"plan.horizon ({pcfg.horizon}) must be a multiple of the world model's frameskip ({r})"
         )
 
