@@ -56,7 +56,8 @@ fi
 
 # A clean environment like a new user's shell: fresh HOME, the system PATH, nothing else.
 clean() {
-    env -i HOME="$WORK/home" PATH="$PATH" LANG=C.UTF-8 TERM=dumb bash -c "$1"
+    env -i HOME="$WORK/home" PATH="$PATH" LANG=C.UTF-8 TERM=dumb \
+        ${PYENV_ROOT:+PYENV_ROOT="$PYENV_ROOT"} bash -c "$1"
 }
 
 step() {  # step NAME DIR COMMAND
