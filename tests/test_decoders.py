@@ -117,6 +117,20 @@ def test_auto_falls_back_per_sample_and_the_loader_counts_it(tmp_path: Path) -> 
     assert batches[0]["decoder_fallbacks"] == {"torchcodec_decode_error": 1}  # ... it is counted
 
 
+@needs("decord", "pyav")
+def test_decord_refuses_mpeg_ts_rather_than_misplace_its_frames() -> None:
+    frames = make_frames(N, SIZE)
+    ts = decode.encode_frames(frames, fps=8, fmt="mpegts", codec="libx264")
+    with pytest.raises(DecodeError) as info:
+        open_video(ts, "decord")
+    assert info.value.reason == "unsupported"
+    # Without the guard decord returns e.g. frames [9, 30, 30] for [0, 20, 39].
+    with decode._FallbackReader(ts, ("decord", "pyav")) as reader:
+        got = reader.get_frames([0, 20, 39])
+        assert reader.fallbacks == ["decord_unsupported"]
+    assert [_nearest_source_frame(f) for f in got] == [0, 20, 39]
+
+
 @needs("decord")
 def test_decord_row_padding_is_a_counted_fallback(tmp_path: Path) -> None:
     # decord 0.6 cannot copy out 48-px-wide frames; the sample is decoded by PyAV instead.

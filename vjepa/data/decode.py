@@ -207,6 +207,14 @@ def _stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
+def _is_mpegts(data: bytes) -> bool:
+    """MPEG-TS (sync byte 0x47 every 188 bytes) or M2TS (192-byte packets, 4-byte prefix)."""
+    for first, size in ((0, 188), (4, 192)):
+        if len(data) > first + 2 * size and all(data[first + k * size] == 0x47 for k in range(3)):
+            return True
+    return False
+
+
 def _open_failure(data: bytes, err: Exception) -> DecodeError:
     """Classify bytes that no demuxer could open."""
     if len(data) == 0:
@@ -275,6 +283,10 @@ class _DecordReader(VideoReader):
 
         _quiet_decord()
         self._vr = None
+        if _is_mpegts(data):
+            # decord 0.6 seeks MPEG-TS by byte position: it returns the wrong frames for
+            # nearly every index, without an error (tests/test_decoders.py shows it).
+            raise DecodeError("unsupported", "decord misplaces frames in MPEG-TS (use pyav)")
         self._data = data
         self._pyav: _PyAVReader | None = None  # see get_frames: decord's row-padding bug
         self._shape: tuple[int, int] | None = None
