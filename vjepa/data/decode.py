@@ -168,11 +168,18 @@ def _why_all() -> str:
 
 
 def _quiet_pyav() -> None:
-    """Silence FFmpeg's per-file chatter in PyAV once per process (bad samples are counted)."""
+    """Keep FFmpeg's per-file chatter out of PyAV once per process (bad samples are counted).
+
+    Level ``None`` (PyAV's default) installs no log callback at all. Any level, even PANIC,
+    routes FFmpeg's log calls through a Python callback that needs the GIL: a frame-threaded
+    decoder thread logging while the main thread closes the container (and waits for that
+    thread, holding the GIL) deadlocks. Seen here: tools/bench_data.py hung in
+    ``avcodec_free_context`` with a decoder thread in ``logging_log_callback``.
+    """
     if "pyav" not in _quieted:
         import av
 
-        av.logging.set_level(av.logging.PANIC)
+        av.logging.set_level(None)
         _quieted.add("pyav")
 
 
