@@ -76,7 +76,7 @@ class DataConfig:
     resampled: bool = False
     """Infinite resampled shard stream (large runs); False = exact epochs, exact resume position."""
     decoder: Literal["auto", "decord", "torchcodec", "pyav"] = "auto"
-    """Video decoder backend. ``auto``: the fastest installed one (torchcodec, decord, PyAV, in
+    """Video decoder backend. ``auto``: the fastest installed one (torchcodec, PyAV, decord, in
     that order; measured in docs/benchmarks.md), retrying a sample that it cannot decode with
     the next one (counted as a decoder fallback, not a data error); a name: only that one."""
     normalize_on_device: bool = False

@@ -4,10 +4,11 @@ Three backends give the same frames (within codec rounding) for the same indices
 
 - ``torchcodec`` (optional extra ``vjepa[torchcodec]``, needs the system FFmpeg libraries):
   exact seek from the bytes in memory, ``get_frames_at`` decodes only the requested frames.
-- ``decord`` (installed by default where its wheels exist: x86_64 Linux, Windows, Intel macOS):
-  one ``get_batch`` call (seeks to the nearest key frame and decodes forward).
 - ``pyav`` (always installed): seeks to the key frame before the first requested frame when
   that is far into the video, then decodes forward and keeps the requested frames.
+- ``decord`` (installed by default where its wheels exist: x86_64 Linux, 64-bit Windows):
+  one ``get_batch`` call (seeks to the nearest key frame and decodes forward). The slowest
+  of the three per clip on the benchmark shards, so ``auto`` uses it only as a last resort.
 
 ``data.decoder: auto`` (the default) uses the installed backends in :data:`AUTO_ORDER`
 (fastest first, measured with ``tools/bench_data.py``: docs/benchmarks.md, "Decoders") and
@@ -41,7 +42,7 @@ from vjepa.config import ConfigError
 
 Backend = Literal["auto", "decord", "torchcodec", "pyav"]
 BACKENDS: tuple[str, ...] = ("decord", "torchcodec", "pyav")
-AUTO_ORDER: tuple[str, ...] = ("torchcodec", "decord", "pyav")
+AUTO_ORDER: tuple[str, ...] = ("torchcodec", "pyav", "decord")
 """The backend ``auto`` decodes with: the first usable one here, fastest first (measured:
 docs/benchmarks.md, "Decoders")."""
 FALLBACK_ORDER: tuple[str, ...] = ("pyav", "torchcodec", "decord")
