@@ -29,7 +29,9 @@ USABLE = available_backends()
 # container format, codec: the test videos every backend must agree on
 FORMATS = {
     "mp4": ("mp4", "libx264"),
-    "mkv": ("matroska", "libvpx-vp9"),
+    # Not VP9: after the full suite has loaded other native libraries, PyAV's libvpx-vp9
+    # encoder failed ("ABI version mismatch"); H.264 in Matroska tests the container.
+    "mkv": ("matroska", "libx264"),
     "webm": ("webm", "libvpx"),
     "avi": ("avi", "mpeg4"),
     "flv": ("flv", "flv"),
