@@ -18,7 +18,8 @@ loader counts them (a fallback that then succeeds is a fallback, not a data erro
 module is imported only when it is used: nothing imports decord unless it decodes.
 
 Every failure is a :class:`DecodeError` with a short machine-readable ``reason`` that the data
-error handler counts (``empty``, ``not_video``, ``truncated``, ``no_frames``, ``decode_error``).
+error handler counts (``empty``, ``not_video``, ``truncated``, ``no_frames``, ``decode_error``,
+``unsupported``: a container the backend is known to mis-decode, e.g. MPEG-TS for decord).
 
 ``probe`` (metadata + a check that the last frame decodes) and ``transcode`` (re-encode to a
 short side / frame rate) serve the shard writer.
