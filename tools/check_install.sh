@@ -5,6 +5,9 @@
 #   bash tools/check_install.sh            # README's two commands verbatim, then the wheel
 #   bash tools/check_install.sh --quick    # the same with `vjepa demo --quick` and
 #                                          # `pytest -q -m "not slow"`
+#   bash tools/check_install.sh --reuse /tmp/vjepa-install-XXXXXX
+#                                          # steps 3-4 only, on the clone + venv of an
+#                                          # earlier run, after pulling this HEAD into it
 #
 # 1. a fresh clone of this repository's HEAD (committed work only) in a temp folder;
 # 2. README's "Quick start" commands, read from README.md itself (its first two ```bash
@@ -17,13 +20,18 @@
 # Prints one line per step with its wall time; exits non-zero at the first failure.
 set -euo pipefail
 
-QUICK=0
+QUICK=0 REUSE=""
 [[ "${1:-}" == "--quick" ]] && QUICK=1
+[[ "${1:-}" == "--reuse" ]] && REUSE="${2:?--reuse needs the folder of an earlier run}"
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
-WORK="$(mktemp -d /tmp/vjepa-install-XXXXXX)"
+if [[ -n "$REUSE" ]]; then
+    WORK="$REUSE"
+    git -C "$WORK/clone" fetch --quiet "$SRC" HEAD && git -C "$WORK/clone" checkout --quiet FETCH_HEAD
+else
+    WORK="$(mktemp -d /tmp/vjepa-install-XXXXXX)"
+    git clone --quiet "$SRC" "$WORK/clone"
+fi
 echo "check_install: working in $WORK (source: $SRC @ $(git -C "$SRC" rev-parse --short HEAD))"
-
-git clone --quiet "$SRC" "$WORK/clone"
 mkdir -p "$WORK/home" "$WORK/elsewhere"
 
 # The Quick start's first two ```bash blocks, one command line each.
@@ -44,7 +52,7 @@ fi
 CMDS[0]="${VJEPA_CHECK_CMD1:-${CMDS[0]}}"
 CMDS[1]="${VJEPA_CHECK_CMD2:-${CMDS[1]}}"
 for c in "${CMDS[@]}"; do
-    if [[ "$c" == *"pip install"* && "$c" != *"bin/activate"* ]]; then
+    if [[ -z "$REUSE" && "$c" == *"pip install"* && "$c" != *"bin/activate"* ]]; then
         echo "check_install: refusing to run '$c': it would pip-install outside a venv" >&2
         exit 1
     fi
@@ -72,18 +80,20 @@ step() {  # step NAME DIR COMMAND
     echo "check_install: [$name] ok in $(($(date +%s) - t0)) s"
 }
 
-# The install alone first (its time is the figure README states), then the commands verbatim.
-step install "$WORK/clone" "python3 -m venv .venv && . .venv/bin/activate && pip install -e ."
-step readme1 "$WORK/clone" "${CMDS[0]}"
-step readme2 "$WORK/clone" "${CMDS[1]}"
+if [[ -z "$REUSE" ]]; then
+    # The install alone first (its time is the figure README states), then the commands.
+    step install "$WORK/clone" "python3 -m venv .venv && . .venv/bin/activate && pip install -e ."
+    step readme1 "$WORK/clone" "${CMDS[0]}"
+    step readme2 "$WORK/clone" "${CMDS[1]}"
+fi
 
 VENV="$WORK/clone/.venv"
-step wheel "$WORK/clone" ". .venv/bin/activate && pip wheel --no-deps --no-build-isolation -w dist . \
+step wheel "$WORK/clone" ". .venv/bin/activate && rm -rf dist build && pip wheel --no-deps --no-build-isolation -w dist . \
     && pip uninstall -y vjepa decord && pip install --no-deps dist/vjepa-*.whl"
 step no-decord "$WORK/elsewhere" ". $VENV/bin/activate \
     && ! python -c 'import decord' 2>/dev/null \
     && python -c 'import vjepa, vjepa.demo as d; assert \"site-packages\" in vjepa.__file__, vjepa.__file__; print(vjepa.__file__, d.REPO)'"
-step demo-wheel "$WORK/elsewhere" ". $VENV/bin/activate && vjepa demo --quick --out runs/demo"
+step demo-wheel "$WORK/elsewhere" ". $VENV/bin/activate && rm -rf runs && vjepa demo --quick --out runs/demo"
 grep -h "video decoder" "$WORK/demo-wheel.log" | sort -u
 tail -5 "$WORK/demo-wheel.log"
 echo "check_install: all steps passed ($WORK; remove it when done)"
