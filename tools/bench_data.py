@@ -12,7 +12,12 @@ Reports, on the same clips:
     batching, IPC) with 1 worker, then N workers, and the ratio loader / raw on 1 worker;
 (c) resident memory (main process + workers) over a long run: it must stay flat;
 (d) with --compare-short-side S: the same videos re-encoded with short side S (what
-    ``vjepa shards --short-side S`` stores) and the raw decode speedup over the originals.
+    ``vjepa shards --short-side S`` stores) and the raw decode speedup over the originals;
+(e) decoders side by side (``--decoders decord,torchcodec,pyav``): open + decode of the SAME
+    frame indices of the same samples with each backend, interleaved sample by sample so
+    that load from other processes hits every backend alike; clips/s, CPU ms/clip, the ratio
+    to the fastest, the largest pixel difference to the first backend, and what
+    ``data.decoder=auto`` picks here. ``--decoders-only`` skips (a)-(d).
 
 The loader runs without a shuffle buffer so its 1-worker clips are exactly the raw ones.
 """
@@ -37,7 +42,7 @@ from webdataset.tariterators import tarfile_samples
 
 from vjepa.config import DataConfig
 from vjepa.data.clips import clip_indices
-from vjepa.data.decode import open_video, transcode
+from vjepa.data.decode import AUTO_ORDER, available_backends, open_video, transcode
 from vjepa.data.pipeline import (
     _AUG,
     _SHARDS,
@@ -76,7 +81,7 @@ def _cpu_seconds() -> float:
 
 
 def raw_decode(urls: list[str], cfg: DataConfig, clips: int, seed: int) -> tuple[float, float]:
-    """(clips/s, CPU ms/clip) of decord open + get_batch on the 1-worker loader's indices."""
+    """(clips/s, CPU ms/clip) of open + decode (``cfg.decoder``) of the 1-worker loader's indices."""
     done, start, cpu = 0, time.perf_counter(), time.process_time()
     for epoch, i, sample in _endless_samples(urls, seed):
         gen = _generator(seed, _AUG, 0, 0, epoch, i)  # the loader's per-sample generator
@@ -147,6 +152,58 @@ def short_side_shards(urls: list[str], out: Path, short_side: int) -> list[str]:
     return paths
 
 
+def decoder_table(
+    urls: list[str], cfg: DataConfig, backends: list[str], clips: int, seed: int
+) -> dict[str, dict]:
+    """(e): every backend on the same samples and the same frame indices, interleaved."""
+    jobs = []  # (video bytes, concatenated frame indices of the sample's clips)
+    for epoch, i, sample in _endless_samples(urls, seed):
+        gen = _generator(seed, _AUG, 0, 0, epoch, i)  # the loader's per-sample generator
+        with open_video(sample["mp4"], "pyav") as reader:  # indices from PyAV's frame count
+            idx = clip_indices(
+                reader.num_frames,
+                frames_per_clip=cfg.frames_per_clip,
+                frame_step=cfg.frame_step,
+                num_clips=cfg.num_clips,
+                generator=gen,
+                video_fps=reader.fps,
+                target_fps=cfg.fps,
+                short_video=cfg.short_video,
+            )
+        if idx is not None:
+            jobs.append((sample["mp4"], np.concatenate(idx)))
+        if len(jobs) * cfg.num_clips >= clips:
+            break
+    wall = dict.fromkeys(backends, 0.0)
+    cpu = dict.fromkeys(backends, 0.0)
+    diff = dict.fromkeys(backends, 0)
+    for n, (data, idx) in enumerate(jobs):
+        got = {}
+        # Rotate the order per sample: no backend always runs first (cold caches) or last.
+        for b in backends[n % len(backends) :] + backends[: n % len(backends)]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            with open_video(data, b) as reader:
+                got[b] = reader.get_frames(idx)  # [T, H, W, 3]
+            wall[b] += time.perf_counter() - t0
+            cpu[b] += time.process_time() - c0
+        ref = got[backends[0]].astype(np.int16)
+        for b in backends[1:]:
+            diff[b] = max(diff[b], int(np.abs(got[b].astype(np.int16) - ref).max()))
+    done = len(jobs) * cfg.num_clips
+    speed = {b: done / wall[b] for b in backends}
+    best = max(speed.values())
+    return {
+        b: {
+            "clips_per_s": speed[b],
+            "cpu_ms_per_clip": 1000 * cpu[b] / done,
+            "ratio_to_fastest": speed[b] / best,
+            "max_abs_diff_vs_first": diff[b],
+            "clips": done,
+        }
+        for b in backends
+    }
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -167,7 +224,16 @@ def parse_args() -> argparse.Namespace:
         default=0,
         help="also time shards re-encoded to this short side",
     )
-    p.add_argument("--decoder", default="decord", choices=["decord", "pyav"])
+    p.add_argument(
+        "--decoder", default="auto", choices=["auto", "decord", "torchcodec", "pyav"],
+        help="backend of (a)-(d)",
+    )  # fmt: skip
+    p.add_argument(
+        "--decoders",
+        default="",
+        help="(e): comma-separated backends to compare (default: all usable)",
+    )
+    p.add_argument("--decoders-only", action="store_true", help="run only (e)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the numbers to this JSON file")
     return p.parse_args()
@@ -188,10 +254,26 @@ def main() -> None:
         "step": args.step,
         "size": args.size,
     }
+    backends = args.decoders.split(",") if args.decoders else list(available_backends())
+    table = decoder_table(urls, cfg, backends, clips, args.seed)
+    report["decoders"] = table
+    report["auto"] = available_backends()[0]
+    print(f"(e) decoders, same {table[backends[0]]['clips']} clips and frame indices:")
+    print("    backend      clips/s  CPU ms/clip  vs fastest  max |diff| vs " + backends[0])
+    for b, row in table.items():
+        print(
+            f"    {b:11s} {row['clips_per_s']:8.2f} {row['cpu_ms_per_clip']:12.1f} "
+            f"{row['ratio_to_fastest']:10.2f}  {row['max_abs_diff_vs_first']:5d}"
+        )
+    print(f"    data.decoder=auto picks {report['auto']} (order {', '.join(AUTO_ORDER)})")
+    if args.decoders_only:
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2))
+        return
     raw, raw_cpu = raw_decode(urls, cfg, clips, args.seed)
     report["raw"] = {"clips_per_s": raw, "cpu_ms_per_clip": raw_cpu}
     print(
-        f"(a) raw decord decode       {raw:7.2f} clips/s  {raw_cpu:7.1f} CPU ms/clip  ({clips} clips)"
+        f"(a) raw {cfg.decoder} decode {raw:7.2f} clips/s  {raw_cpu:7.1f} CPU ms/clip  ({clips} clips)"
     )
     for w in [int(x) for x in args.workers.split(",")]:
         speed, cpu, _ = loader_speed(

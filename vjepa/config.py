@@ -81,8 +81,10 @@ class DataConfig:
     written. Raw (undecoded) samples; each loader worker holds only its share. 0: never."""
     resampled: bool = False
     """Infinite resampled shard stream (large runs); False = exact epochs, exact resume position."""
-    decoder: Literal["decord", "pyav"] = "decord"
-    """Video decoder backend."""
+    decoder: Literal["auto", "decord", "torchcodec", "pyav"] = "auto"
+    """Video decoder backend. ``auto``: the fastest installed one (torchcodec, PyAV, decord, in
+    that order; measured in docs/benchmarks.md), retrying a sample that it cannot decode with
+    the next one (counted as a decoder fallback, not a data error); a name: only that one."""
     normalize_on_device: bool = False
     """Workers return uint8 clips and normalisation happens on the accelerator (faster)."""
 

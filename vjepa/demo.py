@@ -11,12 +11,34 @@ Every step is skipped when its output is already complete, so re-running resumes
 from __future__ import annotations
 
 import json
+import sysconfig
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 from vjepa.config import load_config
 
-REPO = Path(__file__).resolve().parents[1]
+_MARKER = "configs/pretrain/demo_cpu.yaml"
+
+
+def resource_root() -> Path:
+    """The folder holding ``configs/`` and ``data/``: the source checkout when vjepa runs from
+    one (editable install, PYTHONPATH), else the copy a wheel installs in <prefix>/share/vjepa.
+    """
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / _MARKER).is_file():
+        return checkout
+    try:  # the installed file list knows the prefix, whatever the scheme (venv, --user, ...)
+        files = metadata.distribution("vjepa").files or []
+    except metadata.PackageNotFoundError:
+        files = []
+    for f in files:
+        if f.as_posix().endswith("share/vjepa/" + _MARKER):
+            return Path(f.locate()).resolve().parents[2]
+    return Path(sysconfig.get_path("data")) / "share" / "vjepa"
+
+
+REPO = resource_root()
 SAMPLE = REPO / "data" / "sample"
 PRETRAIN_CONFIG = REPO / "configs" / "pretrain" / "demo_cpu.yaml"
 PROBE_CONFIG = REPO / "configs" / "probe" / "demo_attentive.yaml"
@@ -29,7 +51,8 @@ def write_demo_shards(out: Path, sample: Path = SAMPLE) -> dict[str, Path]:
 
     if not sample.is_dir():
         raise FileNotFoundError(
-            f"sample corpus not found at {sample} (run tools/make_sample_data.py)"
+            f"sample corpus not found at {sample} (a source checkout has it in data/sample; "
+            "an installed vjepa in <prefix>/share/vjepa/data/sample)"
         )
     sources = {
         "train": dict(src=sample / "train.txt", fmt="list", labels_from_folders=False),

@@ -1,14 +1,25 @@
-"""Video bytes -> uint8 frames. The ONLY module that imports decord or PyAV.
+"""Video bytes -> uint8 frames. The ONLY module that imports decord, torchcodec or PyAV.
 
-Two backends give the same frames for the same indices:
+Three backends give the same frames (within codec rounding) for the same indices:
 
-- ``decord`` (default): opens the bytes from memory and decodes only the requested frames with
-  one ``get_batch`` call (it seeks to the nearest key frame and decodes forward).
-- ``pyav``: the fallback; seeks to the key frame before the first requested frame when that is
-  far into the video, then decodes forward and keeps the requested frames.
+- ``torchcodec`` (optional extra ``vjepa[torchcodec]``, needs the system FFmpeg libraries):
+  exact seek from the bytes in memory, ``get_frames_at`` decodes only the requested frames.
+- ``pyav`` (always installed): seeks to the key frame before the first requested frame when
+  that is far into the video, then decodes forward and keeps the requested frames.
+- ``decord`` (installed by default where its wheels exist: x86_64 Linux, 64-bit Windows):
+  one ``get_batch`` call (seeks to the nearest key frame and decodes forward). The slowest
+  of the three per clip on the benchmark shards, so ``auto`` uses it only as a last resort.
+
+``data.decoder: auto`` (the default) uses the installed backends in :data:`AUTO_ORDER`
+(fastest first, measured with ``tools/bench_data.py``: docs/benchmarks.md, "Decoders") and
+falls back per sample: a video that the first backend cannot open or decode is retried with
+the next one. The reader's ``fallbacks`` lists what happened (``"<backend>_<reason>"``); the
+loader counts them (a fallback that then succeeds is a fallback, not a data error). A backend
+module is imported only when it is used: nothing imports decord unless it decodes.
 
 Every failure is a :class:`DecodeError` with a short machine-readable ``reason`` that the data
-error handler counts (``empty``, ``not_video``, ``truncated``, ``no_frames``, ``decode_error``).
+error handler counts (``empty``, ``not_video``, ``truncated``, ``no_frames``, ``decode_error``,
+``unsupported``: a container the backend is known to mis-decode, e.g. MPEG-TS for decord).
 
 ``probe`` (metadata + a check that the last frame decodes) and ``transcode`` (re-encode to a
 short side / frame rate) serve the shard writer.
@@ -16,15 +27,37 @@ short side / frame rate) serve the shard writer.
 
 from __future__ import annotations
 
+import importlib.util
 import io
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from fractions import Fraction
 from types import TracebackType
 from typing import Literal
 
 import numpy as np
 
-Backend = Literal["decord", "pyav"]
+from vjepa.config import ConfigError
+
+Backend = Literal["auto", "decord", "torchcodec", "pyav"]
+BACKENDS: tuple[str, ...] = ("decord", "torchcodec", "pyav")
+AUTO_ORDER: tuple[str, ...] = ("torchcodec", "pyav", "decord")
+"""The backend ``auto`` decodes with: the first usable one here, fastest first (measured:
+docs/benchmarks.md, "Decoders")."""
+FALLBACK_ORDER: tuple[str, ...] = ("pyav", "torchcodec", "decord")
+"""Where ``auto`` retries a sample its first backend failed on, most exact first: PyAV decodes
+forward from a key frame and maps timestamps to indices; decord returns misplaced frames from
+MPEG-TS without raising (tests/test_decoders.py), so it comes last."""
+
+_INSTALL_HINT = {
+    "decord": "pip install decord (wheels: x86_64 Linux, Windows, Intel macOS)",
+    "torchcodec": "pip install 'vjepa[torchcodec]' and the FFmpeg libraries "
+    "(Debian/Ubuntu: apt-get install ffmpeg)",
+    "pyav": "pip install av",
+}
+_MODULE = {"decord": "decord", "torchcodec": "torchcodec", "pyav": "av"}
 
 # Leading bytes of the containers we expect in shards: a file that starts like a video but
 # fails to open was cut short ("truncated"); anything else is "not_video".
@@ -40,9 +73,13 @@ _CONTAINER_MAGIC: tuple[tuple[int, bytes], ...] = (
 # from the start is cheaper than a seek + flush).
 _PYAV_SEEK_MIN_FRAMES = 32
 
-_quiet_done = False
 # decord 0.6's error for frames whose rows it pads (widths such as 16, 24, 48 or 72 pixels).
 _ROW_PADDING_BUG = "DECORDArrayCopyFromTo"
+
+_quieted: set[str] = set()  # backends whose FFmpeg log level is already set
+_usable: dict[str, str | None] = {}  # backend -> None (usable) or why not, per process
+_announced: set[str] = set()  # data.decoder values already reported in this process
+_devnull_fd: tuple[int, int] | None = None  # (pid, fd) of /dev/null opened for writing
 
 
 class DecodeError(Exception):
@@ -53,17 +90,138 @@ class DecodeError(Exception):
         self.reason = reason
 
 
-def _quiet() -> None:
-    """Silence FFmpeg's per-file chatter once per process (bad samples are counted instead)."""
-    global _quiet_done
-    if _quiet_done:
-        return
-    import av
-    import decord
+# ----------------------------------------------------------------------------------------
+# Which backends exist here
+# ----------------------------------------------------------------------------------------
 
-    decord.logging.set_level(decord.logging.QUIET)
-    av.logging.set_level(av.logging.PANIC)
-    _quiet_done = True
+
+def _why_unusable(name: str) -> str | None:
+    """None if backend ``name`` can decode in this process, else why not (cached).
+
+    decord and PyAV are checked without importing them; torchcodec is imported, because it
+    is installed but unusable when the FFmpeg shared libraries are missing.
+    """
+    if name not in _usable:
+        try:
+            spec = importlib.util.find_spec(_MODULE[name])
+        except (ImportError, ValueError):  # an import hook that hides the module
+            spec = None
+        if spec is None:
+            _usable[name] = f"{_MODULE[name]} is not installed ({_INSTALL_HINT[name]})"
+        elif name == "torchcodec":
+            try:
+                from torchcodec.decoders import VideoDecoder  # noqa: F401
+            except Exception as err:  # RuntimeError / OSError when libav* cannot be loaded
+                first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+                _usable[name] = f"torchcodec cannot load FFmpeg ({_INSTALL_HINT[name]}): {first}"
+            else:
+                _usable[name] = None
+        else:
+            _usable[name] = None
+    return _usable[name]
+
+
+def available_backends() -> tuple[str, ...]:
+    """The backends that can decode in this process, fastest first (``auto`` uses the first)."""
+    return tuple(b for b in AUTO_ORDER if _why_unusable(b) is None)
+
+
+def _auto_chain() -> tuple[str, ...]:
+    usable = available_backends()
+    if not usable:
+        return ()
+    return (usable[0], *(b for b in FALLBACK_ORDER if b in usable[1:]))
+
+
+def backend_chain(backend: str = "auto", *, announce: bool = True) -> tuple[str, ...]:
+    """The backends :func:`open_video` tries for ``data.decoder=backend``, in order.
+
+    ``auto``: the fastest usable backend, then the other usable ones in
+    :data:`FALLBACK_ORDER`; a named backend: only that one. Raises
+    :class:`ConfigError` (naming ``data.decoder``) for an unknown or unusable backend. The
+    first call per value says on stderr which backend is in use (once per process; loader
+    workers forked after it stay quiet).
+    """
+    if backend == "auto":
+        chain = _auto_chain()
+        if not chain:
+            raise ConfigError("data.decoder=auto: no video decoder is usable: " + _why_all())
+    elif backend in BACKENDS:
+        why = _why_unusable(backend)
+        if why is not None:
+            raise ConfigError(f"data.decoder={backend}: {why}")
+        chain = (backend,)
+    else:
+        raise ConfigError(f"data.decoder={backend!r} is not one of auto, {', '.join(BACKENDS)}")
+    if announce and backend not in _announced:
+        _announced.add(backend)
+        rest = f", falling back per sample to {', '.join(chain[1:])}" if len(chain) > 1 else ""
+        print(f"vjepa: video decoder {chain[0]} (data.decoder={backend}{rest})", file=sys.stderr)
+    return chain
+
+
+def _why_all() -> str:
+    return "; ".join(f"{b}: {_why_unusable(b)}" for b in AUTO_ORDER)
+
+
+# ----------------------------------------------------------------------------------------
+# Quiet FFmpeg
+# ----------------------------------------------------------------------------------------
+
+
+def _quiet_pyav() -> None:
+    """Keep FFmpeg's per-file chatter out of PyAV once per process (bad samples are counted).
+
+    Level ``None`` (PyAV's default) installs no log callback at all. Any level, even PANIC,
+    routes FFmpeg's log calls through a Python callback that needs the GIL: a frame-threaded
+    decoder thread logging while the main thread closes the container (and waits for that
+    thread, holding the GIL) deadlocks. Seen here: tools/bench_data.py hung in
+    ``avcodec_free_context`` with a decoder thread in ``logging_log_callback``.
+    """
+    if "pyav" not in _quieted:
+        import av
+
+        av.logging.set_level(None)
+        _quieted.add("pyav")
+
+
+def _quiet_decord() -> None:
+    if "decord" not in _quieted:
+        import decord
+
+        decord.logging.set_level(decord.logging.QUIET)
+        _quieted.add("decord")
+
+
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for the duration (C++ code writing to stderr).
+
+    decord prints ``video_reader.cc:83: ERROR opening: ...`` through its own C++ logger
+    (dmlc ``LOG(ERROR)``), which ignores ``decord.logging``'s level, for every file it cannot
+    open; the failure itself is raised and counted, so the line is noise. Redirecting the file
+    descriptor is the only switch: it costs four system calls per open, and a line that
+    another thread writes to stderr during those few milliseconds is lost too.
+    """
+    global _devnull_fd
+    if _devnull_fd is None or _devnull_fd[0] != os.getpid():
+        _devnull_fd = (os.getpid(), os.open(os.devnull, os.O_WRONLY))
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(_devnull_fd[1], 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _is_mpegts(data: bytes) -> bool:
+    """MPEG-TS (sync byte 0x47 every 188 bytes) or M2TS (192-byte packets, 4-byte prefix)."""
+    for first, size in ((0, 188), (4, 192)):
+        if len(data) > first + 2 * size and all(data[first + k * size] == 0x47 for k in range(3)):
+            return True
+    return False
 
 
 def _open_failure(data: bytes, err: Exception) -> DecodeError:
@@ -72,16 +230,30 @@ def _open_failure(data: bytes, err: Exception) -> DecodeError:
         return DecodeError("empty", "zero-length video bytes")
     looks_like_video = any(data[o : o + len(m)] == m for o, m in _CONTAINER_MAGIC)
     reason = "truncated" if looks_like_video else "not_video"
-    return DecodeError(reason, f"{len(data)} bytes: {str(err).splitlines()[0][:200]}")
+    text = str(err).strip().splitlines()
+    return DecodeError(
+        reason, f"{len(data)} bytes: {text[0][:200] if text else type(err).__name__}"
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Readers
+# ----------------------------------------------------------------------------------------
 
 
 class VideoReader:
-    """An open video: metadata plus random access to frames. Use as a context manager."""
+    """An open video: metadata plus random access to frames. Use as a context manager.
+
+    ``fallbacks``: what went wrong before the frames came out, as ``"<backend>_<reason>"``
+    (empty when the first backend decoded everything).
+    """
 
     num_frames: int
     fps: float
     width: int
     height: int
+    backend: str
+    fallbacks: list[str]
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
         """uint8 ``[T, H, W, 3]`` RGB frames at ``indices`` (any order, repeats allowed)."""
@@ -113,17 +285,26 @@ class VideoReader:
 
 
 class _DecordReader(VideoReader):
+    backend = "decord"
+
     def __init__(self, data: bytes) -> None:
         import decord
 
+        _quiet_decord()
         self._vr = None
+        if _is_mpegts(data):
+            # decord 0.6 seeks MPEG-TS by byte position: it returns the wrong frames for
+            # nearly every index, without an error (tests/test_decoders.py shows it).
+            raise DecodeError("unsupported", "decord misplaces frames in MPEG-TS (use pyav)")
         self._data = data
         self._pyav: _PyAVReader | None = None  # see get_frames: decord's row-padding bug
         self._shape: tuple[int, int] | None = None
+        self.fallbacks = []
         try:
             # One decoder thread: loader workers are the parallelism (and 2-core machines
             # oversubscribe otherwise).
-            self._vr = decord.VideoReader(io.BytesIO(data), num_threads=1)
+            with _stderr_silenced():
+                self._vr = decord.VideoReader(io.BytesIO(data), num_threads=1)
         except AssertionError:  # decord asserts a positive frame count
             raise DecodeError("no_frames", "the video stream has no frames") from None
         except Exception as err:  # decord raises bare RuntimeError/DECORDError for bad input
@@ -159,6 +340,7 @@ class _DecordReader(VideoReader):
                 raise DecodeError("decode_error", str(err).splitlines()[0][:200]) from None
             # decord 0.6 cannot copy out frames whose width it pads (e.g. 16, 24, 48, 72 px
             # wide): the video is fine, so decode it with PyAV instead of dropping it.
+            self.fallbacks.append("decord_row_padding")
             self._pyav = _PyAVReader(self._data)
             return self._pyav.get_frames(idx)
         if len(uniq) == len(idx) and (uniq == idx).all():
@@ -177,10 +359,52 @@ class _DecordReader(VideoReader):
             self._pyav = None
 
 
+class _TorchcodecReader(VideoReader):
+    backend = "torchcodec"
+
+    def __init__(self, data: bytes) -> None:
+        from torchcodec.decoders import VideoDecoder
+
+        self.fallbacks = []
+        try:
+            # Exact seek: frame i is the i-th frame in presentation order (a scan of the
+            # packet index at open, no decoding); one FFmpeg thread, as for decord.
+            self._dec = VideoDecoder(
+                data, seek_mode="exact", dimension_order="NHWC", num_ffmpeg_threads=1
+            )
+        except Exception as err:  # ValueError / RuntimeError from the FFmpeg wrapper
+            raise _open_failure(data, err) from None
+        meta = self._dec.metadata
+        self.num_frames = int(meta.num_frames or 0)
+        if self.num_frames == 0:
+            raise DecodeError("no_frames", "the video stream has no frames")
+        # The header's rate, as PyAV and decord report it (the content-based one is skewed by
+        # millisecond timestamps, e.g. FLV: 8.205 for an 8 fps file).
+        self.fps = float(meta.average_fps_from_header or meta.average_fps or 0.0)
+        self.width, self.height = int(meta.width), int(meta.height)
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        idx = self._check(indices)
+        try:
+            # torchcodec sorts and de-duplicates internally and returns the requested order.
+            frames = self._dec.get_frames_at(idx.tolist()).data  # [T, H, W, 3] uint8
+        except Exception as err:
+            text = str(err).strip().splitlines()
+            raise DecodeError("decode_error", text[0][:200] if text else repr(err)) from None
+        return frames.numpy()
+
+    def close(self) -> None:
+        self._dec = None  # the C++ decoder frees its FFmpeg contexts with the last reference
+
+
 class _PyAVReader(VideoReader):
+    backend = "pyav"
+
     def __init__(self, data: bytes) -> None:
         import av
 
+        _quiet_pyav()
+        self.fallbacks = []
         try:
             self._container = av.open(io.BytesIO(data), mode="r")
         except Exception as err:  # av.error.* subclasses; anything else is also unreadable
@@ -192,7 +416,11 @@ class _PyAVReader(VideoReader):
         self._stream.thread_type = "AUTO"
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(0)
         self.fps = float(rate)
-        self.num_frames = int(self._stream.frames) or self._count_frames()
+        try:
+            self.num_frames = int(self._stream.frames) or self._count_frames()
+        except Exception as err:  # e.g. a raw elementary stream that cannot seek back
+            self.close()
+            raise DecodeError("decode_error", f"counting frames: {err}") from None
         if self.num_frames == 0:
             self.close()
             raise DecodeError("no_frames", "the video stream has no frames")
@@ -242,19 +470,93 @@ class _PyAVReader(VideoReader):
         self._container.close()
 
 
-def open_video(data: bytes, backend: Backend = "decord") -> VideoReader:
-    """Open encoded video bytes held in memory; raises :class:`DecodeError` on bad input."""
-    _quiet()
-    if len(data) == 0:
-        raise DecodeError("empty", "zero-length video bytes")
+def _open_one(backend: str, data: bytes) -> VideoReader:
     if backend == "decord":
         return _DecordReader(data)
-    if backend == "pyav":
-        return _PyAVReader(data)
-    raise ValueError(f"unknown video decoder backend {backend!r} (decord or pyav)")
+    if backend == "torchcodec":
+        return _TorchcodecReader(data)
+    return _PyAVReader(data)
 
 
-def probe(data: bytes, backend: Backend = "decord") -> dict:
+class _FallbackReader(VideoReader):
+    """The first backend of a chain that opens the video; the next ones if decoding fails."""
+
+    def __init__(self, data: bytes, chain: tuple[str, ...]) -> None:
+        self._data, self._chain = data, chain
+        self._failed: list[str] = []  # "<backend>_<reason>", in order
+        self._reader = self._open_from(0)
+
+    def _open_from(self, start: int) -> VideoReader:
+        err: DecodeError | None = None
+        for pos in range(start, len(self._chain)):
+            try:
+                reader = _open_one(self._chain[pos], self._data)
+            except DecodeError as e:
+                self._failed.append(f"{self._chain[pos]}_{e.reason}")
+                err = e
+                continue
+            self._pos = pos
+            return reader
+        assert err is not None
+        raise err  # every backend failed: the last one's reason is the one counted
+
+    @property
+    def backend(self) -> str:  # type: ignore[override]
+        return self._reader.backend
+
+    @property
+    def fallbacks(self) -> list[str]:  # type: ignore[override]
+        return self._failed + self._reader.fallbacks
+
+    @property
+    def num_frames(self) -> int:  # type: ignore[override]
+        return self._reader.num_frames
+
+    @property
+    def fps(self) -> float:  # type: ignore[override]
+        return self._reader.fps
+
+    @property
+    def width(self) -> int:  # type: ignore[override]
+        return self._reader.width
+
+    @property
+    def height(self) -> int:  # type: ignore[override]
+        return self._reader.height
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        idx = self._check(indices)
+        while True:
+            try:
+                return self._reader.get_frames(idx)
+            except DecodeError as err:
+                if self._pos + 1 >= len(self._chain):
+                    raise
+                self._failed.append(f"{self._reader.backend}_{err.reason}")
+                self._reader.close()
+                self._reader = self._open_from(self._pos + 1)
+            except ValueError as err:  # a later backend counts fewer frames than the first
+                raise DecodeError("truncated", f"{self._reader.backend}: {err}") from None
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+def open_video(data: bytes, backend: Backend = "auto") -> VideoReader:
+    """Open encoded video bytes held in memory; raises :class:`DecodeError` on bad input.
+
+    ``backend``: ``auto`` (usable backends fastest first, falling back per sample), or one of
+    ``decord``, ``torchcodec``, ``pyav`` (only that one; :class:`ConfigError` if unusable).
+    """
+    chain = backend_chain(backend)
+    if len(data) == 0:
+        raise DecodeError("empty", "zero-length video bytes")
+    if len(chain) == 1:
+        return _open_one(chain[0], data)
+    return _FallbackReader(data, chain)
+
+
+def probe(data: bytes, backend: Backend = "auto") -> dict:
     """Metadata of a video, after checking that its first and last frames decode.
 
     Returns ``dict(fps, num_frames, width, height, duration)``; raises :class:`DecodeError`
@@ -334,8 +636,10 @@ def transcode(data: bytes, *, short_side: int | None = None, fps: float | None =
     """
     import av
 
-    _quiet()
-    with open_video(data, "pyav") as reader:
+    _quiet_pyav()
+    if len(data) == 0:
+        raise DecodeError("empty", "zero-length video bytes")
+    with _PyAVReader(data) as reader:
         src = reader._container
         stream_in = reader._stream
         out_fps = Fraction(fps if fps else reader.fps or 30).limit_denominator(1001)

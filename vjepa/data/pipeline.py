@@ -42,7 +42,10 @@ count must not change between the runs (a ConfigError says so).
 Bad samples never stop the stream: :class:`DataErrors` counts them by reason (``empty``,
 ``not_video``, ``truncated``, ``no_frames``, ``decode_error``, ``too_short``,
 ``missing_video``, ``missing_json``, ``bad_json``, ``bad_shard``), logs the first of each
-reason and a periodic summary, and the counts ride along in every batch.
+reason and a periodic summary, and the counts ride along in every batch. A sample that the
+first decoder backend cannot read but a later one can (``data.decoder=auto``) is no error: it
+is counted as a decoder fallback (``decord_decode_error``, ...; ``decoder_fallbacks`` in every
+batch).
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ from webdataset.tariterators import tarfile_samples
 from vjepa.config import ConfigError, DataConfig
 from vjepa.data.augment import eval_transform, normalize_, train_transform
 from vjepa.data.clips import clip_indices
-from vjepa.data.decode import DecodeError, open_video
+from vjepa.data.decode import DecodeError, backend_chain, open_video
 from vjepa.data.formats import VIDEO_EXTENSIONS
 from vjepa.data.shards import expand_urls, slot_plan
 from vjepa.data.writer import read_manifest
@@ -114,6 +117,7 @@ class DataErrors:
         self.summary_every = summary_every
         self.counts: dict[str, int] = {}
         self.total = 0
+        self.fallbacks: dict[str, int] = {}  # decoder fallbacks that succeeded: not errors
 
     def count(self, reason: str, key: str = "?", err: BaseException | str | None = None) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + 1
@@ -122,6 +126,12 @@ class DataErrors:
             log.warning("%sskipping sample %s: %s (%s)", self.where, key, reason, err or "")
         elif self.total % self.summary_every == 0:
             log.info("%sdata errors so far: %s", self.where, dict(sorted(self.counts.items())))
+
+    def fallback(self, reason: str, key: str = "?") -> None:
+        """A sample decoded by a later backend after ``reason`` (``<backend>_<why>``)."""
+        self.fallbacks[reason] = self.fallbacks.get(reason, 0) + 1
+        if self.fallbacks[reason] == 1:
+            log.warning("%ssample %s decoded after a decoder fallback: %s", self.where, key, reason)
 
     def webdataset_handler(self, exn: Exception) -> bool:
         """webdataset ``handler=``: an unreadable shard or tar member is counted, then skipped."""
@@ -193,6 +203,8 @@ def _decode_clips(
                 errors.count("too_short", key, f"{reader.num_frames} frames")
                 return None
             frames = reader.get_frames(np.concatenate(idx))  # [num_clips * T, H, W, 3]
+            for reason in reader.fallbacks:
+                errors.fallback(reason, key)
     except DecodeError as err:
         errors.count(err.reason, key, err)
         return None
@@ -363,6 +375,7 @@ class PretrainStream(IterableDataset):
         if self.mask_fn is not None:
             out.update(self.mask_fn(video.shape[0], _generator(self.seed, _MASK, self.rank, batch)))
         out["data_errors"] = errors.as_dict()
+        out["decoder_fallbacks"] = dict(errors.fallbacks)
         out["data_state"] = state
         return out
 
@@ -540,6 +553,7 @@ def make_pretrain_loader(
     ``start`` is :func:`loader_state` of a previous run of this rank.
     """
     urls = expand_urls(data_cfg.shards)
+    backend_chain(data_cfg.decoder)  # an unusable decoder fails here; says which one is used
     data_cfg = replace(data_cfg, shuffle_buffer=shuffle_buffer_for(urls, data_cfg))
     stream = PretrainStream(
         urls, data_cfg, mask_fn=mask_fn, seed=seed, rank=rank, world_size=world_size, start=start
@@ -657,6 +671,7 @@ class EvalStream(IterableDataset):
             "label": torch.tensor(rows.labels, dtype=torch.long),  # [B]
             "key": rows.keys,
             "data_errors": errors.as_dict(),
+            "decoder_fallbacks": dict(errors.fallbacks),
         }
 
     def __iter__(self) -> Iterator[dict]:
@@ -728,6 +743,7 @@ def make_eval_loader(
     always padded so that no sample is dropped.
     """
     urls = expand_urls(shards)
+    backend_chain(data_cfg.decoder)  # an unusable decoder fails here; says which one is used
     if train_aug:  # probe training: shuffled like pretraining (eval passes keep shard order)
         data_cfg = replace(data_cfg, shuffle_buffer=shuffle_buffer_for(urls, data_cfg))
     stream = EvalStream(
