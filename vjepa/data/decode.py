@@ -21,7 +21,7 @@ Every failure is a :class:`DecodeError` with a short machine-readable ``reason``
 error handler counts (``empty``, ``not_video``, ``truncated``, ``no_frames``, ``decode_error``,
 ``unsupported``: a container the backend is known to mis-decode, e.g. MPEG-TS for decord).
 
-``probe`` (metadata + a check that the last frame decodes) and ``transcode`` (re-encode to a
+``sniff_video`` (does a file hold a video stream: the container header only), ``probe`` (metadata + a check that the last frame decodes) and ``transcode`` (re-encode to a
 short side / frame rate) serve the shard writer.
 """
 
@@ -34,6 +34,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
+from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
@@ -576,6 +577,46 @@ def probe(data: bytes, backend: Backend = "auto") -> dict:
             "height": reader.height,
             "duration": reader.num_frames / fps if fps > 0 else 0.0,
         }
+
+
+_STILL_IMAGE_DEMUXERS = ("image2", "gif", "apng")
+"""FFmpeg demuxers of single pictures (plus every ``*_pipe`` one, e.g. ``png_pipe``)."""
+_TEXT_DEMUXERS = ("tty", "bin", "xbin", "idf", "adf")
+"""FFmpeg demuxers that render text files (ANSI art) as video: a .txt list is no video."""
+
+
+def sniff_video(path: str | Path) -> str | None:
+    """None when the container at ``path`` holds a video stream, else why it is not a video.
+
+    Reads only the container header (FFmpeg's format probe through PyAV, nothing decoded), so a
+    video with an unusual suffix is taken and a text file, a still image or an audio file is
+    not. Whether the frames decode is the shard writer's check (it probes every video).
+    """
+    import av  # PyAV: a core dependency (the fallback backend); the header probe needs no decode
+
+    try:
+        with av.open(str(path), mode="r") as container:
+            demuxer = container.format.name
+            streams = [s for s in container.streams.video if not _is_cover_art(s)]
+            codecs = {s.codec_context.name for s in streams}
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
+        return f"not a media file ({type(err).__name__}: {err})"
+    if demuxer in _STILL_IMAGE_DEMUXERS or demuxer.endswith("_pipe"):
+        return f"a still image ({demuxer})"
+    if demuxer in _TEXT_DEMUXERS or (codecs and codecs <= {"ansi", "bintext", "xbin", "idf"}):
+        return f"a text file (FFmpeg's {demuxer} demuxer would render it as video)"
+    if not streams:
+        return f"no video stream (container {demuxer})"
+    return None
+
+
+def _is_cover_art(stream: object) -> bool:
+    """An audio file's attached picture is a 'video stream' of one frame: not a video."""
+    import av
+
+    flag = getattr(getattr(av.stream, "Disposition", None), "attached_pic", None)
+    disposition = getattr(stream, "disposition", None)
+    return flag is not None and disposition is not None and bool(disposition & flag)
 
 
 def encode_frames(

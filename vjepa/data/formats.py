@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vjepa.data.decode import sniff_video
 from vjepa.errors import UsageError
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
@@ -38,12 +39,7 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (
     *(".h264", ".264", ".h265", ".265", ".hevc", ".mjpeg", ".mjpg"),  # raw elementary streams
 )
 """File suffixes (lower case) of video containers FFmpeg reads: taken without opening the file.
-A file of any other suffix is taken when its content probes as a video (:func:`sniff_video`)."""
-
-_STILL_IMAGE_DEMUXERS = ("image2", "gif", "apng")
-"""FFmpeg demuxers of single pictures (plus every ``*_pipe`` one, e.g. ``png_pipe``)."""
-_TEXT_DEMUXERS = ("tty", "bin", "xbin", "idf", "adf")
-"""FFmpeg demuxers that render text files (ANSI art) as video: a .txt list is no video."""
+A file of any other suffix is taken when its content probes as a video (:func:`vjepa.data.decode.sniff_video`)."""
 
 FORMATS: tuple[str, ...] = ("auto", "folder", "list", "ucf101", "hmdb51", "kinetics", "ssv2")
 
@@ -86,40 +82,6 @@ class Listing:
 
 def _is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
-
-
-def sniff_video(path: str | Path) -> str | None:
-    """None when the container at ``path`` holds a video stream, else why it is not a video.
-
-    Reads only the container header (FFmpeg's format probe through PyAV, nothing decoded), so a
-    video with an unusual suffix is taken and a text file, a still image or an audio file is
-    not. Whether the frames decode is the shard writer's check (it probes every video).
-    """
-    import av  # PyAV: already a core dependency (decode.py's fallback backend)
-
-    try:
-        with av.open(str(path), mode="r") as container:
-            demuxer = container.format.name
-            streams = [s for s in container.streams.video if not _is_cover_art(s)]
-            codecs = {s.codec_context.name for s in streams}
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
-        return f"not a media file ({type(err).__name__}: {err})"
-    if demuxer in _STILL_IMAGE_DEMUXERS or demuxer.endswith("_pipe"):
-        return f"a still image ({demuxer})"
-    if demuxer in _TEXT_DEMUXERS or (codecs and codecs <= {"ansi", "bintext", "xbin", "idf"}):
-        return f"a text file (FFmpeg's {demuxer} demuxer would render it as video)"
-    if not streams:
-        return f"no video stream (container {demuxer})"
-    return None
-
-
-def _is_cover_art(stream: object) -> bool:
-    """An audio file's attached picture is a 'video stream' of one frame: not a video."""
-    import av
-
-    flag = getattr(getattr(av.stream, "Disposition", None), "attached_pic", None)
-    disposition = getattr(stream, "disposition", None)
-    return flag is not None and disposition is not None and bool(disposition & flag)
 
 
 def _scan_files(root: Path) -> list[Path]:
