@@ -130,6 +130,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_surprise(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    from vjepa.surprise import run_surprise
+
+    run_surprise(cfg)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from vjepa.demo import run_demo
 
@@ -266,6 +274,17 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_import)
 
 
+def _add_surprise(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "surprise",
+        help="violation of expectation: pairwise accuracy on possible / impossible videos",
+        description="Score possible / impossible video pairs (surprise.pairs CSV) by the "
+        "predictor's error on future frames; writes report.json and surprise.png.",
+    )
+    _add_config_args(p)
+    p.set_defaults(func=cmd_surprise)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
@@ -293,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_import(sub)
     _add_demo(sub)
+    _add_surprise(sub)
     return parser
 
 
