@@ -274,6 +274,17 @@ def test_cli_random_and_pretrained_models(tmp_path: Path, capsys) -> None:
     pre = json.loads((out / "report.json").read_text())
     assert pre["model"] == str(run) and pre["num_pairs"] == 4
     assert pre["curves"] != report["curves"]
+    # an official V-JEPA file (the reference code's tiny checkpoint: 4-frame window, 3 heads)
+    official = REPO / "tests/fixtures/reference/jepa_tiny/checkpoint.pt"
+    out = tmp_path / "official"
+    heads = ["surprise.enc_heads=3", "surprise.pred_heads=3", "surprise.context_frames=2"]
+    args = ["surprise", config, f"surprise.model={official}", f"run.dir={out}", *heads]
+    assert main([*args, *common]) == 0
+    off = json.loads((out / "report.json").read_text())
+    assert off["window"]["num_frames"] == 4 and off["window"]["img_size"] == 64
+    assert (
+        len(off["curves"][str(csv_path.parent / "videos/scene_000_vanish_aa.mp4")]["frames"]) == 4
+    )
     # a bad context length is a config error naming the key
     bad = ["surprise.model=random", "surprise.context_frames=3"]
     code = main(["surprise", config, f"run.dir={out}", *bad, *common])
