@@ -24,6 +24,7 @@ from vjepa.data.decode import encode_frames
 from vjepa.masks import apply_masks
 from vjepa.surprise import (
     SurpriseModel,
+    compare_surprise,
     context_target_indices,
     read_pairs,
     run_surprise,
@@ -163,6 +164,8 @@ def test_known_answer_with_a_persistence_model(tmp_path: Path) -> None:
     assert report["pairs"][0]["right_max"] == 1.0 and report["pairs"][0]["right_mean"] == 1.0
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert saved["pairwise_accuracy"] == report["pairwise_accuracy"]
+    same = compare_surprise(saved, report)
+    assert same["gap"] == 0 and same["p_value"] == 1.0 and not same["significant"]
     assert (tmp_path / "run" / "surprise.png").stat().st_size > 5000
 
 
@@ -289,3 +292,21 @@ def test_cli_random_and_pretrained_models(tmp_path: Path, capsys) -> None:
     bad = ["surprise.model=random", "surprise.context_frames=3"]
     code = main(["surprise", config, f"run.dir={out}", *bad, *common])
     assert code == 2 and "surprise.context_frames" in capsys.readouterr().err
+
+
+def test_compare_surprise_is_paired() -> None:
+    def rep(rights: list[float]) -> dict:
+        pairs = [
+            {"possible": f"p{i}", "impossible": f"i{i}", "right_max": r}
+            for i, r in enumerate(rights)
+        ]
+        acc = 100 * sum(rights) / len(rights)
+        return {"score": "max", "pairs": pairs, "pairwise_accuracy": acc, "ci95": [0, 100]}
+
+    a = rep([1.0] * 90 + [0.0] * 10)
+    b = rep([1.0] * 45 + [0.0] * 45 + [0.5] * 10)
+    cmp = compare_surprise(a, b)
+    assert (cmp["a_only_right"], cmp["b_only_right"]) == (45, 0)
+    assert cmp["significant"] and cmp["gap"] == pytest.approx(40.0)
+    with pytest.raises(ValueError, match="different pairs"):
+        compare_surprise(a, rep([1.0] * 99))

@@ -425,6 +425,35 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def compare_surprise(a: dict[str, Any] | str | Path, b: dict[str, Any] | str | Path) -> dict:
+    """Pairwise accuracy of surprise report ``a`` vs ``b`` on the same pairs (e.g. pretrained
+    vs random): exact McNemar test on the pairs exactly one of them gets right (ties, counted
+    half in the accuracy, are left out of the test). Reports or report.json paths."""
+    from vjepa.stats import mcnemar_exact
+
+    a, b = (json.loads(Path(r).read_text()) if not isinstance(r, dict) else r for r in (a, b))
+    key = f"right_{a['score']}"
+    ra = {(p["possible"], p["impossible"]): p[key] for p in a["pairs"]}
+    rb = {(p["possible"], p["impossible"]): p[key] for p in b["pairs"]}
+    if set(ra) != set(rb):
+        raise ValueError("the two surprise reports were run on different pairs")
+    only_a = sum(ra[k] == 1.0 and rb[k] == 0.0 for k in ra)
+    only_b = sum(rb[k] == 1.0 and ra[k] == 0.0 for k in ra)
+    p = mcnemar_exact(only_a, only_b)
+    return {
+        "a_accuracy": a["pairwise_accuracy"],
+        "b_accuracy": b["pairwise_accuracy"],
+        "a_ci95": a["ci95"],
+        "b_ci95": b["ci95"],
+        "gap": round(a["pairwise_accuracy"] - b["pairwise_accuracy"], 3),
+        "num_pairs": len(ra),
+        "a_only_right": only_a,
+        "b_only_right": only_b,
+        "p_value": p,
+        "significant": p < 0.05,
+    }
+
+
 def run_surprise(cfg: Config, model: SurpriseModel | None = None) -> dict[str, Any]:
     """Score every pair of ``surprise.pairs``; writes report.json, surprise.png, config.yaml.
 
