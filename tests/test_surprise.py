@@ -28,6 +28,7 @@ from vjepa.surprise import (
     context_target_indices,
     read_pairs,
     run_surprise,
+    surprise_vs_random,
     window_starts,
 )
 
@@ -288,6 +289,15 @@ def test_cli_random_and_pretrained_models(tmp_path: Path, capsys) -> None:
     assert (
         len(off["curves"][str(csv_path.parent / "videos/scene_000_vanish_aa.mp4")]["frames"]) == 4
     )
+    # pretrained vs random in one call, as the demo runs it
+    both = surprise_vs_random(
+        load_config(config, [f"surprise.model={run}", f"run.dir={tmp_path / 'vs'}", *common])
+    )
+    assert both["random"]["curves"] == report["curves"]  # the same random floor as above
+    assert (
+        both["comparison"]["num_pairs"] == 4 and (tmp_path / "vs/pretrained/report.json").is_file()
+    )
+    assert "McNemar" in capsys.readouterr().out
     # a bad context length is a config error naming the key
     bad = ["surprise.model=random", "surprise.context_frames=3"]
     code = main(["surprise", config, f"run.dir={out}", *bad, *common])

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -498,6 +499,33 @@ def run_surprise(cfg: Config, model: SurpriseModel | None = None) -> dict[str, A
     tmp.replace(path)
     print(format_report(report))
     return report
+
+
+def surprise_vs_random(cfg: Config) -> dict[str, Any]:
+    """``surprise.model`` and the same architecture at random init, on the same pairs.
+
+    Writes ``run.dir/pretrained`` and ``run.dir/random`` (one report each) and returns
+    ``{"pretrained": report, "random": report, "comparison": compare_surprise(...)}``; prints
+    both tables and the verdict. ``model.*`` / ``data.*`` must describe ``surprise.model``'s
+    architecture (the demo passes its pretraining config's keys) for the floor to be fair.
+    """
+    out = Path(cfg.run.dir)
+    reports = {}
+    for name, model in (("pretrained", cfg.surprise.model), ("random", "random")):
+        sub = dataclasses.replace(
+            cfg,
+            run=dataclasses.replace(cfg.run, dir=str(out / name)),
+            surprise=dataclasses.replace(cfg.surprise, model=model),
+        )
+        reports[name] = run_surprise(sub)
+    cmp = compare_surprise(reports["pretrained"], reports["random"])
+    verdict = "significant" if cmp["significant"] else "NOT significant"
+    print(
+        f"pretrained {cmp['a_accuracy']:.1f} % vs random {cmp['b_accuracy']:.1f} %: gap "
+        f"{cmp['gap']:+.1f} points, {verdict} at 5 % (McNemar p = {cmp['p_value']:.3g}, "
+        f"{cmp['a_only_right']} vs {cmp['b_only_right']} pairs only one gets right)"
+    )
+    return {**reports, "comparison": cmp}
 
 
 def _plain(value: Any) -> Any:
