@@ -9,7 +9,7 @@ import pytest
 from vjepa.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["shards", "pretrain", "probe", "extract", "export", "import", "demo"]
+COMMANDS = ["shards", "pretrain", "probe", "extract", "export", "import", "demo", "surprise"]
 
 
 def test_top_level_help_lists_every_command(capsys):

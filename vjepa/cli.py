@@ -140,6 +140,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_surprise(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    from vjepa.surprise import run_surprise
+
+    run_surprise(cfg)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.overrides[:1] == ["world"]:  # `vjepa demo world [--env ENV] [k=v ...]`
         return cmd_demo_world(args)
@@ -349,6 +357,17 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_import)
 
 
+def _add_surprise(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "surprise",
+        help="violation of expectation: pairwise accuracy on possible / impossible videos",
+        description="Score possible / impossible video pairs (surprise.pairs CSV) by the "
+        "predictor's error on future frames; writes report.json and surprise.png.",
+    )
+    _add_config_args(p)
+    p.set_defaults(func=cmd_surprise)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
@@ -448,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_world(sub)
     _add_collect(sub)
     _add_plan(sub)
+    _add_surprise(sub)
     return parser
 
 

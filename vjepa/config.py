@@ -344,6 +344,32 @@ class WorldConfig:
 
 
 @dataclass
+class SurpriseConfig:
+    """Violation of expectation (`vjepa surprise`): is the model more surprised by impossible videos?"""
+
+    model: str = "random"
+    """Encoder + predictor: a pretraining run or checkpoint folder, an export folder with its predictor, an official V-JEPA file, or random (this config's model.* at random init, seeded by run.seed)."""
+    pairs: str = ""
+    """CSV with header possible,impossible[,category]; video paths relative to the CSV (tools/make_surprise_pairs.py writes one)."""
+    context_frames: int = 4
+    """Frames of each window given as context (a multiple of model.tubelet_size, below the window length); the predictor predicts the rest."""
+    stride: int = 2
+    """Source frames between the starts of consecutive windows."""
+    score: Literal["max", "mean"] = "max"
+    """A video's score from its window surprises: max (Garrido et al. 2025) or mean; report.json has both."""
+    mask_index: int = 0
+    """Which of the predictor's learned mask tokens marks the predicted tokens (one per pretraining mask generator)."""
+    batch_size: int = 16
+    """Windows per forward pass."""
+    enc_heads: int | None = None
+    """Encoder attention heads for official files whose width does not fix them (default: the official count, else head dim 64)."""
+    pred_heads: int | None = None
+    """Predictor attention heads, as enc_heads (default: the official count, else head dim 64)."""
+    plot_pairs: int = 4
+    """Pairs shown in surprise.png."""
+
+
+@dataclass
 class Config:
     """The whole configuration of a pretraining or probing run."""
 
@@ -356,6 +382,7 @@ class Config:
     plan: PlanConfig = field(default_factory=PlanConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     world: WorldConfig = field(default_factory=WorldConfig)
+    surprise: SurpriseConfig = field(default_factory=SurpriseConfig)
 
 
 # Range checks: dotted key -> (predicate, what the value must be). Checked after merging.
@@ -431,6 +458,13 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "world.pred_heads": _POSITIVE,
     "world.val_episodes": _NON_NEGATIVE,
     "world.max_trajectories": _NON_NEGATIVE,
+    "surprise.context_frames": _POSITIVE,
+    "surprise.stride": _POSITIVE,
+    "surprise.mask_index": _NON_NEGATIVE,
+    "surprise.batch_size": _POSITIVE,
+    "surprise.plot_pairs": _POSITIVE,
+    "surprise.enc_heads": _POSITIVE,
+    "surprise.pred_heads": _POSITIVE,
 }
 
 

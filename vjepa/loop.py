@@ -201,6 +201,7 @@ class _Run:
     batches: Iterator[dict] | None = None
     data_states: dict[int, dict] = field(default_factory=dict)  # worker -> last data_state
     data_errors: dict[int, dict] = field(default_factory=dict)  # worker -> cumulative counts
+    fallbacks: dict[int, dict] = field(default_factory=dict)  # worker -> decoder fallbacks
     window: _Window = field(default_factory=_Window)  # good steps' numbers, this log window
     schedules: dict[str, float] = field(default_factory=dict)  # lr, wd, ema of the last step
     throughput: Throughput = field(default_factory=Throughput)
@@ -284,6 +285,7 @@ def _next_batch(run: _Run) -> dict:
     if state:
         run.data_states[worker] = state
     run.data_errors[worker] = dict(batch.get("data_errors") or {})
+    run.fallbacks[worker] = dict(batch.get("decoder_fallbacks") or {})
     if run.cfg.train.debug_dump and "key" in batch:
         with open(run.run_dir / f"keys-rank{run.accelerator.process_index}.txt", "a") as f:
             f.write(f"{run.counters.step} {' '.join(batch['key'])}\n")
@@ -380,14 +382,19 @@ def train_step(
 # ----------------------------------------------------------------------------------------
 
 
+def _summed_over_ranks(per_worker: dict[int, dict], start: dict[str, int]) -> dict[str, int]:
+    """``start`` plus every rank's per-worker counts, by reason (collective)."""
+    totals = dict(start)
+    for rank_counts in gather_object([per_worker]):
+        for counts in rank_counts.values():
+            for reason, n in counts.items():
+                totals[reason] = totals.get(reason, 0) + int(n)
+    return totals
+
+
 def _data_error_totals(run: _Run) -> dict[str, int]:
     """Skipped samples by reason over the whole run and all ranks (collective)."""
-    errors = dict(run.counters.data_errors_before_resume)
-    for rank_errors in gather_object([run.data_errors]):
-        for counts in rank_errors.values():
-            for reason, n in counts.items():
-                errors[reason] = errors.get(reason, 0) + int(n)
-    return errors
+    return _summed_over_ranks(run.data_errors, run.counters.data_errors_before_resume)
 
 
 def save(run: _Run) -> None:
@@ -446,6 +453,9 @@ def _log_row(run: _Run, features: Tensor | None) -> dict[str, Any]:
     errors = _data_error_totals(run)
     row |= {**run.schedules, **run.throughput.summary()}
     row |= {"data_errors": errors, "skipped_steps": c.skipped_steps, "time": time.time()}
+    # Samples another decoder read after the first failed (data.decoder=auto), since this process
+    # started: not errors, nothing was lost.
+    row["decoder_fallbacks"] = _summed_over_ranks(run.fallbacks, {})
     if features is not None:
         row |= _health(features)
     w.reset()
@@ -454,15 +464,10 @@ def _log_row(run: _Run, features: Tensor | None) -> dict[str, Any]:
 
 
 def _health(features: Tensor) -> dict[str, float]:
-    """Collapse watch on the target features [B, N, D]: per-dimension std and effective rank."""
-    from vjepa.metrics import effective_rank, feature_std
+    """Collapse watch on the task's features [B, N, D]: see ``vjepa.metrics.health_metrics``."""
+    from vjepa.metrics import health_metrics
 
-    features = features.float()
-    pooled = features.mean(dim=1)  # [B, D]
-    return {
-        "target_std": float(feature_std(features)),
-        "target_rank": float(effective_rank(pooled)),
-    }
+    return {f"target_{k}": v for k, v in health_metrics(features).items()}
 
 
 def _emit(run: _Run, row: dict[str, Any], bar: tqdm) -> None:
@@ -542,12 +547,13 @@ def _after_step(run: _Run, result: StepResult, step: int) -> None:
 
 
 def _finish(run: _Run) -> None:
-    """loss.png (main process) and the per-rank debug dump."""
-    from vjepa.plots import plot_loss
+    """loss.png and health.png (main process) and the per-rank debug dump."""
+    from vjepa.plots import plot_health, plot_loss
 
     acc = run.accelerator
     if acc.is_main_process:
         plot_loss(run.run_dir / "metrics.jsonl", run.run_dir / "loss.png")
+        plot_health(run.run_dir / "metrics.jsonl", run.run_dir / "health.png")
     if run.cfg.train.debug_dump:
         digest = parameter_digest(acc.unwrap_model(run.model))
         (run.run_dir / f"params-rank{acc.process_index}.txt").write_text(digest + "\n")
