@@ -34,13 +34,14 @@ import torch
 from torch import Tensor, nn
 
 from vjepa.config import Config, ConfigError, save_config, to_dict
+from vjepa.errors import UsageError
 from vjepa.stats import binomial_p, wilson_percent
 
 PAIRS_HEADER = ("possible", "impossible")
 """Required CSV columns (in this order); an optional third column is ``category``."""
 
 
-class PairsError(ValueError):
+class PairsError(UsageError):
     """A bad pairs CSV; the message names the file and line."""
 
 
@@ -288,7 +289,7 @@ def video_surprise(
     starts = window_starts(video.shape[1], model.num_frames, step, s.stride)
     if not starts:
         need = (model.num_frames - 1) * step + 1
-        raise ValueError(
+        raise UsageError(
             f"{path}: {video.shape[1]} frames, a {model.num_frames}-frame window at "
             f"data.frame_step={step} needs {need}"
         )
