@@ -8,9 +8,7 @@ a short real pretraining) and real pair CSVs.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -199,13 +197,9 @@ def test_csv_errors_name_the_line(tmp_path: Path, capsys) -> None:
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location(
-        "make_surprise_pairs", REPO / "tools" / "make_surprise_pairs.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    from vjepa.data import surprise_pairs
+
+    return surprise_pairs
 
 
 def test_pair_generator_renders_each_violation(tmp_path: Path) -> None:
