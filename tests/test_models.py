@@ -189,3 +189,40 @@ def test_sizes_and_build_encoder() -> None:
     assert enc.pos_embed_mode == "rope" and enc.grid == (4, 4, 4)
     with pytest.raises(ConfigError, match="model.name"):
         build_encoder(ModelConfig(name="enormous"), num_frames=8, img_size=64)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+@pytest.mark.parametrize("pos", ["sincos", "rope"])
+def test_last_block_on_targets_only_equals_the_full_block(pos: str, checkpointing: bool) -> None:
+    """The predictor's shortcut (last block for the target rows only) is the same function as
+    every block on every token: outputs and all gradients, in float64 to 1e-10 (the shortcut
+    only skips rows whose outputs are discarded) and in float32 within rounding."""
+    g = torch.Generator().manual_seed(3)
+    pred = _pred(pos).train()
+    pred.activation_checkpointing = checkpointing
+    with torch.no_grad():
+        for p in pred.parameters():  # non-zero mask tokens, non-trivial norms and biases
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+    B, Kc, Kt = 3, 5, 17  # 32 tokens; the targets are not a contiguous, sorted range
+    perm = torch.stack([torch.randperm(32, generator=g) for _ in range(B)])  # [B, 32]
+    ctx_idx, tgt_idx = perm[:, :Kc], perm[:, Kc : Kc + Kt]
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 2e-5)):
+        pred = pred.to(dtype)
+        ctx = torch.randn(B, Kc, 48, generator=g, dtype=dtype)
+        weight = torch.randn(B, Kt, 48, generator=g, dtype=dtype)  # a loss that reads every row
+        results = []
+        for fast in (True, False):
+            pred.last_block_targets_only = fast
+            pred.zero_grad(set_to_none=True)
+            z = ctx.clone().requires_grad_(True)
+            out = pred(z, ctx_idx, tgt_idx, mask_index=1)  # [B, Kt, 48]
+            (out * weight).sum().backward()
+            grads = [p.grad for p in pred.parameters() if p.grad is not None]
+            results.append((out.detach(), z.grad, grads))
+        (out_f, dz_f, g_f), (out_p, dz_p, g_p) = results
+        assert out_f.shape == (B, Kt, 48) and len(g_f) == len(g_p) > 10
+        scale = lambda t, tol=tol: tol * max(1.0, t.abs().max().item())  # noqa: E731
+        assert (out_f - out_p).abs().max() <= scale(out_p)
+        assert (dz_f - dz_p).abs().max() <= scale(dz_p)
+        for a, b in zip(g_f, g_p):
+            assert (a - b).abs().max() <= scale(b)

@@ -103,3 +103,26 @@ def test_build_optimizer_without_trainable_parameters_is_an_error() -> None:
     frozen = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         build_optimizer(frozen, OptimConfig())
+
+
+def test_fused_adamw_follows_the_default_adamw() -> None:
+    """The loop's CPU choice (fused AdamW) takes the same steps as torch's default AdamW,
+    scheduled lr / wd included, within float32 rounding."""
+    cfg = OptimConfig(start_lr=0.01, weight_decay=0.04, betas=(0.8, 0.9), eps=1e-6)
+    models = [_Toy(), _Toy()]
+    models[1].load_state_dict(models[0].state_dict())
+    start = [p.detach().clone() for p in models[0].parameters()]
+    opts = [build_optimizer(models[0], cfg), build_optimizer(models[1], cfg, fused=True)]
+    assert opts[1].defaults["fused"] and not opts[0].defaults["fused"]
+    g = torch.Generator().manual_seed(0)
+    for step in range(5):
+        grads = [torch.randn(p.shape, generator=g) for p in models[0].parameters()]
+        for model, opt in zip(models, opts):
+            set_schedules(opt, lr=0.01 * (step + 1), wd=0.04 + 0.01 * step)
+            for p, grad in zip(model.parameters(), grads):
+                p.grad = grad.clone() if p.requires_grad else None
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
+    moved = [(a - s).abs().max().item() for a, s in zip(models[0].parameters(), start)]
+    assert max(moved) > 0.05 and moved[-1] == 0.0  # trained; the frozen bias did not move

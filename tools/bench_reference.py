@@ -265,6 +265,7 @@ def make_steps(
         state["step"] += 1
 
     ref_model = pretrain_task(cfg).build_model(cfg).to(accelerator.device)  # same seeded weights
+    ref_model.predictor.last_block_targets_only = False  # the official predictor: all tokens
     reference = ReferenceStep(cfg, ref_model, clip_grad=cfg.optim.clip_grad or 10.0)
     clips, ctx, tgt = batch["video"], batch["ctx_idx"], batch["tgt_idx"]
 

@@ -248,3 +248,47 @@ def rescale_blocks(blocks: nn.ModuleList) -> None:
     for i, blk in enumerate(blocks):
         blk.attn.proj.weight.div_(math.sqrt(2.0 * (i + 1)))
         blk.mlp.fc2.weight.div_(math.sqrt(2.0 * (i + 1)))
+
+
+# ----------------------------------------------------------------------------------------
+# A block evaluated at some rows only (the predictor's last block)
+# ----------------------------------------------------------------------------------------
+
+
+def take_rows(x: Tensor, rows: Tensor | slice) -> Tensor:
+    """``x[:, rows]`` for a slice, or a per-sample gather for an index tensor [B, K]."""
+    if isinstance(rows, slice):
+        return x[:, rows]  # [B, K, ...], a view
+    rows = rows.reshape(*rows.shape, *([1] * (x.dim() - 2)))  # [B, K, 1, ..]
+    return torch.gather(x.expand(rows.shape[0], *x.shape[1:]), 1, rows.expand(-1, -1, *x.shape[2:]))
+
+
+def block_rows(
+    blk: Block, x: Tensor, rows: Tensor | slice, rope: tuple[Tensor, Tensor] | None = None
+) -> Tensor:
+    """``take_rows(blk(x, rope), rows)`` computed at the cost of the selected rows.
+
+    Keys and values come from every token of ``x`` [B, N, D]; queries, the attention output,
+    the residual and the MLP only for ``rows`` (a slice, or flat indices [B, K]). Used where
+    the other rows' outputs are discarded (the predictor's last block: only the target tokens
+    are read). The same math as the full block (a test checks values and gradients); the q
+    and k/v projections are two products over row slices of the fused ``qkv`` weight.
+    """
+    attn = blk.attn
+    B, N, C = x.shape
+    H, hd = attn.num_heads, attn.head_dim
+    h = blk.norm1(x)  # [B, N, C]
+    w, b = attn.qkv.weight, attn.qkv.bias  # [3C, C], [3C]: rows q, k, v
+    kv = F.linear(h, w[C:], b[C:]).view(B, N, 2, H, hd)  # [B, N, 2, H, hd]
+    q = F.linear(take_rows(h, rows), w[:C], b[:C])  # [B, K, C]
+    q = q.view(B, q.shape[1], H, hd)  # [B, K, H, hd]
+    if rope is not None:
+        cos, sin = (t[:, :, None] for t in rope)  # [B|1, N, 1, hd]
+        k = apply_rope(kv[:, :, 0], cos, sin)  # [B, N, H, hd]
+        q = apply_rope(q, take_rows(cos, rows), take_rows(sin, rows))  # [B, K, H, hd]
+        v = kv[:, :, 1]
+    else:
+        k, v = kv.unbind(2)  # each [B, N, H, hd]
+    o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    y = take_rows(x, rows) + attn.proj(o.transpose(1, 2).reshape(B, -1, C))  # [B, K, C]
+    return y + blk.mlp(blk.norm2(y))  # [B, K, C]

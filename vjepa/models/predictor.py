@@ -15,6 +15,7 @@ from vjepa.models.encoder import PosEmbed, token_grid
 from vjepa.models.layers import (
     LN_EPS,
     Block,
+    block_rows,
     init_weights,
     rescale_blocks,
     rope_cos_sin,
@@ -28,6 +29,11 @@ class Predictor(nn.Module):
 
     ``forward(ctx [B,Kc,D], ctx_idx [B,Kc], tgt_idx [B,Kt], mask_index) -> [B,Kt,D]``.
     ``mask_index`` picks the learned mask token (one per mask generator).
+
+    ``last_block_targets_only`` (default True): only the target tokens' outputs are read, so
+    the last block computes queries, attention output, residual and MLP for them only (keys
+    and values over all tokens): the same math, less work. False runs every block on every
+    token, as the reference does (tools/bench_reference.py times the reference that way).
     """
 
     def __init__(
@@ -57,6 +63,7 @@ class Predictor(nn.Module):
         self.mlp_ratio = mlp_ratio
         self.pos_embed_mode: PosEmbed = pos_embed
         self.activation_checkpointing = activation_checkpointing
+        self.last_block_targets_only = True
         self.grid = token_grid(num_frames, img_size, img_size, patch_size, tubelet_size)
         # Reference quirk (V-JEPA 2): the predictor's RoPE splits positions with img_size/patch
         # as BOTH the row length and the frame side. Only wrong for non-square inputs, which
@@ -98,6 +105,9 @@ class Predictor(nn.Module):
             z = z + apply_masks(pos, ctx_idx)  # [B, Kc, Dp]
             m = m + apply_masks(pos, tgt_idx)  # [B, Kt, Dp]
             x = torch.cat([z, m], dim=1)  # [B, Kc+Kt, Dp], not sorted (as V-JEPA)
+            if self._targets_only():
+                x = self._run_targets_only(x, slice(Kc, None), None)  # [B, Kt, Dp]
+                return self.predictor_proj(self.predictor_norm(x))  # [B, Kt, D]
             x = run_blocks(self.predictor_blocks, x, None, self.activation_checkpointing)
             x = self.predictor_norm(x)[:, Kc:]  # [B, Kt, Dp]
             return self.predictor_proj(x)  # [B, Kt, D]
@@ -107,7 +117,31 @@ class Predictor(nn.Module):
         order = torch.argsort(ids, dim=1)  # [B, Kc+Kt]
         x = apply_masks(x, order)
         rope = rope_cos_sin(torch.gather(ids, 1, order), self.rope_grid_hw, self.head_dim)
+        if self._targets_only():
+            where = torch.argsort(order, dim=1)[:, Kc:]  # [B, Kt]: sorted slot of each target
+            x = self._run_targets_only(x, where, rope)  # [B, Kt, Dp]
+            return self.predictor_proj(self.predictor_norm(x))  # [B, Kt, D]
         x = run_blocks(self.predictor_blocks, x, rope, self.activation_checkpointing)
         x = self.predictor_norm(x)  # [B, Kc+Kt, Dp], sorted order
         where = torch.argsort(order, dim=1)[:, Kc:]  # [B, Kt]: sorted slot of each target
         return self.predictor_proj(apply_masks(x, where))  # [B, Kt, D]
+
+    def _targets_only(self) -> bool:
+        """The last-block shortcut applies (not under FSDP2: it reads the block's weights
+        directly, and a sharded block gathers them only when called)."""
+        from torch.distributed.fsdp import FSDPModule
+
+        last = self.predictor_blocks[-1]
+        return self.last_block_targets_only and not isinstance(last, FSDPModule)
+
+    def _run_targets_only(
+        self, x: Tensor, rows: Tensor | slice, rope: tuple[Tensor, Tensor] | None
+    ) -> Tensor:
+        """All blocks but the last on every token, the last one at ``rows`` only."""
+        x = run_blocks(self.predictor_blocks[:-1], x, rope, self.activation_checkpointing)
+        last = self.predictor_blocks[-1]
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(
+                block_rows, last, x, rows, rope, use_reentrant=False
+            )
+        return block_rows(last, x, rows, rope)  # [B, K, Dp]
