@@ -202,3 +202,21 @@ def test_export_round_trip_gives_the_same_rollouts(tmp_path: Path) -> None:
         load_world_model(out)
     with pytest.raises(FileNotFoundError, match="not a world model"):
         load_world_model(tmp_path)
+
+
+def test_plan_returns_a_seeded_action_sequence_within_the_bounds() -> None:
+    model = _tiny_model(frameskip=2, pool=2).eval()
+    obs = np.full((32, 32, 3), 200, dtype=np.uint8)
+    goal = obs.copy()
+    goal[4:10, 20:26] = 30
+    kw = dict(horizon=4, samples=8, iterations=2, elites=4)
+    a = model.plan(obs, goal, generator=torch.Generator().manual_seed(0), **kw)
+    b = model.plan(obs, goal, generator=torch.Generator().manual_seed(0), planner="cem", **kw)
+    again = model.plan(obs, goal, generator=torch.Generator().manual_seed(0), **kw)
+    assert a.shape == b.shape == (4, 2) and a.abs().max() <= 1.0
+    torch.testing.assert_close(a, again, rtol=0, atol=0)
+    # The blurred energy is 0 at the goal and grows away from it.
+    model.spec.energy_blur = 1.0
+    z = model.encode(torch.from_numpy(np.stack([goal, obs]))[:, None])[:, 0]  # [2, N, D]
+    e = model.energy(z, z[:1])
+    assert e[0] == 0 and e[1] > 0

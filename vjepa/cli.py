@@ -475,7 +475,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
     parser = build_parser()
-    args = parser.parse_args([a for a in argv if a != "--debug"])
+    args, extra = parser.parse_known_args([a for a in argv if a != "--debug"])
+    # key=value overrides after an option (`vjepa demo world --out DIR k=v`): argparse stops
+    # the nargs="*" list at the option; anything else unknown is still an error.
+    if extra and (
+        not hasattr(args, "overrides") or any(e.startswith("-") or "=" not in e for e in extra)
+    ):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     args.debug = debug
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -329,23 +329,24 @@ class WorldModel(nn.Module):
     # -- planning ----------------------------------------------------------------------------
 
     def plan_cost(
-        self, z: Tensor, z_goal: Tensor, objective: Literal["last", "sum"] = "last"
+        self, z: Tensor, z_goal: Tensor, objective: Literal["final", "sum", "min"] = "min"
     ) -> Callable[[Tensor], Tensor]:
         """The planners' cost: env action sequences [M, r*H, A] -> energies [M].
 
-        ``z`` [1, 1, N, D] the current latent map, ``z_goal`` [1, N, D]. ``last``: the energy at
-        the horizon; ``sum``: the mean energy over the horizon (rewards getting close early).
+        ``z`` [1, 1, N, D] the current latent map, ``z_goal`` [1, N, D]. ``final``: the energy at
+        the horizon; ``sum``: summed over the horizon; ``min``: its minimum over the horizon
+        (the names of ``plan.energy``).
         """
 
         @torch.no_grad()
         def cost(actions: Tensor) -> Tensor:
             M = actions.shape[0]
             pred = self.rollout(z.expand(M, -1, -1, -1), actions)  # [M, H, N, D]
-            if objective == "last":
+            if objective == "final":
                 return self.energy(pred[:, -1], z_goal)
             H = pred.shape[1]
             e = self.energy(pred.flatten(0, 1), z_goal).view(M, H)  # [M, H]
-            return e.mean(dim=1)
+            return e.sum(dim=1) if objective == "sum" else e.amin(dim=1)
 
         return cost
 
@@ -356,13 +357,13 @@ class WorldModel(nn.Module):
         goal_obs: Tensor | np.ndarray,
         *,
         planner: Literal["cem", "mppi"] = "mppi",
-        horizon: int = 8,
-        samples: int = 128,
+        horizon: int = 20,
+        samples: int = 64,
         iterations: int = 4,
         elites: int = 16,
         temperature: float = 0.05,
         init_std: float = 1.0,
-        objective: Literal["last", "sum"] = "last",
+        objective: Literal["final", "sum", "min"] = "min",
         generator: torch.Generator | None = None,
         init_mean: Tensor | None = None,
     ) -> Tensor:
