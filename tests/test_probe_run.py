@@ -11,6 +11,7 @@ from vjepa.config import ConfigError, load_config
 from vjepa.data.formats import read_list
 from vjepa.data.writer import write_shards
 from vjepa.metrics import read_metrics
+from vjepa.probe.report import compare_reports, format_table
 from vjepa.probe.run import run_probe, run_splits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +62,18 @@ def test_attentive_report_contents(tmp_path: Path, shards, capsys):
     assert saved["top1"] == report["top1"]
     assert 0.0 <= saved["top1"] <= 100.0 and saved["top5"] >= saved["top1"]
     assert saved["num_train"] == 18 and saved["num_val"] == 12
+    # the 95 % Wilson interval of top-1 and the per-clip predictions behind it
+    lo, hi = saved["top1_ci95"]
+    assert lo <= saved["top1"] <= hi and hi - lo > 30  # 12 val clips: a wide interval
+    pr = saved["predictions"]
+    assert len(pr["keys"]) == len(set(pr["keys"])) == 12
+    right = sum(p == y for p, y in zip(pr["pred"], pr["labels"]))
+    assert saved["num_correct"] == right and saved["top1"] == pytest.approx(
+        100 * right / 12, abs=1e-2
+    )
+    assert "95 % CI" in format_table(saved)
+    same = compare_reports(saved, report)
+    assert same["test"] == "mcnemar" and same["p_value"] == 1.0 and not same["significant"]
     assert saved["views"] == "4x2x1" and saved["kind"] == "attentive"
     assert saved["backbone"] == {"path": "random", "model": "tiny_cpu", "seed": 0, "sha256": None}
     assert list(saved["per_class"]) == ["down", "expand", "left", "right", "shrink", "up"]

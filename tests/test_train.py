@@ -70,7 +70,8 @@ def test_a_few_steps_lower_the_loss(tmp_path: Path, shards: Path) -> None:
     health = [r for r in rows if "target_std" in r]
     assert [r["step"] for r in health] == [5, 10, 15, 20, 25, 30]
     assert all(r["target_std"] > 0 and 1 <= r["target_rank"] <= 96 for r in health)
-    for name in ("config.yaml", "loss.png", "masks.png", "metrics.jsonl"):
+    assert all(0 <= r["target_position_share"] <= 1 and r["target_clip_std"] > 0 for r in health)
+    for name in ("config.yaml", "loss.png", "health.png", "masks.png", "metrics.jsonl"):
         assert (run_dir / name).stat().st_size > 0, name
     ckpt = latest_checkpoint(run_dir)
     assert ckpt is not None and ckpt.name == "step-00000030"

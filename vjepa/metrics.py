@@ -4,7 +4,8 @@ Two parts, owned by two people; keep edits to your own section:
 
 - meters / logging (train): :class:`WindowMeter`, :class:`Throughput`, :class:`MetricsLog`,
   :func:`read_metrics`;
-- representation health (model): ``feature_std``, ``effective_rank``.
+- representation health (model): ``feature_std``, ``effective_rank``, and the collapse
+  watch across clips: ``across_clip_std``, ``position_share``, ``rankme``, ``health_metrics``.
 """
 
 from __future__ import annotations
@@ -138,3 +139,76 @@ def effective_rank(pooled: torch.Tensor, eps: float = 1e-7) -> float:
     s = torch.linalg.svdvals(pooled.detach().float())  # [min(N, D)]
     p = s / (s.sum() + eps) + eps
     return float(torch.exp(-(p * p.log()).sum()))
+
+
+# ----------------------------------------------------------------------------------------
+# Collapse across clips (issue 11): statistics over the batch at fixed token positions
+# ----------------------------------------------------------------------------------------
+#
+# ``feature_std`` pools batch and positions together, so features that depend only on the
+# token position (every clip mapped to the same token map) still look healthy. These look
+# at the batch axis separately.
+
+
+@torch.no_grad()
+def across_clip_std(x: torch.Tensor) -> float:
+    """Std over clips at each fixed token position, averaged over positions and dims.
+
+    ``x`` [B, N, D]. 0 when every clip gets the same token map (collapse across clips), even
+    if the tokens within a clip differ. NaN for B < 2 (no spread to measure).
+    """
+    x = x.detach().float()
+    if x.shape[0] < 2:
+        return math.nan
+    return float(x.std(dim=0).mean())  # std over B: [N, D] -> scalar
+
+
+@torch.no_grad()
+def position_share(x: torch.Tensor, eps: float = 1e-12) -> float:
+    """Share of the feature variance explained by the token position alone, in [0, 1].
+
+    ``x`` [B, N, D]: variance of the per-position means (over clips) divided by the total
+    variance over clips and positions, summed over dims. 1 = the features are a function of
+    the position (the clip does not matter); about 1/B for features independent of position.
+    """
+    x = x.detach().float()
+    grand = x.mean(dim=(0, 1), keepdim=True)  # [1, 1, D]
+    per_pos = x.mean(dim=0, keepdim=True)  # [1, N, D]
+    total = (x - grand).pow(2).mean()  # over B, N, D
+    between = (per_pos - grand).pow(2).mean()  # over N, D (each position weighs B clips)
+    return float(between / (total + eps))
+
+
+@torch.no_grad()
+def rankme(pooled: torch.Tensor) -> float:
+    """RankMe (Garrido et al. 2023) of the *centred* pooled features ``pooled`` [B, D].
+
+    Centring removes the shared mean vector, which alone would count as one direction and
+    hide a batch that collapsed to a point plus noise along few directions. Scale-free: an
+    isotropic speck of noise scores high, so read it beside :func:`across_clip_std`.
+    """
+    pooled = pooled.detach().float()
+    return effective_rank(pooled - pooled.mean(dim=0, keepdim=True))
+
+
+@torch.no_grad()
+def health_metrics(features: torch.Tensor) -> dict[str, float]:
+    """The collapse watch the trainer logs every ``train.health_every`` steps.
+
+    ``features`` [B, N, D] (token features, e.g. the layer-normed targets) or [B, D] (pooled).
+    Keys: ``std`` (:func:`feature_std`, pooled over batch and positions), ``rank`` (RankMe of
+    the raw pooled features, as logged before), ``clip_std`` (:func:`across_clip_std`),
+    ``position_share`` (:func:`position_share`), ``rankme`` (:func:`rankme`, centred).
+    Token-level keys are left out for pooled input.
+    """
+    features = features.detach().float()
+    pooled = features.mean(dim=1) if features.dim() == 3 else features  # [B, D]
+    out = {
+        "std": feature_std(features),
+        "rank": effective_rank(pooled),
+        "rankme": rankme(pooled),
+    }
+    if features.dim() == 3:
+        out["clip_std"] = across_clip_std(features)
+        out["position_share"] = position_share(features)
+    return out

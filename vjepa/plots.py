@@ -1,4 +1,5 @@
-"""Run plots: ``loss.png`` (from metrics.jsonl) and ``masks.png`` (context / target overlay).
+"""Run plots: ``loss.png`` and ``health.png`` (from metrics.jsonl) and ``masks.png`` (context /
+target overlay).
 
 Matplotlib with the Agg backend (no display needed); the figure objects are closed after
 saving so long runs do not leak them.
@@ -50,6 +51,46 @@ def plot_loss(metrics_path: str | Path, out_path: str | Path) -> Path | None:
         ax2 = ax.twinx()
         ax2.plot(steps, [by_step[s]["lr"] for s in steps], color="tab:orange", alpha=0.6)
         ax2.set_ylabel("learning rate", color="tab:orange")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return Path(out_path)
+
+
+# (key in metrics.jsonl, panel title): the collapse watch that vjepa.metrics.health_metrics logs
+HEALTH_PANELS = (
+    ("target_clip_std", "across-clip std at fixed positions"),
+    ("target_position_share", "variance share of position alone"),
+    ("target_rankme", "RankMe of centred pooled features"),
+    ("target_std", "feature std (batch and positions pooled)"),
+)
+
+
+def plot_health(metrics_path: str | Path, out_path: str | Path) -> Path | None:
+    """One panel per health metric (see ``HEALTH_PANELS``) against the step.
+
+    A collapse across clips shows as across-clip std falling towards 0 and position share
+    rising towards 1 while the pooled feature std stays up. Rows replayed after a resume are
+    dropped; returns ``out_path``, or None when no row has a health metric yet.
+    """
+    by_step: dict[int, dict] = {}
+    for row in read_metrics(metrics_path):
+        if "step" in row and any(key in row for key, _ in HEALTH_PANELS):
+            by_step[int(row["step"])] = row  # a later (resumed) row wins
+    if not by_step:
+        return None
+    steps = sorted(by_step)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(HEALTH_PANELS), figsize=(3.2 * len(HEALTH_PANELS), 3.2))
+    for ax, (key, title) in zip(axes, HEALTH_PANELS):
+        points = [(s, by_step[s][key]) for s in steps if by_step[s].get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), marker=".", color="tab:blue")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    if by_step[steps[0]].get("target_position_share") is not None:
+        axes[1].set_ylim(0, 1)
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
     plt.close(fig)

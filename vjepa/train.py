@@ -448,15 +448,10 @@ def _log_row(run: _Run, features: torch.Tensor | None) -> dict[str, Any]:
 
 
 def _health(features: torch.Tensor) -> dict[str, float]:
-    """Collapse watch on the target features [B, N, D]: per-dimension std and effective rank."""
-    from vjepa.metrics import effective_rank, feature_std
+    """Collapse watch on the target features [B, N, D]: see ``vjepa.metrics.health_metrics``."""
+    from vjepa.metrics import health_metrics
 
-    features = features.float()
-    pooled = features.mean(dim=1)  # [B, D]
-    return {
-        "target_std": float(feature_std(features)),
-        "target_rank": float(effective_rank(pooled)),
-    }
+    return {f"target_{k}": v for k, v in health_metrics(features).items()}
 
 
 def _emit(run: _Run, row: dict[str, Any], bar: tqdm) -> None:
@@ -562,11 +557,12 @@ def _clip_frames(video: torch.Tensor) -> np.ndarray:
 
 def _finish(run: _Run) -> None:
     """Plots (main process) and the per-rank debug dump."""
-    from vjepa.plots import plot_loss, plot_masks
+    from vjepa.plots import plot_health, plot_loss, plot_masks
 
     acc = run.accelerator
     if acc.is_main_process:
         plot_loss(run.run_dir / "metrics.jsonl", run.run_dir / "loss.png")
+        plot_health(run.run_dir / "metrics.jsonl", run.run_dir / "health.png")
         if run.sample is not None:
             frames = _clip_frames(run.sample["video"])
             plot_masks(frames, run.sample["pairs"], run.grid, run.run_dir / "masks.png")

@@ -40,7 +40,12 @@ from vjepa.probe.features import (
     write_features,
 )
 from vjepa.probe.heads import AttentiveClassifier, LinearProbe, init_head, knn_predict
-from vjepa.probe.report import classification_metrics, format_table, write_report
+from vjepa.probe.report import (
+    classification_metrics,
+    format_table,
+    prediction_records,
+    write_report,
+)
 
 
 @dataclass
@@ -485,6 +490,7 @@ def run_probe(cfg: Config) -> dict[str, Any]:
         "num_classes": num_classes,
         "selected_on_validation": bool(sweep and sweep["selected_on_validation"]),
         "sweep": sweep,
+        "predictions": prediction_records(val.keys, probs, val.labels),
         "config": to_dict(cfg),
     }
     write_report(report, run_dir)
