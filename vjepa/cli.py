@@ -133,7 +133,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from vjepa.demo import run_demo
 
-    run_demo(Path(args.out), overrides=args.overrides, quick=args.quick)
+    run_demo(
+        Path(args.out), overrides=args.overrides, quick=args.quick, corpus=args.corpus,
+        eval_split=args.split,
+    )  # fmt: skip
     return EXIT_OK
 
 
@@ -275,6 +278,18 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
+    p.add_argument(
+        "--corpus",
+        choices=["pan", "objects"],
+        default="pan",
+        help="pan: the demo corpus; objects: the second corpus (final check only)",
+    )
+    p.add_argument(
+        "--split",
+        choices=["val", "dev"],
+        default="val",
+        help="evaluate on val (report) or dev (where settings are chosen)",
+    )
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="pretraining overrides")
     p.set_defaults(func=cmd_demo)
 
