@@ -172,8 +172,9 @@ def test_probe_configs_load(path: Path):
 # tokens is where random init sits at chance on this corpus, so it is the sharpest test that
 # pretraining put motion into the features. The gap must be significant (paired McNemar on
 # the same val clips) and wide, not merely positive.
-E2E_STEPS = 150
+E2E_STEPS = 300
 E2E_PER_CLASS = {"train": 30, "val": 30}
+E2E_PROBE = "knn"
 
 
 @pytest.mark.slow
@@ -204,8 +205,41 @@ def test_probe_after_pretraining(tmp_path: Path):
     reports = {}
     for name, backbone in (("pretrained", str(run_dir)), ("random", "random")):
         over = probe_overrides(cfg, tmp_path / name, backbone, shards, "val")
-        reports[name] = run_probe(load_config(PROBE_CONFIGS["linear"], over))
+        reports[name] = run_probe(load_config(PROBE_CONFIGS[E2E_PROBE], over))
     cmp = compare_reports(reports["pretrained"], reports["random"])
     top1 = {k: r["top1"] for k, r in reports.items()}
+    print("E2E", E2E_PROBE, top1, cmp["p_value"])
     assert cmp["test"] == "mcnemar" and cmp["significant"], (top1, cmp)
     assert top1["pretrained"] > top1["random"] + 15.0, top1  # a wide margin, not noise
+
+
+def test_probe_encoder_context_loads_the_online_encoder(tmp_path: Path):
+    # A frozen teacher (optim.ema=[1, 1]) leaves the target encoder at its random init; the
+    # trained encoder is the context one, which probe.encoder=context selects.
+    import torch
+
+    from vjepa.checkpoint import save_checkpoint
+    from vjepa.config import Config, to_dict
+    from vjepa.jepa import build_jepa
+    from vjepa.probe.features import load_backbone
+
+    cfg = Config()
+    cfg.model.name, cfg.model.patch_size = "tiny_cpu", 8
+    cfg.model.pred_width, cfg.model.pred_depth, cfg.model.pred_heads = 48, 1, 3
+    cfg.data.frames_per_clip, cfg.data.crop_size = 4, 32
+    jepa = build_jepa(cfg)
+    with torch.no_grad():
+        jepa.encoder.norm.weight.mul_(2.0)  # the "trained" online encoder
+    state = {k: getattr(jepa, k).state_dict() for k in ("encoder", "predictor", "target_encoder")}
+    save_checkpoint(tmp_path / "run", 1, state={**state, "config": to_dict(cfg)}, keep_last=1)
+    common = {"random_model": "tiny_cpu", "data_cfg": cfg.data, "model_cfg": None, "seed": 0}
+    target, _ = load_backbone(str(tmp_path / "run"), **common)
+    context, identity = load_backbone(str(tmp_path / "run"), **common, which="context")
+    assert identity["encoder"] == "context"
+    x = torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(context(x), jepa.encoder(x))
+        torch.testing.assert_close(target(x), jepa.target_encoder(x))
+        assert (context(x) - target(x)).abs().max() > 1e-3
+    cfg_probe = load_config(DEMO, ["probe.encoder=context"])
+    assert cfg_probe.probe.encoder == "context"

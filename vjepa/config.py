@@ -220,6 +220,9 @@ class ProbeConfig:
     """Anything vjepa.load_encoder accepts (run folder, checkpoint, export, official file) or random."""
     random_model: str = "tiny_cpu"
     """Encoder size used when backbone is random (architecture of the random floor)."""
+    encoder: Literal["target", "context"] = "target"
+    """Which encoder of a run folder / checkpoint to probe: the target (EMA) encoder, or the
+    context (online) encoder (the trained one when the teacher is frozen: optim.ema=[1.0, 1.0])."""
     train_shards: str = ""
     """Labelled training shards (URL pattern or folder)."""
     val_shards: str = ""

@@ -473,7 +473,7 @@ def run_probe(cfg: Config) -> dict[str, Any]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     encoder, identity = load_backbone(
         p.backbone, random_model=p.random_model, data_cfg=cfg.data, model_cfg=cfg.model,
-        seed=cfg.run.seed, device=device,
+        seed=cfg.run.seed, device=device, which=p.encoder,
     )  # fmt: skip
     probs, val, num_train, sweep, label_names = evaluate(cfg, encoder, identity, device)
     num_classes = len(label_names)
