@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from vjepa.config import Config, MaskConfig
@@ -113,6 +114,7 @@ def _across_clip_std(cfg: Config, steps: int) -> tuple[float, float]:
     return before, std()
 
 
+@pytest.mark.slow
 def test_online_target_collapses_without_a_regulariser_and_sigreg_prevents_it() -> None:
     before, collapsed = _across_clip_std(_cfg("online", 0.0), steps=20)
     _, kept = _across_clip_std(_cfg("online", 1.0), steps=20)

@@ -75,10 +75,17 @@ def write_demo_corpus(
 def probe_overrides(
     cfg, run_dir: Path, backbone: str, shards: dict[str, Path], split: str
 ) -> list[str]:
-    """The probe overrides shared by both encoders: same shards, architecture and seed."""
+    """The probe overrides shared by both encoders: same shards, architecture and seed.
+
+    A run with a frozen teacher (``optim.ema == [1, 1]``) trains only its context encoder (the
+    target encoder stays the random init), so that is the encoder probed.
+    """
+    frozen_teacher = tuple(cfg.optim.ema) == (1.0, 1.0)
+    encoder = "context" if frozen_teacher and backbone != "random" else "target"
     return [
         f"run.dir={run_dir}",
         f"probe.backbone={backbone}",
+        f"probe.encoder={encoder}",
         f"probe.train_shards={shards['train']}",
         f"probe.val_shards={shards[split]}",
         f"model.name={cfg.model.name}",
