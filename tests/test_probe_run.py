@@ -165,22 +165,36 @@ def test_probe_configs_load(path: Path):
         assert (cfg.probe.epochs, cfg.probe.lr, cfg.probe.weight_decay) == (20, 1e-3, 0.01)
 
 
-# End to end: a short pretraining of the demo model on the TRAIN split of the sample corpus
-# (never the val videos), then the demo's attentive probe on it and on a random-init encoder.
-# Measured (2 CPU cores, about 100 s): pretrained 84.7 %, random init 80.6 %, chance 16.7 %.
-# With the earlier random-colour corpus the same run collapsed onto colour and fell to chance,
-# which the first assert catches; the second one catches pretraining that destroys the motion
-# the random-init tokens already carry. Pretraining beating the random floor by a wide margin
-# is NOT claimed: 300 CPU steps do not show it (README, "What the demo does").
+# End to end: a short pretraining of the demo model (configs/pretrain/demo_cpu.yaml, the
+# settings chosen on the dev split, docs/learning.md) on the TRAIN split of a generated pan
+# corpus (never the val clips), then the demo's linear probe on it and on the same
+# architecture at random init (the same initial weights). kNN on mean-pooled tokens is
+# where random init sits near chance on this corpus, so it is the sharpest test that
+# pretraining put motion into the features. The gap must be significant (paired McNemar on
+# the same val clips) and wide, not merely positive. It is NOT at this budget (xfail below).
 E2E_STEPS = 300
+E2E_PER_CLASS = {"train": 30, "val": 30}
+E2E_PROBE = "knn"
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11 not met at this budget: measured kNN pretrained 17.2 % vs random 20.6 % "
+    "(p = 0.45) after 300 steps on 180 clips; the 600-step demo setting beats random on val "
+    "(docs/learning.md) but does not fit in the test's time. strict: a pass must remove this.",
+)
 def test_probe_after_pretraining(tmp_path: Path):
-    from vjepa.demo import PRETRAIN_CONFIG, write_demo_shards
+    from vjepa.data.synthetic import STYLES, write_split
+    from vjepa.demo import PRETRAIN_CONFIG, PROBE_CONFIGS, probe_overrides
     from vjepa.train import pretrain
 
-    shards = write_demo_shards(tmp_path / "shards")
+    shards = {}
+    for split, n in E2E_PER_CLASS.items():
+        listing = write_split(tmp_path / "corpus", "pan", split, n, seed=3)
+        shards[split] = tmp_path / "shards" / split
+        items = read_list(listing)
+        write_shards(items.items, shards[split], prefix=split, label_names=list(STYLES["pan"]))
     cfg = load_config(
         PRETRAIN_CONFIG,
         [
@@ -193,19 +207,44 @@ def test_probe_after_pretraining(tmp_path: Path):
     )
     run_dir = pretrain(cfg)
     losses = [row["loss"] for row in read_metrics(run_dir / "metrics.jsonl") if "loss" in row]
-    assert losses[-1] < losses[0] - 0.05, losses  # the objective did go down
-    top1 = {}
+    assert losses[-1] < losses[0], losses  # the objective did go down
+    reports = {}
     for name, backbone in (("pretrained", str(run_dir)), ("random", "random")):
-        probe_cfg = load_config(
-            DEMO,
-            [
-                f"run.dir={tmp_path / name}",
-                f"probe.backbone={backbone}",
-                f"probe.train_shards={shards['train']}",
-                f"probe.val_shards={shards['val']}",
-            ],
-        )
-        top1[name] = run_probe(probe_cfg)["top1"]
-    chance = 100.0 / 6
-    assert top1["pretrained"] > chance + 25.0, top1  # a wide margin over 16.7 %
-    assert top1["pretrained"] > top1["random"] - 10.0, top1  # the motion signal survived
+        over = probe_overrides(cfg, tmp_path / name, backbone, shards, "val")
+        reports[name] = run_probe(load_config(PROBE_CONFIGS[E2E_PROBE], over))
+    cmp = compare_reports(reports["pretrained"], reports["random"])
+    top1 = {k: r["top1"] for k, r in reports.items()}
+    assert cmp["test"] == "mcnemar" and cmp["significant"], (top1, cmp)
+    assert top1["pretrained"] > top1["random"] + 10.0, top1  # a wide margin, not noise
+
+
+def test_probe_encoder_context_loads_the_online_encoder(tmp_path: Path):
+    # A frozen teacher (optim.ema=[1, 1]) leaves the target encoder at its random init; the
+    # trained encoder is the context one, which probe.encoder=context selects.
+    import torch
+
+    from vjepa.checkpoint import save_checkpoint
+    from vjepa.config import Config, to_dict
+    from vjepa.jepa import build_jepa
+    from vjepa.probe.features import load_backbone
+
+    cfg = Config()
+    cfg.model.name, cfg.model.patch_size = "tiny_cpu", 8
+    cfg.model.pred_width, cfg.model.pred_depth, cfg.model.pred_heads = 48, 1, 3
+    cfg.data.frames_per_clip, cfg.data.crop_size = 4, 32
+    jepa = build_jepa(cfg)
+    with torch.no_grad():
+        jepa.encoder.norm.weight.mul_(2.0)  # the "trained" online encoder
+    state = {k: getattr(jepa, k).state_dict() for k in ("encoder", "predictor", "target_encoder")}
+    save_checkpoint(tmp_path / "run", 1, state={**state, "config": to_dict(cfg)}, keep_last=1)
+    common = {"random_model": "tiny_cpu", "data_cfg": cfg.data, "model_cfg": None, "seed": 0}
+    target, _ = load_backbone(str(tmp_path / "run"), **common)
+    context, identity = load_backbone(str(tmp_path / "run"), **common, which="context")
+    assert identity["encoder"] == "context"
+    x = torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(context(x), jepa.encoder(x))
+        torch.testing.assert_close(target(x), jepa.target_encoder(x))
+        assert (context(x) - target(x)).abs().max() > 1e-3
+    cfg_probe = load_config(DEMO, ["probe.encoder=context"])
+    assert cfg_probe.probe.encoder == "context"

@@ -153,7 +153,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return cmd_demo_world(args)
     from vjepa.demo import run_demo
 
-    run_demo(Path(args.out), overrides=args.overrides, quick=args.quick)
+    run_demo(
+        Path(args.out), overrides=args.overrides, quick=args.quick, corpus=args.corpus,
+        eval_split=args.split,
+    )  # fmt: skip
     return EXIT_OK
 
 
@@ -379,6 +382,18 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     p.add_argument(
         "--env", help="`vjepa demo world` only: the env (gymnasium id, file.py:Class, module:Class)"
+    )
+    p.add_argument(
+        "--corpus",
+        choices=["pan", "objects"],
+        default="pan",
+        help="pan: the demo corpus; objects: the second corpus (final check only)",
+    )
+    p.add_argument(
+        "--split",
+        choices=["val", "dev"],
+        default="val",
+        help="evaluate on val (report) or dev (where settings are chosen)",
     )
     p.add_argument(
         "overrides",

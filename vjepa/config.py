@@ -107,8 +107,9 @@ class MaskBlockConfig:
 class MaskConfig:
     """How context and target tokens are chosen for each clip."""
 
-    kind: Literal["multiblock", "tube", "random"] = "multiblock"
-    """multiblock (V-JEPA), tube or random (VideoMAE-style alternatives)."""
+    kind: Literal["multiblock", "tube", "random", "future"] = "multiblock"
+    """multiblock (V-JEPA), tube or random (VideoMAE-style alternatives), or future: the
+    context is the first time steps, the target every token of the later ones (ratio of them)."""
     blocks: list[MaskBlockConfig] = field(
         default_factory=lambda: [
             MaskBlockConfig(num_blocks=8, spatial_scale=(0.15, 0.15)),
@@ -117,7 +118,8 @@ class MaskConfig:
     )
     """Multi-block generators (each gives one (context, target) pair per clip)."""
     ratio: float = 0.9
-    """Masked (target) fraction for the tube and random kinds."""
+    """Masked (target) fraction for the tube and random kinds; for future, the fraction of the
+    temporal token steps that are predicted (at least 1, at most all but 1)."""
 
 
 @dataclass
@@ -205,6 +207,25 @@ class TrainConfig:
     one per loader worker (each worker runs one thread), at least 1, so nothing oversubscribes
     (OpenMP threads spin-wait: oversubscribed, a step gets 15-30x slower). An integer: exactly
     that many."""
+    target: Literal["ema", "online"] = "ema"
+    """Regression target: ema = an EMA teacher's layer-normed features (V-JEPA); online = the
+    online encoder's own features of the full clip, gradients through both sides and no teacher
+    (LeWM's end-to-end JEPA; it collapses unless an across-clip regulariser such as sigreg is on)."""
+    reg_input: Literal["encoder", "predictor"] = "encoder"
+    """What the across-clip terms (batch_var, batch_cov, sigreg) see: the online encoder's features
+    of the full clip (in ema mode one extra encoder pass) or the predictor outputs."""
+    reg_pooled: bool = False
+    """Across-clip terms on mean-pooled clip features [B, D] instead of at each token position."""
+    batch_var: float = 0.0
+    """Weight of the VICReg variance hinge with the std taken ACROSS CLIPS of the batch at each
+    token position (VICReg's own form; sees a collapse in which all clips look alike). 0 = off."""
+    batch_cov: float = 0.0
+    """Weight of the VICReg covariance term across the clips of the batch (0 = off)."""
+    sigreg: float = 0.0
+    """Weight of SIGReg (LeJEPA): Epps-Pulley test of random 1-D projections of the features
+    across the clips of the batch against N(0, 1) (~0.05; 0 = off)."""
+    sigreg_slices: int = 256
+    """SIGReg: random projection directions per step."""
     debug_dump: bool = False
     """Write per-rank debug files into run.dir: the sample keys of every batch (keys-rank<r>.txt)
     and a checksum of the final parameters (params-rank<r>.txt), to check data sharding and DDP."""
@@ -263,6 +284,9 @@ class ProbeConfig:
     backbone_heads: int | None = None
     """Attention heads of an official-format backbone of a non-official width (the weights do
     not fix them); None: the official count, else width // 64, said in one line."""
+    encoder: Literal["target", "context"] = "target"
+    """Which encoder of a run folder / checkpoint to probe: the target (EMA) encoder, or the
+    context (online) encoder (the trained one when the teacher is frozen: optim.ema=[1.0, 1.0])."""
     train_shards: str = ""
     """Labelled training shards (URL pattern or folder)."""
     val_shards: str = ""
@@ -434,6 +458,10 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "plan.execute": _POSITIVE,
     "plan.episodes": _POSITIVE,
     "plan.max_steps": _POSITIVE,
+    "train.batch_var": _NON_NEGATIVE,
+    "train.batch_cov": _NON_NEGATIVE,
+    "train.sigreg": _NON_NEGATIVE,
+    "train.sigreg_slices": _POSITIVE,
     "probe.epochs": _POSITIVE,
     "probe.batch_size": _POSITIVE,
     "probe.lr": _POSITIVE,

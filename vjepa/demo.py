@@ -1,11 +1,19 @@
-"""`vjepa demo`: the whole pipeline on the embedded sample corpus, on a laptop CPU.
+"""`vjepa demo`: the whole pipeline on a synthetic motion corpus, on a laptop CPU.
 
-1. shards of data/sample: the train list (pretraining and probe training) and the val list
-   (probe evaluation only: no val video is ever seen by pretraining),
-2. a short pretraining of the tiny model (configs/pretrain/demo_cpu.yaml),
-3. the same attentive probe on the pretrained and on a random-init encoder, side by side.
+1. a labelled corpus generated at run time (vjepa.data.synthetic; nothing is downloaded):
+   ``train`` (pretraining and probe training), ``dev`` (where every pretraining and probe
+   setting of configs/pretrain/demo_cpu.yaml and configs/probe/demo_*.yaml was chosen, see
+   docs/learning.md) and ``val`` (reported, never used to choose anything), each in a seeded
+   random order, then shards of each;
+2. a short pretraining of the tiny model (configs/pretrain/demo_cpu.yaml) on ``train``;
+3. the attentive, linear and kNN probes on the pretrained encoder and on the same
+   architecture at random init (the same initial weights), with 95 % Wilson intervals and a
+   paired McNemar test of each gap;
+4. the violation-of-expectation check (``surprise_check``, a hook for `vjepa surprise`).
 
-Every step is skipped when its output is already complete, so re-running resumes.
+``corpus="objects"`` runs the same settings on the second corpus (small objects over coloured
+backgrounds, 8 classes), which was used for nothing but this check. Every step is skipped when
+its output is already complete, so re-running resumes.
 """
 
 from __future__ import annotations
@@ -15,8 +23,10 @@ import sysconfig
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from vjepa.config import load_config
+from vjepa.errors import UsageError
 
 _MARKER = "configs/pretrain/demo_cpu.yaml"
 
@@ -41,85 +51,148 @@ def resource_root() -> Path:
 REPO = resource_root()
 SAMPLE = REPO / "data" / "sample"
 PRETRAIN_CONFIG = REPO / "configs" / "pretrain" / "demo_cpu.yaml"
-PROBE_CONFIG = REPO / "configs" / "probe" / "demo_attentive.yaml"
+PROBE_CONFIGS = {
+    k: REPO / "configs" / "probe" / f"demo_{k}.yaml" for k in ("attentive", "linear", "knn")
+}
+
+CORPORA: dict[str, dict[str, Any]] = {
+    # clips per class of each split, and the corpus seed (the second corpus: another seed)
+    "pan": {"seed": 0, "splits": {"train": 100, "dev": 50, "val": 100}},
+    "objects": {"seed": 1, "splits": {"train": 75, "val": 75}},
+}
+QUICK_SPLITS = {"train": 8, "dev": 4, "val": 6}
 
 
-def write_demo_shards(out: Path, sample: Path = SAMPLE) -> dict[str, Path]:
-    """Shards of the sample corpus: `train` (pretraining, probe training) and `val` (probe)."""
+def write_demo_corpus(
+    out: Path, corpus: str = "pan", quick: bool = False
+) -> tuple[dict[str, Path], list[str]]:
+    """Generate the corpus under ``out/corpus`` and its shards under ``out/shards/<split>``.
+
+    Returns the shard folder of every split and the class names.
+    """
     from vjepa.data.formats import read_source
+    from vjepa.data.synthetic import STYLES, write_split
     from vjepa.data.writer import write_shards
 
-    if not sample.is_dir():
-        raise FileNotFoundError(
-            f"sample corpus not found at {sample} (a source checkout has it in data/sample; "
-            "an installed vjepa in <prefix>/share/vjepa/data/sample)"
-        )
-    sources = {
-        "train": dict(src=sample / "train.txt", fmt="list", labels_from_folders=False),
-        "val": dict(src=sample / "val.txt", fmt="list", labels_from_folders=False),
-    }
-    label_names = (sample / "labels.txt").read_text().split()
+    if corpus not in CORPORA:
+        raise UsageError(f"unknown demo corpus {corpus!r}; expected one of {sorted(CORPORA)}")
+    spec = CORPORA[corpus]
+    splits = spec["splits"] if not quick else {k: QUICK_SPLITS[k] for k in spec["splits"]}
     folders = {}
-    for name, spec in sources.items():
-        folder = out / name
-        folders[name] = folder
+    for split, per_class in splits.items():
+        listing_path = write_split(out / "corpus", corpus, split, per_class, seed=spec["seed"])
+        folder = out / "shards" / split
+        folders[split] = folder
         if (folder / "manifest.json").is_file():
             continue  # complete: the manifest is written last
         listing = read_source(
-            str(spec["src"]),
-            fmt=spec["fmt"],
-            split="train",
-            split_id=1,
-            root=None,
-            labels_from_folders=spec["labels_from_folders"],
-        )
+            str(listing_path), fmt="list", split="train", split_id=1, root=None,
+            labels_from_folders=False,
+        )  # fmt: skip
         write_shards(
-            listing.items,
-            folder,
-            prefix=name,
-            max_count=64,
-            label_names=listing.label_names or label_names,
-            skipped=listing.skipped,
-        )
-    return folders
+            listing.items, folder, prefix=split, max_count=64,
+            label_names=list(STYLES[corpus]), skipped=listing.skipped,
+        )  # fmt: skip
+    return folders, list(STYLES[corpus])
 
 
-def run_demo(out: Path, overrides: Sequence[str] = (), quick: bool = False) -> dict:
-    """Run the demo into ``out``; returns {"pretrained": top1, "random": top1}."""
+def probe_overrides(
+    cfg, run_dir: Path, backbone: str, shards: dict[str, Path], split: str
+) -> list[str]:
+    """The probe overrides shared by both encoders: same shards, architecture and seed.
+
+    A run with a frozen teacher (``optim.ema == [1, 1]``) trains only its context encoder (the
+    target encoder stays the random init), so that is the encoder probed.
+    """
+    frozen_teacher = tuple(cfg.optim.ema) == (1.0, 1.0)
+    encoder = "context" if frozen_teacher and backbone != "random" else "target"
+    return [
+        f"run.dir={run_dir}",
+        f"probe.backbone={backbone}",
+        f"probe.encoder={encoder}",
+        f"probe.train_shards={shards['train']}",
+        f"probe.val_shards={shards[split]}",
+        f"model.name={cfg.model.name}",
+        f"model.patch_size={cfg.model.patch_size}",
+        f"model.tubelet_size={cfg.model.tubelet_size}",
+        f"model.pos_embed={cfg.model.pos_embed}",
+        f"data.frames_per_clip={cfg.data.frames_per_clip}",
+        f"data.frame_step={cfg.data.frame_step}",
+        f"data.crop_size={cfg.data.crop_size}",
+        f"run.seed={cfg.run.seed}",
+    ]
+
+
+def surprise_check(out: Path, run_dir: Path, corpus: str) -> dict | None:
+    """HOOK (issue 11): the violation-of-expectation test, pretrained vs random init.
+
+    `vjepa surprise` (vjepa/surprise.py) plugs in here: score possible / impossible pairs
+    on the demo's scenes with the encoder + predictor of ``run_dir`` and with ``random``, and
+    return their reports. Returns None while that command is not wired in.
+    """
+    return None
+
+
+def run_demo(
+    out: Path,
+    overrides: Sequence[str] = (),
+    quick: bool = False,
+    corpus: str = "pan",
+    eval_split: str = "val",
+    kinds: Sequence[str] = ("attentive", "linear", "knn"),
+) -> dict:
+    """Run the demo into ``out``; returns the top-1 of every probe and encoder, and the tests.
+
+    ``eval_split="dev"`` evaluates on the dev split instead (for choosing settings).
+    """
+    from vjepa.probe.report import compare_reports, format_comparison
     from vjepa.probe.run import run_probe
     from vjepa.train import pretrain
 
     out = Path(out)
-    shards = write_demo_shards(out / "shards")
-    short = ["train.max_steps=20", "train.checkpoint_every=10"] if quick else []
+    shards, names = write_demo_corpus(out, corpus, quick)
+    if eval_split not in shards:
+        raise ValueError(f"corpus {corpus!r} has no {eval_split!r} split (it has {sorted(shards)})")
+    short = (
+        ["train.max_steps=20", "train.checkpoint_every=10", "optim.warmup_steps=5"] if quick else []
+    )
     cfg = load_config(
         PRETRAIN_CONFIG,
         [f"run.dir={out / 'pretrain'}", f"data.shards={shards['train']}", *short, *overrides],
     )
     run_dir = pretrain(cfg)
 
-    results = {}
-    for name, backbone in (("pretrained", str(run_dir)), ("random", "random")):
-        probe_overrides = [
-            f"run.dir={out / ('probe_' + name)}",
-            f"probe.backbone={backbone}",
-            f"probe.train_shards={shards['train']}",
-            f"probe.val_shards={shards['val']}",
-            f"model.name={cfg.model.name}",
-            f"model.patch_size={cfg.model.patch_size}",
-            f"model.pos_embed={cfg.model.pos_embed}",
-            f"run.seed={cfg.run.seed}",
-        ]
-        if quick:
-            probe_overrides.append("probe.epochs=5")
-        report = run_probe(load_config(PROBE_CONFIG, probe_overrides))
-        results[name] = report["top1"]
-
-    chance = 100.0 / max(1, len((SAMPLE / "labels.txt").read_text().split()))
+    reports: dict[str, dict[str, dict]] = {"pretrained": {}, "random": {}}
+    for kind in kinds:
+        for name, backbone in (("pretrained", str(run_dir)), ("random", "random")):
+            probe_dir = out / f"probe_{name}_{kind}"
+            over = probe_overrides(cfg, probe_dir, backbone, shards, eval_split)
+            if quick:
+                over.append("probe.epochs=2")
+            reports[name][kind] = run_probe(load_config(PROBE_CONFIGS[kind], over))
+    chance = 100.0 / len(names)
+    comparisons = {
+        k: compare_reports(reports["pretrained"][k], reports["random"][k]) for k in kinds
+    }
+    num_val = reports["random"][kinds[0]]["num_val"]
     print()
-    print("Attentive probe on the sample corpus (motion-defined classes), val top-1:")
-    print(f"  pretrained encoder ({run_dir}): {results['pretrained']:6.1f} %")
-    print(f"  random-init encoder (same size):  {results['random']:6.1f} %")
-    print(f"  chance:                           {chance:6.1f} %")
-    (out / "demo_results.json").write_text(json.dumps(results | {"chance": chance}, indent=2))
+    print(
+        f"Probes on the {corpus} corpus ({len(names)} motion classes, chance {chance:.1f} %), "
+        f"{eval_split} split ({num_val} clips), top-1 with 95 % Wilson interval:"
+    )
+    for kind in kinds:
+        print(f"{kind}:")
+        print(format_comparison(comparisons[kind], ("pretrained", "random-init")))
+    surprise = surprise_check(out, run_dir, corpus)
+    results = {
+        "corpus": corpus,
+        "split": eval_split,
+        "num_val": num_val,
+        "chance": chance,
+        "pretrained": {k: reports["pretrained"][k]["top1"] for k in kinds},
+        "random": {k: reports["random"][k]["top1"] for k in kinds},
+        "comparison": comparisons,
+        "surprise": surprise,
+    }
+    (out / "demo_results.json").write_text(json.dumps(results, indent=2))
     return results

@@ -1,5 +1,10 @@
 """The V-JEPA model: context encoder + predictor, regressing an EMA target encoder's features.
 
+``target="online"`` instead regresses the online encoder's own features of the full clip,
+with gradients through both sides (LeWM's end-to-end JEPA); ``target_encoder`` then holds an
+exact copy of the encoder after every step, so checkpoints and exports read the same keys.
+Across-clip regularisers (batch VICReg, SIGReg) are the anti-collapse terms for that mode.
+
 One ``nn.Module`` so ``accelerator.prepare`` can wrap it whole (the target encoder's
 parameters have ``requires_grad=False``, so DDP neither syncs nor expects gradients for
 them), or its ``encoder`` / ``predictor`` parts separately.
@@ -14,7 +19,15 @@ import torch
 from torch import Tensor, nn
 
 from vjepa.config import Config
-from vjepa.losses import covariance_loss, jepa_loss, normalize_targets, variance_loss
+from vjepa.losses import (
+    batch_covariance_loss,
+    batch_variance_loss,
+    covariance_loss,
+    jepa_loss,
+    normalize_targets,
+    sigreg_loss,
+    variance_loss,
+)
 from vjepa.masks import apply_masks
 from vjepa.models.encoder import VisionTransformer, build_encoder
 from vjepa.models.predictor import Predictor
@@ -25,7 +38,7 @@ class JEPAOutput:
     """What one forward returns."""
 
     loss: Tensor  # scalar, the optimised objective
-    terms: dict[str, Tensor]  # detached scalars for logging: l1 (regression), var, cov
+    terms: dict[str, Tensor]  # detached scalars for logging: l1, and each term whose weight > 0
     target_features: Tensor  # [B, N, D] target-encoder output (before the target norm), detached
 
 
@@ -40,8 +53,20 @@ class JEPA(nn.Module):
         loss_exp: float = 1.0,
         reg_var: float = 0.0,
         reg_cov: float = 0.0,
+        target: str = "ema",
+        reg_input: str = "encoder",
+        reg_pooled: bool = False,
+        batch_var: float = 0.0,
+        batch_cov: float = 0.0,
+        sigreg: float = 0.0,
+        sigreg_slices: int = 256,
+        seed: int = 0,
     ):
         super().__init__()
+        if target not in ("ema", "online"):
+            raise ValueError(f"target must be 'ema' or 'online', got {target!r}")
+        if reg_input not in ("encoder", "predictor"):
+            raise ValueError(f"reg_input must be 'encoder' or 'predictor', got {reg_input!r}")
         self.encoder = encoder
         self.predictor = predictor
         self.target_encoder = copy.deepcopy(encoder)
@@ -49,11 +74,32 @@ class JEPA(nn.Module):
         self.loss_exp = loss_exp
         self.reg_var = reg_var
         self.reg_cov = reg_cov
+        self.target = target
+        self.reg_input = reg_input
+        self.reg_pooled = reg_pooled
+        self.batch_var = batch_var
+        self.batch_cov = batch_cov
+        self.sigreg = sigreg
+        self.sigreg_slices = sigreg_slices
+        self.seed = seed
+        self.calls = 0  # forward count: seeds SIGReg's fresh directions (seed, call)
+
+    @property
+    def across_clip(self) -> bool:
+        """Whether any across-clip term is on (only then are their inputs computed)."""
+        return self.batch_var > 0 or self.batch_cov > 0 or self.sigreg > 0
 
     def forward(self, video: Tensor, ctx_idx: list[Tensor], tgt_idx: list[Tensor]) -> JEPAOutput:
-        with torch.no_grad():
-            h = self.target_encoder(video)  # [B, N, D], the full clip
-            targets_all = normalize_targets(h)  # [B, N, D]
+        self.calls += 1
+        online = None  # [B, N, D] online encoder features of the full clip, with gradients
+        if self.target == "online":
+            online = self.encoder(video)  # [B, N, D]
+            h = online.detach()
+            targets_all = online  # LeWM: raw features, no stop-gradient, no target norm
+        else:
+            with torch.no_grad():
+                h = self.target_encoder(video)  # [B, N, D], the full clip
+                targets_all = normalize_targets(h)  # [B, N, D]
         preds, targets = [], []
         # One patch embedding of the clip, then the blocks once per mask generator.
         contexts = self.encoder(video, masks=list(ctx_idx))  # [B, Kc_i, D] each
@@ -61,21 +107,49 @@ class JEPA(nn.Module):
             preds.append(self.predictor(z, ctx, tgt, mask_index=i))  # [B, Kt, D]
             targets.append(apply_masks(targets_all, tgt))  # [B, Kt, D]
         l1 = jepa_loss(preds, targets, self.loss_exp)
-        var = self._reg(variance_loss, preds, self.reg_var)
-        cov = self._reg(covariance_loss, preds, self.reg_cov)
-        loss = l1 + self.reg_var * var + self.reg_cov * cov
-        terms = {"l1": l1.detach(), "var": var.detach(), "cov": cov.detach()}
+        loss, terms = l1, {"l1": l1.detach()}
+        # Per-sample VICReg terms on the predictions (V-JEPA's reg_coeff); skipped when off.
+        for name, fn, weight in (
+            ("var", variance_loss, self.reg_var),
+            ("cov", covariance_loss, self.reg_cov),
+        ):
+            if weight > 0:
+                value = sum(fn(p) for p in preds) / len(preds)
+                loss = loss + weight * value
+                terms[name] = value.detach()
+        if self.across_clip:
+            loss = loss + self._across_clip(video, online, preds, terms)
         return JEPAOutput(loss=loss, terms=terms, target_features=h)
 
-    @staticmethod
-    def _reg(fn, preds: list[Tensor], weight: float) -> Tensor:
-        """Mean of ``fn`` over the mask pairs; without gradients when its weight is 0 (log only)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and weight > 0):
-            return sum(fn(p) for p in preds) / len(preds)
+    def _across_clip(
+        self, video: Tensor, online: Tensor | None, preds: list[Tensor], terms: dict[str, Tensor]
+    ) -> Tensor:
+        """Weighted sum of the across-clip terms that are on; each is also logged in ``terms``."""
+        if self.reg_input == "encoder":
+            feats = [online if online is not None else self.encoder(video)]  # [[B, N, D]]
+        else:
+            feats = preds  # [B, Kt, D] each
+        if self.reg_pooled:
+            feats = [f.mean(dim=1) for f in feats]  # [B, D] each
+        total = 0.0
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.calls)
+        parts = (
+            ("batch_var", self.batch_var, batch_variance_loss),
+            ("batch_cov", self.batch_cov, batch_covariance_loss),
+            ("sigreg", self.sigreg, lambda f: sigreg_loss(f, gen, num_slices=self.sigreg_slices)),
+        )
+        for name, weight, fn in parts:
+            if weight > 0:
+                value = sum(fn(f) for f in feats) / len(feats)
+                total = total + weight * value
+                terms[name] = value.detach()
+        return total
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
         """target = m * target + (1 - m) * encoder, over all parameters, in two fused ops."""
+        if self.target == "online":
+            momentum = 0.0  # no teacher: keep target_encoder an exact copy (for checkpoints)
         target = list(self.target_encoder.parameters())
         online = [p.detach() for p in self.encoder.parameters()]
         torch._foreach_mul_(target, momentum)
@@ -109,4 +183,12 @@ def build_jepa(cfg: Config) -> JEPA:
         loss_exp=cfg.train.loss_exp,
         reg_var=cfg.train.reg_var,
         reg_cov=cfg.train.reg_cov,
+        target=cfg.train.target,
+        reg_input=cfg.train.reg_input,
+        reg_pooled=cfg.train.reg_pooled,
+        batch_var=cfg.train.batch_var,
+        batch_cov=cfg.train.batch_cov,
+        sigreg=cfg.train.sigreg,
+        sigreg_slices=cfg.train.sigreg_slices,
+        seed=cfg.run.seed,
     )

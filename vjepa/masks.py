@@ -130,10 +130,25 @@ def random_masks(ratio: float, grid: Grid, batch: int, generator: torch.Generato
     return target.scatter_(1, chosen, True)  # [B, N]
 
 
+def future_masks(ratio: float, grid: Grid, batch: int) -> Tensor:
+    """Predict the future: every token of the last ``round(ratio * t)`` time steps is a target.
+
+    The context is the earlier time steps, whole. Nothing visible shares a time step with a
+    target, so a target can only be predicted from what the past says about motion (a spatial
+    shortcut, such as extrapolating a periodic background within a frame, is not available).
+    """
+    gt, gh, gw = grid
+    if gt < 2:
+        raise ValueError(f"future masks need at least 2 temporal token steps, grid is {grid}")
+    k = min(max(1, int(round(ratio * gt))), gt - 1)
+    t = torch.arange(gt).repeat_interleave(gh * gw)  # [N] time step of each token
+    return (t >= gt - k).expand(batch, -1).clone()  # [B, N]
+
+
 class MaskCollator:
     """``collator(batch_size, generator) -> {"ctx_idx": [...], "tgt_idx": [...]}`` for a grid.
 
-    multiblock: one pair per ``mask_cfg.blocks`` entry; tube / random: one pair.
+    multiblock: one pair per ``mask_cfg.blocks`` entry; tube / random / future: one pair.
     """
 
     def __init__(self, mask_cfg: MaskConfig, grid: Grid):
@@ -151,6 +166,8 @@ class MaskCollator:
             targets = [tube_masks(self.cfg.ratio, self.grid, batch_size, generator)]
         elif self.cfg.kind == "random":
             targets = [random_masks(self.cfg.ratio, self.grid, batch_size, generator)]
+        elif self.cfg.kind == "future":
+            targets = [future_masks(self.cfg.ratio, self.grid, batch_size)]
         else:
             raise ValueError(f"unknown mask kind {self.cfg.kind!r}")
         pairs = [masks_to_indices(t, generator) for t in targets]

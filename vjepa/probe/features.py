@@ -205,8 +205,11 @@ def load_backbone(
     seed: int,
     device: str | torch.device = "cpu",
     num_heads: int | None = None,
+    which: str = "target",
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The frozen encoder named by ``backbone`` and its identity (for reports and caches).
+
+    ``which``: ``target`` or ``context``, the encoder of a run folder or checkpoint to load.
 
     ``backbone == "random"`` builds a random-init encoder of size ``random_model`` (the floor a
     pretrained backbone must beat), initialised under ``seed`` without touching the global RNG.
@@ -216,8 +219,10 @@ def load_backbone(
     from vjepa.export import load_encoder
 
     if backbone != "random":
-        encoder = load_encoder(backbone, device=device, num_heads=num_heads)
-        return encoder, {"path": backbone, "sha256": encoder.sha256, "source": encoder.source}
+        which_encoder = None if which == "target" else which
+        encoder = load_encoder(backbone, device=device, num_heads=num_heads, which=which_encoder)
+        identity = {"path": backbone, "sha256": encoder.sha256, "source": encoder.source}
+        return encoder, identity | ({"encoder": which} if which != "target" else {})
     return random_backbone(
         random_model, data_cfg=data_cfg, model_cfg=model_cfg, seed=seed, device=device
     )
