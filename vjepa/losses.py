@@ -50,3 +50,87 @@ def covariance_loss(x: Tensor) -> Tensor:
     cov = xc.transpose(1, 2) @ xc / max(K - 1, 1)  # [B, D, D]
     off = cov.pow(2).sum(dim=(1, 2)) - cov.diagonal(dim1=1, dim2=2).pow(2).sum(dim=1)  # [B]
     return (off / D).mean()
+
+
+# ----------------------------------------------------------------------------------------
+# Across-clip regularisers: statistics over the BATCH at each token position, so that a
+# collapse in which every clip gets the same features (but positions still differ) is seen.
+# The per-sample terms above take statistics over the tokens of one clip and cannot see it.
+# ----------------------------------------------------------------------------------------
+
+
+def _clips_first(x: Tensor) -> Tensor:
+    """``x`` [B, N, D] (tokens) or [B, D] (pooled) -> [N, B, D]: one set of B clips per slot."""
+    if x.dim() == 2:
+        return x[None]  # [1, B, D]
+    return x.transpose(0, 1)  # [N, B, D]
+
+
+def batch_variance_loss(x: Tensor, eps: float = 1e-4) -> Tensor:
+    """VICReg variance hinge with the std taken across the clips of the batch.
+
+    ``x`` [B, N, D] or [B, D]: for every token position and feature, std over B; then
+    ``mean(relu(1 - std))``. 0 when every feature varies across clips with std >= 1,
+    ~1 when all clips have the same features.
+    """
+    z = _clips_first(x)  # [N, B, D]
+    std = torch.sqrt(z.var(dim=1) + eps)  # [N, D]
+    return F.relu(1.0 - std).mean()
+
+
+def batch_covariance_loss(x: Tensor) -> Tensor:
+    """VICReg covariance across the clips of the batch: off-diagonal cov^2 summed, / D.
+
+    ``x`` [B, N, D] or [B, D]; one D x D covariance over B per token position, mean over them.
+    """
+    z = _clips_first(x)  # [N, B, D]
+    n, b, d = z.shape
+    zc = z - z.mean(dim=1, keepdim=True)  # [N, B, D]
+    cov = zc.transpose(1, 2) @ zc / max(b - 1, 1)  # [N, D, D]
+    off = cov.pow(2).sum(dim=(1, 2)) - cov.diagonal(dim1=1, dim2=2).pow(2).sum(dim=1)  # [N]
+    return (off / d).mean()
+
+
+def epps_pulley(x: Tensor, t_max: float = 3.0, knots: int = 17) -> Tensor:
+    """Epps-Pulley statistic of 1-D samples against N(0, 1), one per column.
+
+    ``x`` [..., S, M] (S samples of M variables) -> [..., M]:
+    ``S * integral_{-t_max}^{t_max} |ecf(t) - exp(-t^2/2)|^2 exp(-t^2/2) dt``, with the
+    empirical characteristic function ``ecf(t) = mean_s exp(i t x_s)``. The integrand is
+    even in t, so it is integrated on [0, t_max] with the trapezoid rule and doubled
+    (LeJEPA's form). ~0 for standard normal samples, large for collapsed ones.
+    """
+    t = torch.linspace(0.0, t_max, knots, device=x.device, dtype=x.dtype)  # [K]
+    phi = torch.exp(-0.5 * t**2)  # [K] the N(0, 1) characteristic function
+    dt = t_max / (knots - 1)
+    trapezoid = torch.full_like(t, 2.0 * dt)  # x2: the mirrored half [-t_max, 0]
+    trapezoid[0] = trapezoid[-1] = dt
+    weights = trapezoid * phi  # [K] quadrature weight times the Gaussian window
+    xt = x[..., None] * t  # [..., S, M, K]
+    cos_mean = torch.cos(xt).mean(dim=-3)  # [..., M, K]
+    sin_mean = torch.sin(xt).mean(dim=-3)  # [..., M, K]
+    err = (cos_mean - phi).square() + sin_mean.square()  # [..., M, K]
+    return (err @ weights) * x.shape[-2]  # [..., M]
+
+
+def sigreg_loss(
+    x: Tensor,
+    generator: torch.Generator,
+    *,
+    num_slices: int = 256,
+    t_max: float = 3.0,
+    knots: int = 17,
+) -> Tensor:
+    """SIGReg (LeJEPA): push the across-clip distribution of the features toward N(0, I).
+
+    ``x`` [B, N, D] or [B, D]. ``num_slices`` random unit directions (drawn from
+    ``generator``, fresh each call) project the features; at each token position the B
+    projected values of each direction are tested against N(0, 1) with
+    :func:`epps_pulley`; the result is the mean over directions and positions. By
+    Cramer-Wold, all 1-D projections being N(0, 1) means the features are N(0, I).
+    """
+    z = _clips_first(x)  # [N, B, D]
+    d = z.shape[-1]
+    a = torch.randn(d, num_slices, generator=generator).to(z)  # [D, M]
+    a = a / a.norm(dim=0, keepdim=True)  # unit directions
+    return epps_pulley(z @ a, t_max=t_max, knots=knots).mean()  # [N, B, M] -> [N, M] -> ()
