@@ -63,10 +63,13 @@ class WorldSpec:
     extra: dict = field(default_factory=dict)
     """Free-form provenance (training steps, data)."""
     latent_dim: int = 0
-    """With > 0, the latents are a linear projection of the pooled tokens to this many dims
-    followed by a BatchNorm (LeWM's projector), in place of the layer norm: for end-to-end
-    training, where SIGReg must be able to centre and spread the latents across the batch
-    (through the encoder's own layer norm it cannot: measured, docs/world_model.md)."""
+    """With > 0, the latent of a frame is ONE vector: a linear projection of its whole
+    flattened (pooled) token map to this many dims, followed by a BatchNorm (LeWM's
+    projector), in place of the layer norm. For end-to-end training: SIGReg must be able to
+    centre and spread the latents across the batch (through the encoder's own layer norm it
+    cannot), and the map is flattened, not averaged, because a mean over the tokens of a
+    RoPE ViT is nearly translation-invariant: it cannot say where the agent is (measured,
+    docs/world_model.md)."""
 
     @property
     def action_dim(self) -> int:
@@ -158,10 +161,12 @@ class WorldModel(nn.Module):
         self.projector: nn.Sequential | None = None
         if spec.latent_dim:
             # Linear + BatchNorm (no layer norm after it): the latents of end-to-end training.
-            lin = nn.Linear(encoder.embed_dim, spec.latent_dim)
+            side = token_side(encoder.img_size, encoder.patch_size, spec.pool)
+            fan_in = side * side * encoder.embed_dim  # the flattened token map
+            lin = nn.Linear(fan_in, spec.latent_dim)
             gen = generator if generator is not None else torch.Generator().manual_seed(0)
             with torch.no_grad():
-                lin.weight.normal_(0.0, encoder.embed_dim**-0.5, generator=gen)
+                lin.weight.normal_(0.0, fan_in**-0.5, generator=gen)
                 lin.bias.zero_()
             self.projector = nn.Sequential(lin, nn.BatchNorm1d(spec.latent_dim))
         low = torch.tensor(spec.action_low, dtype=torch.float32)
@@ -282,8 +287,7 @@ class WorldModel(nn.Module):
             grid = F.avg_pool2d(grid, self.spec.pool)  # [M, D, g/p, g/p]
             tokens = grid.flatten(2).transpose(1, 2)  # [M, N, D]
         if self.projector is not None:
-            M, N = tokens.shape[:2]
-            return self.projector(tokens.flatten(0, 1)).view(M, N, -1)  # [M, N, latent_dim]
+            return self.projector(tokens.flatten(1))[:, None]  # [M, 1, latent_dim]
         return F.layer_norm(tokens, (tokens.shape[-1],))
 
     # -- prediction --------------------------------------------------------------------------
@@ -496,6 +500,7 @@ def build_world_model(
 ) -> WorldModel:
     """A fresh predictor for ``encoder``'s token map and ``spec``'s action / state sizes."""
     side = token_side(encoder.img_size, encoder.patch_size, spec.pool)
+    side = 1 if spec.latent_dim else side  # one projected vector per frame
     predictor = ACPredictor(
         embed_dim=spec.latent_dim or encoder.embed_dim,
         width=width,
