@@ -365,6 +365,12 @@ class WorldConfig:
     """Trajectories held out of training (the last ones read) for the validation loss."""
     max_trajectories: int = 0
     """Read at most this many trajectories (0: all)."""
+    encoder_trainable: bool = False
+    """End-to-end (LeWM / PLDM style): train the encoder (world.encoder, a loaded one or random) jointly with the predictor on the prediction loss; batches carry frames, the targets are the same encoder's latents (no stop-gradient); use with world.sigreg_weight > 0 against collapse."""
+    latent_dim: int = 0
+    """End-to-end models: one latent vector per frame, a linear projection of the flattened (pooled) token map to this many dims + BatchNorm (LeWM's projector), instead of the layer-normed tokens: SIGReg can centre and spread it, and unlike a mean over tokens it can say where the agent is (0: off)."""
+    sigreg_weight: float = 0.0
+    """Weight of SIGReg (LeJEPA / LeWM: the latents of the batch's frames pushed toward N(0, I) by random 1-D Epps-Pulley tests) in the world loss; 0: off."""
 
 
 @dataclass
@@ -440,6 +446,8 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "optim.eps": _POSITIVE,
     "optim.clip_grad": _NON_NEGATIVE,
     "train.max_steps": _POSITIVE,
+    "world.sigreg_weight": _NON_NEGATIVE,
+    "world.latent_dim": _NON_NEGATIVE,
     "train.checkpoint_every": _POSITIVE,
     "train.keep_last": _POSITIVE,
     "train.grad_accum": _POSITIVE,

@@ -18,6 +18,7 @@ from vjepa.world.model import (
     ENCODER_WEIGHTS,
     EXPORT_CONFIG,
     PREDICTOR_WEIGHTS,
+    PROJECTOR_WEIGHTS,
     load_world_model,
     world_description,
 )
@@ -34,6 +35,8 @@ def export_world_model(src: str | Path, out_dir: str | Path) -> Path:
 
     save_file(plain(model.encoder.encoder), str(out / ENCODER_WEIGHTS))
     save_file(plain(model.predictor), str(out / PREDICTOR_WEIGHTS))
+    if model.projector is not None:  # end-to-end models (spec.latent_dim > 0)
+        save_file(plain(model.projector), str(out / PROJECTOR_WEIGHTS))
     desc = world_description(model) | {"exported_from": str(src)}
     (out / EXPORT_CONFIG).write_text(json.dumps(desc, indent=2) + "\n")
     spec = model.spec

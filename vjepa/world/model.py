@@ -62,6 +62,14 @@ class WorldSpec:
     """Where the frozen encoder came from (a path, or 'random')."""
     extra: dict = field(default_factory=dict)
     """Free-form provenance (training steps, data)."""
+    latent_dim: int = 0
+    """With > 0, the latent of a frame is ONE vector: a linear projection of its whole
+    flattened (pooled) token map to this many dims, followed by a BatchNorm (LeWM's
+    projector), in place of the layer norm. For end-to-end training: SIGReg must be able to
+    centre and spread the latents across the batch (through the encoder's own layer norm it
+    cannot), and the map is flattened, not averaged, because a mean over the tokens of a
+    RoPE ViT is nearly translation-invariant: it cannot say where the agent is (measured,
+    docs/world_model.md)."""
 
     @property
     def action_dim(self) -> int:
@@ -133,7 +141,14 @@ class WorldModel(nn.Module):
     ``encoder``: a vjepa.export.FrozenEncoder (forward [B,3,T,H,W] normalised -> [B,N,D]).
     """
 
-    def __init__(self, encoder: nn.Module, predictor: ACPredictor, spec: WorldSpec):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        predictor: ACPredictor,
+        spec: WorldSpec,
+        *,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         if predictor.action_dim != spec.action_dim * spec.frameskip:
             raise ValueError(
@@ -143,6 +158,17 @@ class WorldModel(nn.Module):
         self.encoder = encoder
         self.predictor = predictor
         self.spec = spec
+        self.projector: nn.Sequential | None = None
+        if spec.latent_dim:
+            # Linear + BatchNorm (no layer norm after it): the latents of end-to-end training.
+            side = token_side(encoder.img_size, encoder.patch_size, spec.pool)
+            fan_in = side * side * encoder.embed_dim  # the flattened token map
+            lin = nn.Linear(fan_in, spec.latent_dim)
+            gen = generator if generator is not None else torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                lin.weight.normal_(0.0, fan_in**-0.5, generator=gen)
+                lin.bias.zero_()
+            self.projector = nn.Sequential(lin, nn.BatchNorm1d(spec.latent_dim))
         low = torch.tensor(spec.action_low, dtype=torch.float32)
         high = torch.tensor(spec.action_high, dtype=torch.float32)
         half = (high - low) / 2
@@ -191,18 +217,34 @@ class WorldModel(nn.Module):
         rollout_steps: int,
         rollout_weight: float = 1.0,
         exp: float = 1.0,
+        sigreg_weight: float = 0.0,
+        sigreg_generator: torch.Generator | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Training objective of one window batch: (loss, detached terms).
 
-        ``z`` [B, W, N, D] encoded window, ``actions`` [B, W-1, r*A] model actions in env
-        units, ``states`` [B, W, S] or None. See :func:`world_losses`.
+        ``z`` [B, W, N, D] encoded window, or uint8 frames [B, W, H, W, 3] for end-to-end
+        training (encoded here, with gradients into the encoder; the targets are the same
+        encoder's latents without stop-gradient, as LeWM: SIGReg, not a stop-gradient or an
+        EMA target, is what prevents collapse). ``actions`` [B, W-1, r*A] model actions in
+        env units, ``states`` [B, W, S] or None. See :func:`world_losses`.
+        ``sigreg_weight`` > 0 adds SIGReg (vjepa.losses.sigreg_loss, LeJEPA / LeWM) on the
+        latents of every frame of the batch, directions drawn from ``sigreg_generator``.
         """
+        if z.dtype == torch.uint8:
+            z = self.encode_train(z)  # [B, W, N, D], differentiable
         tf, ar = world_losses(self.step, z, actions, states, rollout_steps=rollout_steps, exp=exp)
         terms = {"teacher_forcing": tf.detach()}
         loss = tf
         if ar is not None:
             terms["rollout"] = ar.detach()
             loss = loss + rollout_weight * ar
+        if sigreg_weight > 0:
+            from vjepa.losses import sigreg_loss
+
+            gen = sigreg_generator if sigreg_generator is not None else torch.Generator()
+            sig = sigreg_loss(z.flatten(0, 1), gen)  # over B*W frames, per token position
+            terms["sigreg"] = sig.detach()
+            loss = loss + sigreg_weight * sig
         return loss, terms
 
     # -- encoding ----------------------------------------------------------------------------
@@ -224,6 +266,12 @@ class WorldModel(nn.Module):
         z = torch.cat(out)  # [B*T, N, D]
         return z.view(B, T, *z.shape[1:])
 
+    def encode_train(self, frames: Tensor) -> Tensor:
+        """uint8 frames [B, T, H, W, 3] -> latents [B, T, N, D], with gradients (end-to-end)."""
+        B, T = frames.shape[:2]
+        z = self._encode_frames(frames.reshape(B * T, *frames.shape[2:]))  # [B*T, N, D]
+        return z.view(B, T, *z.shape[1:])
+
     def _encode_frames(self, frames: Tensor) -> Tensor:
         """uint8 [M, H, W, 3] -> layer-normed (pooled) tokens [M, N, D]."""
         enc, S = self.encoder, self.spec.frame_size
@@ -238,6 +286,8 @@ class WorldModel(nn.Module):
             grid = tokens.transpose(1, 2).reshape(tokens.shape[0], -1, g, g)  # [M, D, g, g]
             grid = F.avg_pool2d(grid, self.spec.pool)  # [M, D, g/p, g/p]
             tokens = grid.flatten(2).transpose(1, 2)  # [M, N, D]
+        if self.projector is not None:
+            return self.projector(tokens.flatten(1))[:, None]  # [M, 1, latent_dim]
         return F.layer_norm(tokens, (tokens.shape[-1],))
 
     # -- prediction --------------------------------------------------------------------------
@@ -450,8 +500,9 @@ def build_world_model(
 ) -> WorldModel:
     """A fresh predictor for ``encoder``'s token map and ``spec``'s action / state sizes."""
     side = token_side(encoder.img_size, encoder.patch_size, spec.pool)
+    side = 1 if spec.latent_dim else side  # one projected vector per frame
     predictor = ACPredictor(
-        embed_dim=encoder.embed_dim,
+        embed_dim=spec.latent_dim or encoder.embed_dim,
         width=width,
         depth=depth,
         heads=heads,
@@ -460,7 +511,7 @@ def build_world_model(
         state_dim=spec.state_dim,
         generator=generator,
     )
-    return WorldModel(encoder, predictor, spec)
+    return WorldModel(encoder, predictor, spec, generator=generator)
 
 
 FORMAT_VERSION = 1
@@ -490,6 +541,7 @@ WORLD_FILE = "world.json"  # in a world train run folder
 EXPORT_CONFIG = "config.json"  # in an export folder, with "kind": "world_model"
 ENCODER_WEIGHTS = "encoder.safetensors"
 PREDICTOR_WEIGHTS = "predictor.safetensors"
+PROJECTOR_WEIGHTS = "projector.safetensors"  # only with spec.latent_dim > 0
 
 
 class WorldModelSourceError(FileNotFoundError):
@@ -550,6 +602,12 @@ def load_world_model(path: str | Path, *, device: str | torch.device = "cpu") ->
         f"{folder / PREDICTOR_WEIGHTS} (world model predictor)",
     )
     model = WorldModel(encoder, predictor, WorldSpec(**desc["spec"]))
+    if model.projector is not None:
+        load_state_strict(
+            model.projector,
+            load_file(str(folder / PROJECTOR_WEIGHTS)),
+            f"{folder / PROJECTOR_WEIGHTS} (world model latent projector)",
+        )
     return model.to(device).eval()
 
 
@@ -574,4 +632,4 @@ def random_init_like(model: WorldModel, *, seed: int = 0) -> WorldModel:
     p_arch = model.predictor.arch()
     p_arch["grid_hw"] = tuple(p_arch["grid_hw"])
     predictor = ACPredictor(**p_arch, generator=gen)
-    return WorldModel(encoder, predictor, model.spec).to(model.device).eval()
+    return WorldModel(encoder, predictor, model.spec, generator=gen).to(model.device).eval()

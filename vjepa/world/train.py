@@ -14,6 +14,9 @@ its own:
   so a resumed run sees exactly the batches an uninterrupted one would;
 - the loss: teacher forcing + ``world.rollout_weight`` x the k-step rollout term, L1 against
   the layer-normed latents (vjepa.world.model.world_losses);
+- end-to-end (``world.encoder_trainable``, LeWM / PLDM style): the encoder trains too; the
+  batches are windows of uint8 frames encoded in the step, the targets are the same
+  encoder's latents (no stop-gradient) and ``world.sigreg_weight`` adds SIGReg on them;
 - ``world.json`` in the run folder: the spec, encoder and predictor architectures, so
   ``vjepa.load_world_model(run_dir)`` rebuilds the model from a checkpoint.
 """
@@ -94,6 +97,10 @@ def prepare(cfg: Config) -> _Prepared:
     val = trajs[len(trajs) - w.val_episodes :] if w.val_episodes else []
     train = trajs[: len(trajs) - w.val_episodes]
     encoder = build_encoder(cfg)
+    if w.encoder_trainable:
+        # End-to-end: the encoder's weights join the optimizer (FrozenEncoder stays in eval
+        # mode: no dropout / drop-path, only its parameters move).
+        encoder.requires_grad_(True)
     low, high = action_bounds(train)
     spec = WorldSpec(
         frame_size=encoder.img_size,
@@ -101,6 +108,7 @@ def prepare(cfg: Config) -> _Prepared:
         window=w.window,
         frameskip=w.frameskip,
         energy_blur=w.energy_blur,
+        latent_dim=w.latent_dim,
         action_low=low,
         action_high=high,
         state_dim=int(train[0].states.shape[1]) if w.use_state else 0,
@@ -132,6 +140,9 @@ def _batches(
     cfg: Config, prep: _Prepared, rank: int, start: dict | None
 ) -> Iterator[dict[str, torch.Tensor | None]]:
     w = cfg.world
+    if prep.latents is None and w.encoder_trainable:
+        # End-to-end: windows of uint8 frames, encoded in the step (the encoder trains).
+        prep.latents = [torch.from_numpy(t.frames) for t in prep.trajs]  # [T, H, W, 3]
     if prep.latents is None:
         # A throwaway model around the shared frozen encoder: encode() needs only it.
         prep.latents = encode_trajectories(_model(cfg, prep), prep.trajs)
@@ -140,9 +151,11 @@ def _batches(
     batch = int((start or {}).get("batches", 0))
     while True:
         traj, first = sampler.sample(batch, cfg.data.batch_size)
-        yield gather_windows(
+        win = gather_windows(
             prep.latents, prep.trajs, traj, first, window=w.window, frameskip=w.frameskip
         )
+        win["index"] = batch  # seeds SIGReg's directions: resume draws the same ones
+        yield win
         batch += 1
 
 
@@ -155,6 +168,10 @@ def _forward(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -
         rollout_steps=cfg.world.rollout_steps,
         rollout_weight=cfg.world.rollout_weight,
         exp=cfg.train.loss_exp,
+        sigreg_weight=cfg.world.sigreg_weight,
+        sigreg_generator=torch.Generator().manual_seed(
+            cfg.run.seed * 1_000_003 + int(batch.get("index", 0))
+        ),
     )
     return StepOutput(loss=loss, terms=terms)
 
