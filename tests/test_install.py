@@ -101,7 +101,7 @@ from vjepa.data.decode import open_video
 video = next(demo.SAMPLE.glob("left/*.mp4"))
 with open_video(video.read_bytes()) as reader:
     n = reader.get_frames([0, reader.num_frames - 1]).shape[0]
-print(vjepa.__file__, demo.REPO, demo.PRETRAIN_CONFIG.is_file(), demo.PROBE_CONFIG.is_file(),
+print(vjepa.__file__, demo.REPO, demo.PRETRAIN_CONFIG.is_file(), all(p.is_file() for p in demo.PROBE_CONFIGS.values()) and demo.SURPRISE_CONFIG.is_file(),
       n, "decord" in sys.modules)
 """
     proc = subprocess.run(

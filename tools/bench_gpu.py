@@ -126,9 +126,9 @@ def bench_loader(cfg: Config, args: argparse.Namespace, tmp: Path) -> dict:
 
     shards = args.shards
     if not shards:
-        from vjepa.demo import write_demo_shards
+        from vjepa.demo import write_demo_corpus
 
-        shards = str(write_demo_shards(tmp / "shards")["train"])
+        shards = str(write_demo_corpus(tmp / "demo", quick=True)[0]["train"])
     cfg.data.shards = shards
     cfg.data.num_workers = args.workers
     cfg.data.resampled = True  # endless: the sample corpus is small

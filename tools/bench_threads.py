@@ -121,9 +121,9 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        from vjepa.demo import write_demo_shards
+        from vjepa.demo import write_demo_corpus
 
-        shards = write_demo_shards(tmp / "shards")["train"]
+        shards = write_demo_corpus(tmp / "demo", quick=True)[0]["train"]
         results: dict[tuple[str, str], float] = {}
         for setting in args.settings.split(","):
             threads = str(cores) if setting == "default" else setting

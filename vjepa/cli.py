@@ -116,6 +116,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from vjepa.export import export
 
+    src = Path(args.src)  # a `vjepa world train` run (or checkpoint) has world.json
+    if (src / "world.json").is_file() or (src.parent.parent / "world.json").is_file():
+        from vjepa.world.export import export_world_model
+
+        print(f"exported the world model to {export_world_model(src, args.out)}")
+        return EXIT_OK
     formats = [f for f in (args.format or "").split(",") if f]
     out = export(
         args.src,

@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from vjepa.config import load_config
+from vjepa.config import Config, load_config
 from vjepa.errors import UsageError
 
 _MARKER = "configs/pretrain/demo_cpu.yaml"
@@ -51,6 +51,7 @@ def resource_root() -> Path:
 REPO = resource_root()
 SAMPLE = REPO / "data" / "sample"
 PRETRAIN_CONFIG = REPO / "configs" / "pretrain" / "demo_cpu.yaml"
+SURPRISE_CONFIG = REPO / "configs" / "surprise" / "demo.yaml"
 PROBE_CONFIGS = {
     k: REPO / "configs" / "probe" / f"demo_{k}.yaml" for k in ("attentive", "linear", "knn")
 }
@@ -123,14 +124,30 @@ def probe_overrides(
     ]
 
 
-def surprise_check(out: Path, run_dir: Path, corpus: str) -> dict | None:
-    """HOOK (issue 11): the violation-of-expectation test, pretrained vs random init.
+def surprise_check(out: Path, run_dir: Path, cfg: Config, quick: bool = False) -> dict:
+    """Violation of expectation (issue 11), pretrained vs random init on the same pairs.
 
-    `vjepa surprise` (vjepa/surprise.py) plugs in here: score possible / impossible pairs
-    on the demo's scenes with the encoder + predictor of ``run_dir`` and with ``random``, and
-    return their reports. Returns None while that command is not wired in.
+    Generates possible / impossible pairs on the demo's scenes (vjepa.data.surprise_pairs) and
+    scores them with the encoder + predictor of ``run_dir`` and with the same architecture at
+    random init (``model`` / ``mask`` / ``data`` of the pretraining config ``cfg``).
     """
-    return None
+    import dataclasses
+
+    from vjepa.data.surprise_pairs import write_pairs
+    from vjepa.surprise import surprise_vs_random
+
+    pairs = write_pairs(out / "surprise_pairs", num_pairs=4 if quick else 100, seed=0)
+    scfg = load_config(
+        SURPRISE_CONFIG,
+        [f"run.dir={out / 'surprise'}", f"surprise.model={run_dir}", f"surprise.pairs={pairs}"],
+    )
+    scfg = dataclasses.replace(scfg, model=cfg.model, mask=cfg.mask, data=cfg.data)
+    result = surprise_vs_random(scfg)
+    return {
+        "pretrained": result["pretrained"]["pairwise_accuracy"],
+        "random": result["random"]["pairwise_accuracy"],
+        "comparison": result["comparison"],
+    }
 
 
 def run_demo(
@@ -183,7 +200,9 @@ def run_demo(
     for kind in kinds:
         print(f"{kind}:")
         print(format_comparison(comparisons[kind], ("pretrained", "random-init")))
-    surprise = surprise_check(out, run_dir, corpus)
+    print()
+    print("Violation of expectation (pairwise accuracy: the impossible video is more surprising):")
+    surprise = surprise_check(out, run_dir, cfg, quick)
     results = {
         "corpus": corpus,
         "split": eval_split,

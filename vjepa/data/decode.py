@@ -99,8 +99,8 @@ class DecodeError(Exception):
 def _why_unusable(name: str) -> str | None:
     """None if backend ``name`` can decode in this process, else why not (cached).
 
-    decord and PyAV are checked without importing them; torchcodec is imported, because it
-    is installed but unusable when the FFmpeg shared libraries are missing.
+    decord and PyAV are checked without importing them; torchcodec is installed but unusable
+    when the FFmpeg shared libraries are missing, so it is imported once in a child process.
     """
     if name not in _usable:
         try:
@@ -110,16 +110,28 @@ def _why_unusable(name: str) -> str | None:
         if spec is None:
             _usable[name] = f"{_MODULE[name]} is not installed ({_INSTALL_HINT[name]})"
         elif name == "torchcodec":
-            try:
-                from torchcodec.decoders import VideoDecoder  # noqa: F401
-            except Exception as err:  # RuntimeError / OSError when libav* cannot be loaded
-                first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-                _usable[name] = f"torchcodec cannot load FFmpeg ({_INSTALL_HINT[name]}): {first}"
-            else:
-                _usable[name] = None
+            _usable[name] = _torchcodec_problem()
         else:
             _usable[name] = None
     return _usable[name]
+
+
+def _torchcodec_problem() -> str | None:
+    """Why torchcodec cannot load FFmpeg, or None; checked in a child process.
+
+    Not in this one: torchcodec loads the system's FFmpeg libraries, and once they are in a
+    process PyAV's bundled libvpx encoder fails there ("ABI version mismatch"). So torchcodec
+    enters a process only when it decodes (in practice, the loader workers).
+    """
+    import subprocess
+
+    code = "from torchcodec.decoders import VideoDecoder"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode == 0:
+        return None
+    lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+    last = lines[-1][:200] if lines else f"exit code {done.returncode}"
+    return f"torchcodec cannot load FFmpeg ({_INSTALL_HINT['torchcodec']}): {last}"
 
 
 def available_backends() -> tuple[str, ...]:

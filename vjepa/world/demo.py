@@ -26,7 +26,15 @@ from vjepa.config import load_config
 
 log = logging.getLogger("vjepa.world")
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+def _configs() -> Path:
+    """configs/ of the checkout, or of the installed copy (see vjepa.demo.resource_root)."""
+    from vjepa.demo import resource_root
+
+    return resource_root() / "configs"
+
+
+CONFIGS = _configs()
 PRETRAIN_CONFIG = CONFIGS / "pretrain" / "world_tworooms.yaml"
 WORLD_CONFIG = CONFIGS / "world" / "tworooms.yaml"
 PLAN_CONFIG = CONFIGS / "world" / "plan_demo.yaml"
