@@ -29,8 +29,7 @@ USABLE = available_backends()
 # container format, codec: the test videos every backend must agree on
 FORMATS = {
     "mp4": ("mp4", "libx264"),
-    # Not VP9: after the full suite has loaded other native libraries, PyAV's libvpx-vp9
-    # encoder failed ("ABI version mismatch"); H.264 in Matroska tests the container.
+    # H.264 in Matroska tests the container (VP8 is the webm entry).
     "mkv": ("matroska", "libx264"),
     "webm": ("webm", "libvpx"),
     "avi": ("avi", "mpeg4"),
@@ -52,13 +51,17 @@ def _nearest_source_frame(frame: np.ndarray) -> int:
     return int(np.abs(_SOURCE - frame.astype(np.int16)).mean(axis=(1, 2, 3)).argmin())
 
 
+# Encoded when the module is collected, before any test has imported decord: decord's bundled
+# FFmpeg, once in a process, breaks PyAV's libvpx encoder there (avcodec_open2 returns EINVAL).
+_VIDEOS = {
+    name: decode.encode_frames(make_frames(N, SIZE), fps=8, fmt=fmt, codec=codec)
+    for name, (fmt, codec) in FORMATS.items()
+}
+
+
 @pytest.fixture(scope="module")
 def videos() -> dict[str, bytes]:
-    frames = make_frames(N, SIZE)
-    return {
-        name: decode.encode_frames(frames, fps=8, fmt=fmt, codec=codec)
-        for name, (fmt, codec) in FORMATS.items()
-    }
+    return _VIDEOS
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -11,8 +11,6 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-decord = pytest.importorskip("decord")
-
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
 MAX_CORPUS_BYTES = 3 * 1024 * 1024
@@ -33,7 +31,12 @@ msd = _load_tool()
 
 
 def _decode(data: bytes | Path) -> np.ndarray:
-    """All frames of an mp4 through decord, uint8 [T, H, W, 3]."""
+    """All frames of an mp4 through decord, uint8 [T, H, W, 3].
+
+    decord is imported here, not at collection: its bundled FFmpeg, once in a process, breaks
+    PyAV's libvpx encoder that other test modules use.
+    """
+    decord = pytest.importorskip("decord")
     source = io.BytesIO(data) if isinstance(data, bytes) else str(data)
     reader = decord.VideoReader(source)
     return reader.get_batch(list(range(len(reader)))).asnumpy()
