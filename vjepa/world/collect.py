@@ -208,6 +208,7 @@ def parse_trajectory(sample: dict, decoder: str = "decord") -> Trajectory:
         )
     if states is not None and (states.ndim != 2 or states.shape[0] != t):
         raise TrajectoryError("bad_states", f"{key}: states {list(states.shape)} for {t} frames")
+    states = None if states is None else states.astype(np.float32)
     return Trajectory(key, frames, actions.astype(np.float32), states, meta)
 
 

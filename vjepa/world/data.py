@@ -21,84 +21,15 @@ the rest loads.
 
 from __future__ import annotations
 
-import io
-import json
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 import torch
-from webdataset.tariterators import tarfile_samples
 
-from vjepa.data.decode import DecodeError, open_video
-from vjepa.data.pipeline import VIDEO_EXTS, DataError, DataErrors, seed_for
-from vjepa.data.shards import expand_urls
+from vjepa.data.pipeline import DataError, DataErrors, seed_for
+from vjepa.world.collect import Trajectory, iter_trajectories
 
 _WINDOWS = 11  # seed domain tag of the window sampler
-
-
-@dataclass
-class Trajectory:
-    """One decoded trajectory."""
-
-    key: str
-    frames: np.ndarray  # [T, H, W, 3] uint8
-    actions: np.ndarray  # [T-1, A] float32
-    states: np.ndarray | None  # [T, S] float32
-    meta: dict
-
-
-def _npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
-
-
-def _parse(sample: dict, errors: DataErrors, decoder: str, need_states: bool) -> Trajectory | None:
-    """A Trajectory of a tar sample, or None after counting why not."""
-    key = str(sample.get("__key__", "?"))
-    video = next((sample[e] for e in VIDEO_EXTS if e in sample), None)
-    if video is None:
-        errors.count("missing_video", key)
-        return None
-    if "actions.npy" not in sample:
-        errors.count("missing_actions", key, f"no {key}.actions.npy in the shard")
-        return None
-    try:
-        meta = json.loads(sample["json"]) if "json" in sample else {}
-        if not isinstance(meta, dict):
-            raise ValueError("json is not an object")
-    except (ValueError, UnicodeDecodeError) as err:
-        errors.count("bad_json", key, err)
-        return None
-    try:
-        actions = _npy(sample["actions.npy"]).astype(np.float32)
-    except (ValueError, OSError) as err:
-        errors.count("bad_actions", key, err)
-        return None
-    states = None
-    if need_states:
-        if "states.npy" not in sample:
-            errors.count("missing_states", key, f"no {key}.states.npy (world.use_state=true)")
-            return None
-        try:
-            states = _npy(sample["states.npy"]).astype(np.float32)
-        except (ValueError, OSError) as err:
-            errors.count("bad_states", key, err)
-            return None
-    try:
-        with open_video(video, decoder) as reader:
-            frames = reader.get_frames(list(range(reader.num_frames)))  # [T, H, W, 3]
-    except DecodeError as err:
-        errors.count(err.reason, key, err)
-        return None
-    T = frames.shape[0]
-    if actions.ndim != 2 or actions.shape[0] != T - 1:
-        errors.count(
-            "bad_actions", key, f"actions {actions.shape} for {T} frames (need [{T - 1}, A])"
-        )
-        return None
-    if states is not None and (states.ndim != 2 or states.shape[0] != T):
-        errors.count("bad_states", key, f"states {states.shape} for {T} frames (need [{T}, S])")
-        return None
-    return Trajectory(key, frames, actions, states, meta)
 
 
 def read_trajectories(
@@ -116,12 +47,14 @@ def read_trajectories(
     that lists the skip reasons.
     """
     errors = errors if errors is not None else DataErrors(where="[world data] ")
-    urls = expand_urls(shards)
     out: list[Trajectory] = []
-    samples = tarfile_samples(({"url": u} for u in urls), handler=errors.webdataset_handler)
-    for sample in samples:
-        traj = _parse(sample, errors, decoder, need_states)
-        if traj is None:
+    for traj in iter_trajectories(shards, errors, decoder):  # the one trajectory-shard reader
+        if not need_states:
+            traj = replace(traj, states=None)
+        elif traj.states is None:
+            errors.count(
+                "missing_states", traj.key, f"no {traj.key}.states.npy (world.use_state=true)"
+            )
             continue
         if out and traj.actions.shape[1] != out[0].actions.shape[1]:
             errors.count(
