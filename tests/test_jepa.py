@@ -137,3 +137,40 @@ def test_health_metrics() -> None:
     assert 14.0 < effective_rank(iso) <= 16.0
     line = torch.randn(512, 1, generator=g) * torch.randn(1, 16, generator=g)
     assert effective_rank(line) < 1.1
+
+
+def test_dense_loss_regresses_the_visible_tokens_too() -> None:
+    # V-JEPA 2.1's dense loss (train.dense): the predictor's outputs at the context tokens
+    # regress those tokens' targets; the masked tokens' predictions are unchanged by it.
+    from vjepa.masks import apply_masks
+
+    for pos in ("sincos", "rope"):
+        cfg = _cfg(pos)
+        jepa = build_jepa(cfg)
+        video, masks = _batch(jepa, cfg)
+        ctx, tgt = masks["ctx_idx"][0], masks["tgt_idx"][0]
+        with torch.no_grad():
+            z = jepa.encoder(video, masks=[ctx])[0]
+            plain = jepa.predictor(z, ctx, tgt)  # [B, Kt, D]
+            both = jepa.predictor(z, ctx, tgt, with_context=True)  # [B, Kc+Kt, D]
+        assert both.shape == (plain.shape[0], ctx.shape[1] + tgt.shape[1], plain.shape[2])
+        torch.testing.assert_close(both[:, ctx.shape[1] :], plain, atol=1e-5, rtol=1e-5)
+
+        jepa.dense = 0.5
+        out = jepa(video, masks["ctx_idx"], masks["tgt_idx"])
+        with torch.no_grad():
+            h = normalize_targets(jepa.target_encoder(video))
+            outs = [
+                jepa.predictor(zc, c, t, mask_index=i, with_context=True)[:, : c.shape[1]]
+                for i, (zc, c, t) in enumerate(
+                    zip(
+                        jepa.encoder(video, masks=masks["ctx_idx"]),
+                        masks["ctx_idx"],
+                        masks["tgt_idx"],
+                    )
+                )
+            ]
+            dense = jepa_loss(outs, [apply_masks(h, c) for c in masks["ctx_idx"]])
+        torch.testing.assert_close(out.terms["dense"], dense, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(out.loss.detach(), out.terms["l1"] + 0.5 * dense)
+        assert dense > 0
