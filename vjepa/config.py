@@ -192,9 +192,6 @@ class TrainConfig:
     """Stop after this many consecutive non-finite losses or gradients."""
     loss_exp: float = 1.0
     """Exponent of the regression loss (1 = L1)."""
-    dense: float = 0.0
-    """Weight of V-JEPA 2.1's dense (context) loss: the predictor's outputs at the VISIBLE
-    tokens also regress their targets, next to the masked ones (0 = off, V-JEPA / V-JEPA 2)."""
     reg_var: float = 0.0
     """Weight of the VICReg-style variance term on predictor outputs (0 = off)."""
     reg_cov: float = 0.0
@@ -458,7 +455,6 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "train.max_bad_steps": _POSITIVE,
     "train.threads": (lambda v: v == "auto" or v >= 1, "must be auto or an integer >= 1"),
     "train.loss_exp": _POSITIVE,
-    "train.dense": _NON_NEGATIVE,
     "train.reg_var": _NON_NEGATIVE,
     "train.reg_cov": _NON_NEGATIVE,
     "plan.horizon": _POSITIVE,

@@ -51,7 +51,6 @@ class JEPA(nn.Module):
         predictor: Predictor,
         *,
         loss_exp: float = 1.0,
-        dense: float = 0.0,
         reg_var: float = 0.0,
         reg_cov: float = 0.0,
         target: str = "ema",
@@ -73,7 +72,6 @@ class JEPA(nn.Module):
         self.target_encoder = copy.deepcopy(encoder)
         self.target_encoder.requires_grad_(False)
         self.loss_exp = loss_exp
-        self.dense = dense
         self.reg_var = reg_var
         self.reg_cov = reg_cov
         self.target = target
@@ -102,24 +100,14 @@ class JEPA(nn.Module):
             with torch.no_grad():
                 h = self.target_encoder(video)  # [B, N, D], the full clip
                 targets_all = normalize_targets(h)  # [B, N, D]
-        preds, targets, ctx_preds, ctx_targets = [], [], [], []
+        preds, targets = [], []
         # One patch embedding of the clip, then the blocks once per mask generator.
         contexts = self.encoder(video, masks=list(ctx_idx))  # [B, Kc_i, D] each
         for i, (z, ctx, tgt) in enumerate(zip(contexts, ctx_idx, tgt_idx)):
-            if self.dense > 0:  # V-JEPA 2.1: the visible tokens' outputs regress too
-                out = self.predictor(z, ctx, tgt, mask_index=i, with_context=True)
-                ctx_preds.append(out[:, : ctx.shape[1]])  # [B, Kc, D]
-                ctx_targets.append(apply_masks(targets_all, ctx))  # [B, Kc, D]
-                preds.append(out[:, ctx.shape[1] :])  # [B, Kt, D]
-            else:
-                preds.append(self.predictor(z, ctx, tgt, mask_index=i))  # [B, Kt, D]
+            preds.append(self.predictor(z, ctx, tgt, mask_index=i))  # [B, Kt, D]
             targets.append(apply_masks(targets_all, tgt))  # [B, Kt, D]
         l1 = jepa_loss(preds, targets, self.loss_exp)
         loss, terms = l1, {"l1": l1.detach()}
-        if ctx_preds:
-            dense = jepa_loss(ctx_preds, ctx_targets, self.loss_exp)
-            loss = loss + self.dense * dense
-            terms["dense"] = dense.detach()
         # Per-sample VICReg terms on the predictions (V-JEPA's reg_coeff); skipped when off.
         for name, fn, weight in (
             ("var", variance_loss, self.reg_var),
@@ -193,7 +181,6 @@ def build_jepa(cfg: Config) -> JEPA:
         encoder,
         predictor,
         loss_exp=cfg.train.loss_exp,
-        dense=cfg.train.dense,
         reg_var=cfg.train.reg_var,
         reg_cov=cfg.train.reg_cov,
         target=cfg.train.target,

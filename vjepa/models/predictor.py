@@ -94,16 +94,7 @@ class Predictor(nn.Module):
     def head_dim(self) -> int:
         return self.predictor_embed.out_features // self.num_heads
 
-    def forward(
-        self,
-        ctx: Tensor,
-        ctx_idx: Tensor,
-        tgt_idx: Tensor,
-        mask_index: int = 0,
-        with_context: bool = False,
-    ) -> Tensor:
-        """Predicted features of the targets ``[B, Kt, D]``; with ``with_context``, of the
-        context tokens first and then the targets, ``[B, Kc+Kt, D]`` (V-JEPA 2.1's dense loss)."""
+    def forward(self, ctx: Tensor, ctx_idx: Tensor, tgt_idx: Tensor, mask_index: int = 0) -> Tensor:
         B, Kc, _ = ctx.shape
         Kt = tgt_idx.shape[1]
         z = self.predictor_embed(ctx)  # [B, Kc, Dp]
@@ -114,26 +105,26 @@ class Predictor(nn.Module):
             z = z + apply_masks(pos, ctx_idx)  # [B, Kc, Dp]
             m = m + apply_masks(pos, tgt_idx)  # [B, Kt, Dp]
             x = torch.cat([z, m], dim=1)  # [B, Kc+Kt, Dp], not sorted (as V-JEPA)
-            if self._targets_only() and not with_context:
+            if self._targets_only():
                 x = self._run_targets_only(x, slice(Kc, None), None)  # [B, Kt, Dp]
                 return self.predictor_proj(self.predictor_norm(x))  # [B, Kt, D]
             x = run_blocks(self.predictor_blocks, x, None, self.activation_checkpointing)
-            x = self.predictor_norm(x if with_context else x[:, Kc:])  # [B, (Kc+)Kt, Dp]
-            return self.predictor_proj(x)  # [B, (Kc+)Kt, D]
+            x = self.predictor_norm(x)[:, Kc:]  # [B, Kt, Dp]
+            return self.predictor_proj(x)  # [B, Kt, D]
         # RoPE (V-JEPA 2): sort the joint sequence by position, run, take the targets back out.
         x = torch.cat([z, m], dim=1)  # [B, Kc+Kt, Dp]
         ids = torch.cat([ctx_idx, tgt_idx], dim=1)  # [B, Kc+Kt]
         order = torch.argsort(ids, dim=1)  # [B, Kc+Kt]
         x = apply_masks(x, order)
         rope = rope_cos_sin(torch.gather(ids, 1, order), self.rope_grid_hw, self.head_dim)
-        where = torch.argsort(order, dim=1)  # [B, Kc+Kt]: sorted slot of each input row
-        where = where if with_context else where[:, Kc:]  # [B, (Kc+)Kt]
-        if self._targets_only() and not with_context:
+        if self._targets_only():
+            where = torch.argsort(order, dim=1)[:, Kc:]  # [B, Kt]: sorted slot of each target
             x = self._run_targets_only(x, where, rope)  # [B, Kt, Dp]
             return self.predictor_proj(self.predictor_norm(x))  # [B, Kt, D]
         x = run_blocks(self.predictor_blocks, x, rope, self.activation_checkpointing)
         x = self.predictor_norm(x)  # [B, Kc+Kt, Dp], sorted order
-        return self.predictor_proj(apply_masks(x, where))  # [B, (Kc+)Kt, D]
+        where = torch.argsort(order, dim=1)[:, Kc:]  # [B, Kt]: sorted slot of each target
+        return self.predictor_proj(apply_masks(x, where))  # [B, Kt, D]
 
     def _targets_only(self) -> bool:
         """The last-block shortcut applies (not under FSDP2: it reads the block's weights
