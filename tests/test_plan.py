@@ -42,6 +42,7 @@ def test_oracle_solves_two_rooms_hard_tasks_and_random_does_not(tmp_path):
             f"run.dir={tmp_path}",
             f"plan.env={TWO_ROOMS_ID}",
             "plan.model=oracle",
+            "plan.tasks=dev",  # the three tasks this budget (128 x 4) was sized on
             "plan.episodes=3",
             "plan.samples=128",
             "plan.iterations=4",
@@ -162,3 +163,37 @@ def test_plan_with_a_world_model_runs_every_baseline(tmp_path):
     # The reacher has 2-D actions too, so it runs; a horizon of 3 is not whole model steps.
     with pytest.raises(ValueError, match="frameskip"):
         run_plan(load_config(None, overrides + ["plan.horizon=3", "plan.env=vjepa/Reacher-v0"]))
+
+
+def test_dev_and_val_tasks_are_disjoint_and_val_is_the_default(tmp_path):
+    from vjepa.world.plan import task_seed
+
+    env = make_env(TWO_ROOMS_ID).unwrapped
+    dev = load_config(None, ["plan.tasks=dev", "plan.episodes=50"]).plan
+    val = load_config(None, ["plan.episodes=50"]).plan
+    assert val.tasks == "val"
+    dev_seeds = {task_seed(dev, i) for i in range(50)}
+    val_seeds = {task_seed(val, i) for i in range(50)}
+    assert len(dev_seeds) == len(val_seeds) == 50 and not dev_seeds & val_seeds
+    dev_starts = {tuple(env.sample_task(s)[0].tolist()) for s in dev_seeds}
+    val_starts = {tuple(env.sample_task(s)[0].tolist()) for s in val_seeds}
+    assert not dev_starts & val_starts  # different tasks, not only different seeds
+    with pytest.raises(ValueError, match="overlap"):
+        task_seed(dev, 500_000)
+    # The report says which split it ran on.
+    cfg = load_config(
+        None,
+        [
+            f"run.dir={tmp_path}",
+            "plan.tasks=dev",
+            "plan.episodes=1",
+            "plan.max_steps=2",
+            "plan.samples=8",
+            "plan.elites=4",
+            "plan.iterations=1",
+            "plan.baselines=[]",
+            "plan.plots=false",
+        ],
+    )
+    report = run_plan(cfg)
+    assert report["tasks"] == "dev" and report["first_task_seed"] == dev.task_seed

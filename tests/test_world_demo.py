@@ -13,7 +13,7 @@ from vjepa.world.demo import sizes_for
 
 def test_demo_sizes_follow_the_env() -> None:
     two = sizes_for("vjepa/TwoRooms-v0")
-    assert (two.frame_size, two.patch_size, two.pool, two.action_dim) == (64, 8, 2, 2)
+    assert (two.frame_size, two.patch_size, two.pool, two.action_dim) == (32, 8, 1, 2)
     reacher = sizes_for("vjepa/Reacher-v0")
     assert reacher.frame_size % reacher.patch_size == 0
     assert (reacher.frame_size // reacher.patch_size) // reacher.pool == 4
@@ -39,7 +39,9 @@ def test_quick_world_demo_runs_the_chain_and_writes_the_report(tmp_path: Path, c
     assert (out / "trajectories" / "manifest.json").is_file()
     assert (out / "encoder" / "checkpoints").is_dir() and (out / "world" / "world.json").is_file()
     wm = vjepa.load_world_model(out / "world")
-    assert wm.action_dim == 2 and wm.frameskip == 5 and wm.spec.energy_blur == 1.0
+    # The end-to-end model, its encoder started from the pretrained one, at 32 px.
+    assert wm.action_dim == 2 and wm.frameskip == 5 and wm.spec.latent_dim == 64
+    assert wm.frame_size == 32 and wm.spec.encoder_source == str(out / "encoder")
     printed = capsys.readouterr().out
     assert "random_model" in printed and "oracle" in printed
 

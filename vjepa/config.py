@@ -262,7 +262,9 @@ class PlanConfig:
     max_steps: int = 100
     """Env steps per episode."""
     task_seed: int = 1000000
-    """Seed of the first task (task i uses task_seed + i; keep it apart from collect seeds)."""
+    """Seed of the first task (keep it apart from collect seeds); see plan.tasks for the seed of task i."""
+    tasks: Literal["dev", "val"] = "val"
+    """Task split: dev (task i is sample_task(task_seed + i); choose settings here) or val (sample_task(task_seed + 500000 + i); report here, never choose on it). Disjoint while plan.episodes <= 500000."""
     stop_at_goal: bool = True
     """End an episode once goal_distance <= success_distance (the env's success signal)."""
     baselines: list[str] = field(default_factory=lambda: ["random", "random_model", "oracle"])

@@ -1,15 +1,16 @@
 """``vjepa demo world [--env ENV] [--out DIR] [k=v ...]``: the whole world-model chain.
 
 collect (random actions with persistence) -> pretrain the encoder (``vjepa pretrain`` on the
-trajectory videos, configs/pretrain/world_tworooms.yaml) -> ``vjepa world train``
-(configs/world/tworooms.yaml) -> ``vjepa plan`` (configs/world/plan_demo.yaml, against the
-random-action, random-init-model and oracle baselines) -> the success table on stdout and
-``DIR/plan/report.json``.
+trajectory videos, configs/pretrain/world_tworooms.yaml) -> ``vjepa world train`` end to end
+(configs/world/tworooms_e2e.yaml: the encoder starts from the pretrained one and trains with
+the predictor, SIGReg on the projected latents) -> ``vjepa plan`` on val tasks
+(configs/world/plan_demo.yaml, against the random-action, random-init-model and oracle
+baselines) -> the success table on stdout and ``DIR/plan/report.json``.
 
 Sizes follow the env, so any env with the task protocol runs unchanged: the frame side
-(crop and world-model input) is the env's render side rounded down to a multiple of the
-patch size (8 from 32 px up, else 4), the token map is pooled to 4x4, and the predictor's
-action input is the env's action dimension x frameskip. ``k=v`` overrides go to every stage
+(pretraining crop and world-model input) is the env's render side capped at ``FRAME_SIDE``
+(32) and rounded down to a multiple of the patch size (8 from 32 px up, else 4), the token map
+is pooled to 4x4, and the predictor's action input is the env's action dimension x frameskip. ``k=v`` overrides go to every stage
 whose config has the key's section (e.g. ``world.frameskip=2``, ``plan.episodes=20``,
 ``train.max_steps=...`` goes to world train; ``pretrain.``-prefixed keys go to the encoder
 pretraining only, e.g. ``pretrain.train.max_steps=100``).
@@ -36,9 +37,12 @@ def _configs() -> Path:
 
 CONFIGS = _configs()
 PRETRAIN_CONFIG = CONFIGS / "pretrain" / "world_tworooms.yaml"
-WORLD_CONFIG = CONFIGS / "world" / "tworooms.yaml"
+WORLD_CONFIG = CONFIGS / "world" / "tworooms_e2e.yaml"
 PLAN_CONFIG = CONFIGS / "world" / "plan_demo.yaml"
 DEFAULT_ENV = "vjepa/TwoRooms-v0"
+# The end-to-end model's frame side, the one its settings were chosen at: 4x4 tokens of 8 px,
+# flattened into one latent. Each doubling of the side costs the encoder about 4x.
+FRAME_SIDE = 32
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ def sizes_for(env_spec: str) -> DemoSizes:
     frame = render_frame(env)
     low, _ = action_bounds(env)
     env.close()
-    side = min(frame.shape[0], frame.shape[1])
+    side = min(frame.shape[0], frame.shape[1], FRAME_SIDE)
     patch = 8 if side >= 32 else 4
     size = side - side % patch
     grid = size // patch
@@ -129,6 +133,7 @@ def run_world_demo(
             f"run.dir={out / 'world'}",
             f"data.shards={traj}",
             f"world.encoder={out / 'encoder'}",
+            f"world.frame_size={s.frame_size}",
             f"world.pool={s.pool}",
             *_quick(quick, "world"),
             *world_keys,

@@ -1,6 +1,7 @@
 """`vjepa plan CONFIG`: receding-horizon MPC on held-out tasks, against its baselines.
 
-For each of ``plan.episodes`` tasks ``sample_task(plan.task_seed + i)`` of the env, the agent
+For each of ``plan.episodes`` tasks of the ``plan.tasks`` split (:func:`task_seed`: dev tasks
+for choosing settings, val tasks for reporting, disjoint seeds) of the env, the agent
 starts in the start state and sees the goal only as an image (the render at the goal state).
 Every ``plan.execute`` steps it replans: CEM or MPPI (:mod:`vjepa.world.planners`) minimise
 an energy over action sequences of ``plan.horizon`` steps, and the first ``execute`` actions
@@ -66,6 +67,18 @@ class Episode:
     steps: int
     plan_seconds: float
     states: list[list[float]] = field(default_factory=list)
+
+
+# Val task i is sample_task(task_seed + VAL_OFFSET + i), dev task i sample_task(task_seed + i):
+# settings are chosen on dev tasks and reported on val tasks never used to choose them.
+VAL_OFFSET = 500_000
+
+
+def task_seed(pcfg: PlanConfig, task: int) -> int:
+    """The ``sample_task`` seed of task ``task`` (0-based) of the ``plan.tasks`` split."""
+    if not 0 <= task < VAL_OFFSET:
+        raise ValueError(f"task index {task} outside [0, {VAL_OFFSET}): dev and val would overlap")
+    return pcfg.task_seed + task + (VAL_OFFSET if pcfg.tasks == "val" else 0)
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -223,7 +236,7 @@ def run_episode(
 ) -> Episode:
     """One task with the planner on ``builder``'s energy, or random actions (builder None)."""
     base = env.unwrapped
-    start, goal = base.sample_task(pcfg.task_seed + task)
+    start, goal = base.sample_task(task_seed(pcfg, task))
     goal_frame = reset_to(env, goal)
     frame = reset_to(env, start)
     device = torch.device(pcfg.device)
@@ -319,6 +332,10 @@ def _load_models(pcfg: PlanConfig, device: torch.device) -> tuple[Any, Any]:
 def run_plan(cfg: Config) -> dict[str, Any]:
     """Evaluate MPC on ``cfg.plan.episodes`` tasks; writes and returns report.json's dict."""
     pcfg = cfg.plan
+    if pcfg.episodes > VAL_OFFSET:
+        raise UsageError(
+            f"plan.episodes={pcfg.episodes} > {VAL_OFFSET}: dev and val tasks would overlap"
+        )
     out = Path(cfg.run.dir)
     out.mkdir(parents=True, exist_ok=True)
     env = make_env(pcfg.env)
@@ -364,6 +381,8 @@ def _report(pcfg: PlanConfig, method: str, results: dict[str, list[Episode]]) ->
         "env": pcfg.env,
         "model": pcfg.model,
         "planner": pcfg.planner,
+        "tasks": pcfg.tasks,
+        "first_task_seed": task_seed(pcfg, 0),
         **main,
     }
     for name in ("random", "random_model", "oracle"):

@@ -21,6 +21,7 @@ import torch
 from vjepa.config import PlanConfig
 from vjepa.plots import _pyplot
 from vjepa.world.envs import action_bounds, reset_to
+from vjepa.world.plan import task_seed
 
 GRID = 25
 
@@ -39,7 +40,7 @@ def plot_trajectories(env: gym.Env, pcfg: PlanConfig, results: dict, path: Path,
     tasks = [e.task for e in results[main][:n]]
     fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks), 3.0), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        start, goal = env.unwrapped.sample_task(pcfg.task_seed + task)
+        start, goal = env.unwrapped.sample_task(task_seed(pcfg, task))
         frame = reset_to(env, start)
         size = frame.shape[0]
         ax.imshow(frame, extent=(0, frame.shape[1], frame.shape[0], 0))
@@ -72,7 +73,7 @@ def plot_energy_landscape(env: gym.Env, pcfg: PlanConfig, builder, path: Path, s
     from vjepa.world.plan import _plan
 
     plt = _pyplot()
-    start, goal = env.unwrapped.sample_task(pcfg.task_seed)
+    start, goal = env.unwrapped.sample_task(task_seed(pcfg, 0))
     goal_frame = reset_to(env, goal)
     frame = reset_to(env, start)
     low_np, high_np = action_bounds(env)
@@ -129,5 +130,5 @@ def write_gif(frames: list[np.ndarray], goal_frame: np.ndarray, path: Path, fps:
 def write_all(out: Path, env: gym.Env, pcfg: PlanConfig, results: dict, frames: list, builder):
     plot_trajectories(env, pcfg, results, out / "trajectories.png")
     plot_energy_landscape(env, pcfg, builder, out / "energy_landscape.png", seed=0)
-    _, goal = env.unwrapped.sample_task(pcfg.task_seed)
+    _, goal = env.unwrapped.sample_task(task_seed(pcfg, 0))
     write_gif(frames, reset_to(env, goal), out / "episode.gif")
