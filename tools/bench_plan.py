@@ -18,7 +18,7 @@ import torch
 
 from vjepa.config import load_config
 from vjepa.world.envs import action_bounds, make_env, reset_to
-from vjepa.world.plan import ModelCost, OracleCost, _plan
+from vjepa.world.plan import ModelCost, OracleCost, _plan, task_seed
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
         from vjepa.world.model import load_world_model
 
         builder = ModelCost(load_world_model(pcfg.model).to(device).eval(), pcfg.energy, device)
-    start, goal = env.unwrapped.sample_task(pcfg.task_seed)
+    start, goal = env.unwrapped.sample_task(task_seed(pcfg, 0))  # the first task of plan.tasks
     goal_frame = reset_to(env, goal)
     frame = reset_to(env, start)
     low, high = (torch.from_numpy(b).to(device) for b in action_bounds(env))
