@@ -11,10 +11,10 @@ links and a yellow fingertip, all with soft edges.
 
 from __future__ import annotations
 
-from typing import Any
-
 import gymnasium as gym
 import numpy as np
+
+from vjepa.world.planar import PlanarEnv, paint
 
 LINK1, LINK2 = 0.24, 0.2
 BASE = np.array([0.5, 0.5])
@@ -49,10 +49,10 @@ def _segment_distance(px: np.ndarray, py: np.ndarray, a: np.ndarray, b: np.ndarr
     return np.hypot(px - (a[0] + t * ab[0]), py - (a[1] + t * ab[1]))
 
 
-class ReacherEnv(gym.Env):
+class ReacherEnv(PlanarEnv):
     """A two-link planar arm reaching a goal configuration; 64x64 renders."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    state_desc = "2 joint angles"
 
     def __init__(
         self,
@@ -61,16 +61,10 @@ class ReacherEnv(gym.Env):
         max_step: float = 0.15,
         success_distance: float = 0.04,
     ) -> None:
-        self.render_mode = render_mode
-        self.size = size
-        self.max_step = float(max_step)
-        self.success_distance = float(success_distance)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         high = np.array([np.pi, ELBOW_LIMIT], dtype=np.float32)
-        self.observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
-        self._state = np.zeros(2, dtype=np.float32)
-        c = (np.arange(size, dtype=np.float32) + 0.5) / size
-        self._px, self._py = np.meshgrid(c, c[::-1])  # [H, W] each, y up
+        space = gym.spaces.Box(-high, high, dtype=np.float32)
+        state = np.zeros(2, dtype=np.float32)
+        super().__init__(render_mode, size, max_step, success_distance, space, state)
 
     def step_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Next joint angles [N, 2] from angles [N, 2] and actions [N, 2] (clipped to [-1, 1])."""
@@ -90,25 +84,9 @@ class ReacherEnv(gym.Env):
             [rng.uniform(-np.pi, np.pi), rng.uniform(-ELBOW_LIMIT, ELBOW_LIMIT)], dtype=np.float32
         )
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict]:
-        super().reset(seed=seed)
-        if options and "state" in options:
-            state = np.asarray(options["state"], dtype=np.float32).reshape(-1)
-            if state.shape != (2,):
-                raise ValueError(f"ReacherEnv state must have 2 joint angles, got {state.shape}")
-            self._state = self.step_states(state[None], np.zeros((1, 2)))[0]
-        else:
-            self._state = self._random_state(self.np_random)
-        return self._state.copy(), {}
-
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        action = np.asarray(action, dtype=np.float32).reshape(1, -1)
-        if action.shape[1] != 2:
-            raise ValueError(f"ReacherEnv actions have 2 values, got {action.shape[1]}")
-        self._state = self.step_states(self._state[None], action)[0]
-        return self._state.copy(), 0.0, False, False, {}
+    def _checked_state(self, state: np.ndarray) -> np.ndarray:
+        # Any angles are a configuration: wrap the shoulder, clip the elbow (a zero move).
+        return self.step_states(state[None], np.zeros((1, 2)))[0]
 
     def render(self) -> np.ndarray:
         """[size, size, 3] uint8: base, two links and the fingertip with soft edges."""
@@ -116,19 +94,12 @@ class ReacherEnv(gym.Env):
         img = np.broadcast_to(_FLOOR, (s, s, 3)).copy()  # [H, W, 3]
         q = self._state.astype(np.float64)
         elbow, tip = _elbow(q), fingertip(q[None])[0]
-
-        def paint(img: np.ndarray, dist: np.ndarray, radius: float, color: np.ndarray):
-            cover = np.clip((radius - dist) * s + 0.5, 0.0, 1.0)[..., None]  # [H, W, 1]
-            return img * (1.0 - cover) + color * cover
-
-        img = paint(img, _segment_distance(self._px, self._py, BASE, elbow), LINK_HALF_WIDTH, _LINK)
-        img = paint(img, _segment_distance(self._px, self._py, elbow, tip), LINK_HALF_WIDTH, _LINK)
-        img = paint(img, np.hypot(self._px - BASE[0], self._py - BASE[1]), 0.03, _BASE)
-        img = paint(img, np.hypot(self._px - tip[0], self._py - tip[1]), TIP_RADIUS, _TIP)
+        px, py = self._px, self._py
+        img = paint(img, _segment_distance(px, py, BASE, elbow), LINK_HALF_WIDTH, _LINK, s)
+        img = paint(img, _segment_distance(px, py, elbow, tip), LINK_HALF_WIDTH, _LINK, s)
+        img = paint(img, np.hypot(px - BASE[0], py - BASE[1]), 0.03, _BASE, s)
+        img = paint(img, np.hypot(px - tip[0], py - tip[1]), TIP_RADIUS, _TIP, s)
         return np.round(img).astype(np.uint8)
-
-    def get_state(self) -> np.ndarray:
-        return self._state.copy()
 
     def sample_task(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(start, goal) joint angles with fingertips at least 0.15 apart (a real move)."""
@@ -137,9 +108,6 @@ class ReacherEnv(gym.Env):
             start, goal = self._random_state(rng), self._random_state(rng)
             if self.state_distance(start[None], goal)[0] >= 0.15:
                 return start, goal
-
-    def goal_distance(self, goal_state: np.ndarray) -> float:
-        return float(self.state_distance(self._state[None], goal_state)[0])
 
     def state_xy(self, states: np.ndarray) -> np.ndarray:
         """Pixel coordinates (column, row) [N, 2] of the fingertip (for plots)."""

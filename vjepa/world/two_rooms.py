@@ -17,10 +17,12 @@ the oracle planner uses to roll out thousands of action sequences at once.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
+
+from vjepa.world.planar import PlanarEnv, paint
 
 # Geometry in world units (the unit square). The wall's x-range and the door's y-range are
 # the free-space boundaries for the agent's centre once its radius is added.
@@ -50,10 +52,8 @@ def room_of(xy: np.ndarray) -> np.ndarray:
     return (np.asarray(xy)[..., 0] >= WALL_X).astype(np.int64)
 
 
-class TwoRoomsEnv(gym.Env):
+class TwoRoomsEnv(PlanarEnv):
     """A point agent in two rooms joined by a door; 64x64 renders; 2-D moves capped per step."""
-
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(
         self,
@@ -65,17 +65,10 @@ class TwoRoomsEnv(gym.Env):
     ) -> None:
         if split not in ("hard", "any"):
             raise ValueError(f"TwoRoomsEnv split must be 'hard' or 'any', got {split!r}")
-        self.render_mode = render_mode
-        self.size = size
-        self.max_step = float(max_step)
         self.split = split
-        self.success_distance = float(success_distance)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(2,), dtype=np.float32)
-        self._state = np.array([0.25, 0.5], dtype=np.float32)
-        # Pixel centres in world units, y up (row 0 is the top of the image).
-        c = (np.arange(size, dtype=np.float32) + 0.5) / size
-        self._px, self._py = np.meshgrid(c, c[::-1])  # [H, W] each
+        space = gym.spaces.Box(0.0, 1.0, shape=(2,), dtype=np.float32)
+        state = np.array([0.25, 0.5], dtype=np.float32)
+        super().__init__(render_mode, size, max_step, success_distance, space, state)
 
     # -- batched dynamics (pure, used by collect's bookkeeping and the oracle planner) ----
 
@@ -115,27 +108,13 @@ class TwoRoomsEnv(gym.Env):
                 continue  # a task position in a room, not inside the door
             return xy.astype(np.float32)
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict]:
-        super().reset(seed=seed)
-        if options and "state" in options:
-            state = np.asarray(options["state"], dtype=np.float32).reshape(-1)
-            if state.shape != (2,):
-                raise ValueError(f"TwoRoomsEnv state must have 2 values, got {state.shape}")
-            if _blocked(state) or np.any(state < 0) or np.any(state > 1):
-                raise ValueError(f"TwoRoomsEnv state {state.tolist()} is not in free space")
-            self._state = state
-        else:
-            self._state = self._free_position(self.np_random)
-        return self._state.copy(), {}
+    def _random_state(self, rng: np.random.Generator) -> np.ndarray:
+        return self._free_position(rng)
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        action = np.asarray(action, dtype=np.float32).reshape(1, -1)
-        if action.shape[1] != 2:
-            raise ValueError(f"TwoRoomsEnv actions have 2 values, got {action.shape[1]}")
-        self._state = self.step_states(self._state[None], action)[0]
-        return self._state.copy(), 0.0, False, False, {}
+    def _checked_state(self, state: np.ndarray) -> np.ndarray:
+        if _blocked(state) or np.any(state < 0) or np.any(state > 1):
+            raise ValueError(f"TwoRoomsEnv state {state.tolist()} is not in free space")
+        return state
 
     def render(self) -> np.ndarray:
         """[size, size, 3] uint8: floor, wall with its door, and the agent as a soft red disc."""
@@ -146,15 +125,10 @@ class TwoRoomsEnv(gym.Env):
         )
         img[wall] = _WALL
         dist = np.hypot(self._px - self._state[0], self._py - self._state[1])  # [H, W]
-        # Coverage of the disc with a one-pixel soft edge.
-        cover = np.clip((AGENT_RADIUS - dist) * s + 0.5, 0.0, 1.0)[..., None]  # [H, W, 1]
-        img = img * (1.0 - cover) + _AGENT * cover
+        img = paint(img, dist, AGENT_RADIUS, _AGENT, s)
         return np.round(img).astype(np.uint8)
 
     # -- task protocol -----------------------------------------------------------------------
-
-    def get_state(self) -> np.ndarray:
-        return self._state.copy()
 
     def sample_task(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(start, goal) positions; with split='hard' they lie in different rooms."""
@@ -163,9 +137,6 @@ class TwoRoomsEnv(gym.Env):
             room = int(rng.integers(2))
             return self._free_position(rng, room), self._free_position(rng, 1 - room)
         return self._free_position(rng), self._free_position(rng)
-
-    def goal_distance(self, goal_state: np.ndarray) -> float:
-        return float(self.state_distance(self._state[None], goal_state)[0])
 
     def state_xy(self, states: np.ndarray) -> np.ndarray:
         """Pixel coordinates (column, row) [N, 2] of positions [N, 2] in a render (for plots)."""

@@ -1,0 +1,97 @@
+"""The shared body of the shipped planar envs (Two Rooms, the reacher), pure numpy.
+
+Both have a 2-number state moved by a ``Box(-1, 1, (2,))`` action through batched, pure
+dynamics (:meth:`PlanarEnv.step_states`, which the oracle planner also rolls out), a distance
+to a goal state (:meth:`PlanarEnv.state_distance`) and ``size x size`` renders over a pixel
+grid in world units. This class turns those into the gymnasium API and the task protocol of
+:mod:`vjepa.world.envs`; a subclass supplies the dynamics, the distance, a random state, the
+render and ``sample_task``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+def paint(img: np.ndarray, dist: np.ndarray, radius: float, color: np.ndarray, size: int):
+    """``img`` [H, W, 3] with ``color`` over pixels within ``radius`` (world units) of a shape,
+    given each pixel's distance ``dist`` [H, W] to it, with a one-pixel soft edge."""
+    cover = np.clip((radius - dist) * size + 0.5, 0.0, 1.0)[..., None]  # [H, W, 1]
+    return img * (1.0 - cover) + color * cover
+
+
+class PlanarEnv(gym.Env):
+    """A 2-D state, 2-D moves capped per step, renders of ``size x size``; see the module doc."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    state_desc = "2 values"  # what a state is, for the error on a bad reset state
+
+    def __init__(
+        self,
+        render_mode: str | None,
+        size: int,
+        max_step: float,
+        success_distance: float,
+        observation_space: gym.spaces.Box,
+        state: np.ndarray,
+    ) -> None:
+        self.render_mode = render_mode
+        self.size = size
+        self.max_step = float(max_step)
+        self.success_distance = float(success_distance)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.observation_space = observation_space
+        self._state = np.asarray(state, dtype=np.float32)
+        # Pixel centres in world units, y up (row 0 is the top of the image).
+        c = (np.arange(size, dtype=np.float32) + 0.5) / size
+        self._px, self._py = np.meshgrid(c, c[::-1])  # [H, W] each
+
+    # -- what a subclass supplies ----------------------------------------------------------
+
+    def step_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Next states [N, 2] from states [N, 2] and actions [N, 2] (batched, pure)."""
+        raise NotImplementedError
+
+    def state_distance(self, states: np.ndarray, goal_state: np.ndarray) -> np.ndarray:
+        """Distances [N] from states [N, 2] to the goal state [2]."""
+        raise NotImplementedError
+
+    def _random_state(self, rng: np.random.Generator) -> np.ndarray:
+        """A uniform random valid state [2] (the start of a plain reset)."""
+        raise NotImplementedError
+
+    def _checked_state(self, state: np.ndarray) -> np.ndarray:
+        """``options["state"]`` of a reset as the env's state [2]; raise if it is not one."""
+        return state
+
+    # -- gymnasium API and task protocol ----------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        if options and "state" in options:
+            state = np.asarray(options["state"], dtype=np.float32).reshape(-1)
+            if state.shape != (2,):
+                name = type(self).__name__
+                raise ValueError(f"{name} state must have {self.state_desc}, got {state.shape}")
+            self._state = self._checked_state(state)
+        else:
+            self._state = self._random_state(self.np_random)
+        return self._state.copy(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        action = np.asarray(action, dtype=np.float32).reshape(1, -1)
+        if action.shape[1] != 2:
+            raise ValueError(f"{type(self).__name__} actions have 2 values, got {action.shape[1]}")
+        self._state = self.step_states(self._state[None], action)[0]
+        return self._state.copy(), 0.0, False, False, {}
+
+    def get_state(self) -> np.ndarray:
+        return self._state.copy()
+
+    def goal_distance(self, goal_state: np.ndarray) -> float:
+        return float(self.state_distance(self._state[None], goal_state)[0])
