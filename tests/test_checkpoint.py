@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vjepa.checkpoint import (
+from vjepa.train.checkpoint import (
     MARKER,
     CheckpointError,
     latest_checkpoint,

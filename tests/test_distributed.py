@@ -13,8 +13,8 @@ import pytest
 import torch
 from train_utils import ROOT, final_weights, make_shards, run_env, tiny_overrides, write_config
 
-from vjepa.checkpoint import latest_checkpoint, load_checkpoint
-from vjepa.metrics import read_metrics
+from vjepa.train.checkpoint import latest_checkpoint, load_checkpoint
+from vjepa.train.metrics import read_metrics
 
 ACCELERATE = Path(sys.executable).with_name("accelerate")
 STEPS = 6

@@ -15,20 +15,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import vjepa
-from vjepa.checkpoint import save_checkpoint
+from vjepa.artifacts.export import export, import_official
+from vjepa.artifacts.official import WeightsMismatchError, build_from_official, read_official
+from vjepa.artifacts.sources import ExportSourceError, FrozenEncoder, load_encoder
 from vjepa.config import Config, to_dict
 from vjepa.data.augment import eval_transform
-from vjepa.export import (
-    ExportSourceError,
-    FrozenEncoder,
-    WeightsMismatchError,
-    export,
-    import_official,
-    load_encoder,
-)
 from vjepa.models.encoder import build_encoder
 from vjepa.models.predictor import Predictor
-from vjepa.official import build_from_official, read_official
+from vjepa.train.checkpoint import save_checkpoint
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reference"
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vjepa.config import DataConfig, ModelConfig
-from vjepa.probe.features import (
+from vjepa.eval.probe.features import (
     extract_features,
     iter_feature_chunks,
     load_features,
@@ -132,7 +132,7 @@ def test_read_index_missing(tmp_path: Path):
 def test_extract_real_shards(tmp_path: Path, fmt: str):
     from vjepa.data.formats import read_list
     from vjepa.data.writer import write_shards
-    from vjepa.probe.features import extract
+    from vjepa.eval.probe.features import extract
 
     sample = Path(__file__).resolve().parents[1] / "data" / "sample"
     listing = read_list(sample / "val.txt")

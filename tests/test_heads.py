@@ -10,13 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from vjepa.artifacts.official import (
+    build_from_official,
+    guess_heads,
+    load_state_strict,
+    read_official,
+)
+from vjepa.artifacts.sources import build_predictor_from_arch, load_encoder, read_source
 from vjepa.cli import main
 from vjepa.config import load_config
-from vjepa.export import build_predictor_from_arch, load_encoder, read_source
+from vjepa.eval.probe.features import load_backbone
 from vjepa.models.encoder import VisionTransformer
 from vjepa.models.predictor import Predictor
-from vjepa.official import build_from_official, guess_heads, load_state_strict, read_official
-from vjepa.probe.features import load_backbone
 
 REF = Path(__file__).parent / "fixtures" / "reference"
 GEOMETRY = dict(img_size=32, num_frames=4, patch_size=16, tubelet_size=2, pos_embed="sincos")
@@ -46,7 +51,7 @@ def test_guess_is_head_dim_64_and_a_divisor() -> None:
 
 def test_fixture_without_heads_loads_with_a_said_guess(caplog) -> None:
     ckpt = read_official(REF / "jepa_tiny" / "checkpoint.pt")  # width 96: not an official size
-    with caplog.at_level(logging.WARNING, logger="vjepa.official"):
+    with caplog.at_level(logging.WARNING, logger="vjepa.artifacts.official"):
         encoder, predictor = build_from_official(ckpt)
     assert encoder.blocks[0].attn.num_heads == 1 and predictor.num_heads == 1
     (line,) = [r.getMessage() for r in caplog.records]  # one line, for the encoder only

@@ -8,14 +8,14 @@ import math
 import pytest
 import torch
 
-from vjepa.metrics import (
+from vjepa.train.metrics import (
     across_clip_std,
     feature_std,
     health_metrics,
     position_share,
     rankme,
 )
-from vjepa.plots import plot_health
+from vjepa.train.plots import plot_health
 
 
 def _collapsed(g: torch.Generator, b: int = 16, n: int = 32, d: int = 24) -> torch.Tensor:

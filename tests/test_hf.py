@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 from test_export import FIXTURES, clip, make_run
 
-from vjepa.export import export, import_official
-from vjepa.hf import HFConversionError, to_hf
+from vjepa.artifacts.export import export, import_official
+from vjepa.artifacts.hf import HFConversionError, to_hf
 
 
 def test_to_hf_renames_and_splits_qkv(tmp_path):

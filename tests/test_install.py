@@ -68,7 +68,7 @@ def test_wheel_holds_every_config_and_sample_file(wheel: Path) -> None:
     assert len(wanted) > 300  # 15 configs, 288 sample videos, lists
     missing = [f for f in wanted if SHARE + f not in names]
     assert not missing, f"add their folders to [tool.setuptools.data-files]: {missing[:10]}"
-    assert "vjepa/demo.py" in names and "vjepa/data/decode.py" in names
+    assert "vjepa/demo/pretrain.py" in names and "vjepa/data/decode.py" in names
 
 
 @pytest.mark.slow
@@ -96,7 +96,7 @@ class _NoDecord(importlib.abc.MetaPathFinder):
         if name.split(".")[0] == "decord":
             raise ModuleNotFoundError(name, name=name)
 sys.meta_path.insert(0, _NoDecord())
-import vjepa, vjepa.demo as demo
+import vjepa, vjepa.demo.pretrain as demo
 from vjepa.data.decode import open_video
 video = next(demo.SAMPLE.glob("left/*.mp4"))
 with open_video(video.read_bytes()) as reader:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 from vjepa.config import Config, MaskConfig
-from vjepa.jepa import build_jepa
-from vjepa.losses import covariance_loss, jepa_loss, normalize_targets, variance_loss
-from vjepa.masks import MaskCollator
-from vjepa.metrics import effective_rank, feature_std
+from vjepa.jepa.losses import covariance_loss, jepa_loss, normalize_targets, variance_loss
+from vjepa.jepa.masks import MaskCollator
+from vjepa.jepa.model import build_jepa
+from vjepa.train.metrics import effective_rank, feature_std
 
 
 def _cfg(pos: str = "sincos", kind: str = "multiblock") -> Config:

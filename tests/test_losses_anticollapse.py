@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from vjepa.config import Config, MaskConfig
-from vjepa.jepa import build_jepa
-from vjepa.losses import (
+from vjepa.jepa.losses import (
     batch_covariance_loss,
     batch_variance_loss,
     epps_pulley,
     sigreg_loss,
     variance_loss,
 )
-from vjepa.masks import MaskCollator, future_masks
+from vjepa.jepa.masks import MaskCollator, future_masks
+from vjepa.jepa.model import build_jepa
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vjepa.config import MaskBlockConfig, MaskConfig
-from vjepa.masks import MaskCollator, apply_masks, block_union, masks_to_indices
+from vjepa.jepa.masks import MaskCollator, apply_masks, block_union, masks_to_indices
 
 GRID = (8, 14, 14)  # 16 frames x 224 px, tubelet 2, patch 16
 N = 8 * 14 * 14

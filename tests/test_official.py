@@ -8,15 +8,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vjepa.losses import jepa_loss, normalize_targets
-from vjepa.masks import apply_masks
-from vjepa.official import (
+from vjepa.artifacts.official import (
     CheckpointFormatError,
     build_from_official,
     load_state_strict,
     read_official,
     strip_prefixes,
 )
+from vjepa.jepa.losses import jepa_loss, normalize_targets
+from vjepa.jepa.masks import apply_masks
 
 REF = Path(__file__).parent / "fixtures" / "reference"
 FIXTURES = ["jepa_tiny", "vjepa2_tiny"]

@@ -12,7 +12,7 @@ pytest.importorskip("gymnasium")
 from vjepa.cli import main  # noqa: E402
 from vjepa.config import load_config  # noqa: E402
 from vjepa.world.envs import TWO_ROOMS_ID, make_env  # noqa: E402
-from vjepa.world.plan import check_model_env, run_plan, wilson_interval  # noqa: E402
+from vjepa.world.planning.mpc import check_model_env, run_plan, wilson_interval  # noqa: E402
 from vjepa.world.two_rooms import room_of  # noqa: E402
 
 REPORT_KEYS = {
@@ -166,7 +166,7 @@ def test_plan_with_a_world_model_runs_every_baseline(tmp_path):
 
 
 def test_dev_and_val_tasks_are_disjoint_and_val_is_the_default(tmp_path):
-    from vjepa.world.plan import task_seed
+    from vjepa.world.planning.mpc import task_seed
 
     env = make_env(TWO_ROOMS_ID).unwrapped
     dev = load_config(None, ["plan.tasks=dev", "plan.episodes=50"]).plan

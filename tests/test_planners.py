@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vjepa.world.planners import cem, mppi
+from vjepa.world.planning.planners import cem, mppi
 
 H, A = 5, 2
 LOW, HIGH = -torch.ones(A), torch.ones(A)

@@ -10,7 +10,7 @@ from vjepa.config import DataConfig
 from vjepa.data.decode import encode_frames
 from vjepa.data.formats import VideoItem
 from vjepa.data.writer import write_shards
-from vjepa.probe.features import train_view_loader, view_loader
+from vjepa.eval.probe.features import train_view_loader, view_loader
 
 
 def ramp_video(path: Path) -> None:

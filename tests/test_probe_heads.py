@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from vjepa.config import load_config
-from vjepa.probe.heads import AttentiveClassifier, LinearProbe, init_head, knn_predict
-from vjepa.probe.report import classification_metrics, format_table, write_report
-from vjepa.probe.run import (
+from vjepa.eval.probe.heads import AttentiveClassifier, LinearProbe, init_head, knn_predict
+from vjepa.eval.probe.report import classification_metrics, format_table, write_report
+from vjepa.eval.probe.run import (
     FeatureSet,
     average_view_probs,
     build_head,

@@ -10,9 +10,9 @@ import pytest
 from vjepa.config import ConfigError, load_config
 from vjepa.data.formats import read_list
 from vjepa.data.writer import write_shards
-from vjepa.metrics import read_metrics
-from vjepa.probe.report import compare_reports, format_table
-from vjepa.probe.run import run_probe, run_splits
+from vjepa.eval.probe.report import compare_reports, format_table
+from vjepa.eval.probe.run import run_probe, run_splits
+from vjepa.train.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -181,8 +181,8 @@ E2E_PROBE = "knn"
 @pytest.mark.slow
 def test_probe_after_pretraining(tmp_path: Path):
     from vjepa.data.synthetic import STYLES, write_split
-    from vjepa.demo import PRETRAIN_CONFIG, PROBE_CONFIGS, probe_overrides
-    from vjepa.train import pretrain
+    from vjepa.demo.pretrain import PRETRAIN_CONFIG, PROBE_CONFIGS, probe_overrides
+    from vjepa.train.pretrain import pretrain
 
     shards = {}
     for split, n in E2E_PER_CLASS.items():
@@ -218,10 +218,10 @@ def test_probe_encoder_context_loads_the_online_encoder(tmp_path: Path):
     # trained encoder is the context one, which probe.encoder=context selects.
     import torch
 
-    from vjepa.checkpoint import save_checkpoint
     from vjepa.config import Config, to_dict
-    from vjepa.jepa import build_jepa
-    from vjepa.probe.features import load_backbone
+    from vjepa.eval.probe.features import load_backbone
+    from vjepa.jepa.model import build_jepa
+    from vjepa.train.checkpoint import save_checkpoint
 
     cfg = Config()
     cfg.model.name, cfg.model.patch_size = "tiny_cpu", 8

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from vjepa.config import OptimConfig
-from vjepa.optim import build_optimizer, param_groups, set_schedules
-from vjepa.schedules import ema_at, lr_at, wd_at
+from vjepa.train.optim import build_optimizer, param_groups, set_schedules
+from vjepa.train.schedules import ema_at, lr_at, wd_at
 
 LR = dict(warmup_steps=10, start_lr=0.1, lr=1.0, final_lr=0.0, total_steps=110)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vjepa.probe.report import compare_reports, format_comparison
+from vjepa.eval.probe.report import compare_reports, format_comparison
 from vjepa.stats import (
     binomial_p,
     bootstrap_interval,

@@ -19,8 +19,7 @@ from torch import Tensor, nn
 from vjepa.cli import main
 from vjepa.config import load_config
 from vjepa.data.decode import encode_frames
-from vjepa.masks import apply_masks
-from vjepa.surprise import (
+from vjepa.eval.surprise.run import (
     SurpriseModel,
     compare_surprise,
     context_target_indices,
@@ -29,6 +28,7 @@ from vjepa.surprise import (
     surprise_vs_random,
     window_starts,
 )
+from vjepa.jepa.masks import apply_masks
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE, FRAMES = 32, 16
@@ -238,7 +238,7 @@ def test_pair_generator_renders_each_violation(tmp_path: Path) -> None:
 def test_cli_random_and_pretrained_models(tmp_path: Path, capsys) -> None:
     from train_utils import make_shards, tiny_overrides
 
-    from vjepa.train import pretrain
+    from vjepa.train.pretrain import pretrain
 
     gen = _generator()
     csv_path = gen.write_pairs(tmp_path / "pairs", 4, size=SIZE, num_frames=FRAMES)

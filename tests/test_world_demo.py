@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vjepa.cli import main
-from vjepa.world.demo import sizes_for
+from vjepa.demo.world import sizes_for
 
 
 def test_demo_sizes_follow_the_env() -> None:

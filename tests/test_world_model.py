@@ -159,14 +159,14 @@ def test_windows_are_a_pure_function_of_seed_and_batch(tmp_path: Path) -> None:
 def test_export_round_trip_gives_the_same_rollouts(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    from vjepa.world.export import export_world_model
+    from vjepa.world.io import export_world_model
     from vjepa.world.model import world_description
 
     model = _tiny_model(pool=2).eval()
     # A world train run folder by hand: world.json + a checkpoint with the two children.
     import json
 
-    from vjepa.checkpoint import save_checkpoint
+    from vjepa.train.checkpoint import save_checkpoint
 
     run = tmp_path / "run"
     run.mkdir()
@@ -196,7 +196,7 @@ def test_export_round_trip_gives_the_same_rollouts(tmp_path: Path) -> None:
     bad = dict(model.predictor.state_dict())
     bad.pop("action_encoder.bias")
     save_file({k: v.contiguous() for k, v in bad.items()}, str(out / "predictor.safetensors"))
-    from vjepa.official import WeightsMismatchError
+    from vjepa.artifacts.official import WeightsMismatchError
 
     with pytest.raises(WeightsMismatchError, match="action_encoder.bias"):
         load_world_model(out)

@@ -39,7 +39,7 @@ class NearGoalRooms(TwoRoomsEnv):
 @pytest.mark.slow
 def test_planning_with_a_tiny_trained_world_model_beats_random_actions(tmp_path: Path) -> None:
     from vjepa.world.collect import collect
-    from vjepa.world.plan import run_plan
+    from vjepa.world.planning.mpc import run_plan
     from vjepa.world.train import world_train
 
     env = f"{Path(__file__)}:NearGoalRooms"

@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 from trajectories import write_trajectory_shard
 
-from vjepa.checkpoint import latest_checkpoint, load_checkpoint
 from vjepa.cli import main
 from vjepa.config import load_config
-from vjepa.metrics import read_metrics
+from vjepa.train.checkpoint import latest_checkpoint, load_checkpoint
+from vjepa.train.metrics import read_metrics
 
 
 def _overrides(run_dir: Path, shards: Path, steps: int) -> list[str]:

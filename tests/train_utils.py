@@ -100,7 +100,7 @@ def run_vjepa(config: Path, *overrides: str, timeout: float = 120) -> subprocess
 
 def final_weights(run_dir: Path) -> dict[str, dict]:
     """The three safetensors files of the run's latest checkpoint."""
-    from vjepa.checkpoint import latest_checkpoint
+    from vjepa.train.checkpoint import latest_checkpoint
 
     ckpt = latest_checkpoint(run_dir)
     assert ckpt is not None, f"no complete checkpoint in {run_dir}"

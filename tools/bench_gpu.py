@@ -7,7 +7,7 @@ step against the re-implemented official step (tools/bench_reference.py).
 
 Parts:
 
-1. MFU: ``vjepa.loop.train_step`` (the real pretraining step: Accelerate bf16 autocast, AdamW,
+1. MFU: ``vjepa.train.loop.train_step`` (the real pretraining step: Accelerate bf16 autocast, AdamW,
    EMA, the one collective finite check) on a batch already on the GPU; FLOPs counted
    analytically as tools/bench_model.py does (matmuls; trainable parts x3, target x1); MFU =
    achieved FLOP/s / ``--peak-tflops`` (the vendor's dense bf16 figure). A measured
@@ -89,7 +89,7 @@ def bench_mfu(cfg: Config, args: argparse.Namespace, device: str) -> dict:
         order = [(ours, ours_t), (ref, ref_t)]
         for fn, out in order if r % 2 == 0 else order[::-1]:
             out.append(_timed(fn, args.steps, device))
-    from vjepa.jepa import build_jepa
+    from vjepa.jepa.model import build_jepa
 
     jepa = build_jepa(cfg)  # for the FLOP count only (CPU, not run)
     grid = jepa.encoder.grid
@@ -121,12 +121,12 @@ def bench_mfu(cfg: Config, args: argparse.Namespace, device: str) -> dict:
 
 def bench_loader(cfg: Config, args: argparse.Namespace, tmp: Path) -> dict:
     from vjepa.data.pipeline import make_pretrain_loader
-    from vjepa.masks import MaskCollator
-    from vjepa.train import token_grid
+    from vjepa.jepa.masks import MaskCollator
+    from vjepa.train.pretrain import token_grid
 
     shards = args.shards
     if not shards:
-        from vjepa.demo import write_demo_corpus
+        from vjepa.demo.pretrain import write_demo_corpus
 
         shards = str(write_demo_corpus(tmp / "demo", quick=True)[0]["train"])
     cfg.data.shards = shards

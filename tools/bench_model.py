@@ -16,8 +16,8 @@ import time
 import torch
 
 from vjepa.config import Config
-from vjepa.jepa import JEPA, build_jepa
-from vjepa.masks import MaskCollator
+from vjepa.jepa.masks import MaskCollator
+from vjepa.jepa.model import JEPA, build_jepa
 
 
 def vit_flops(batch: int, tokens: int, width: int, depth: int, mlp_hidden: int) -> float:

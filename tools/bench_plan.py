@@ -18,7 +18,7 @@ import torch
 
 from vjepa.config import load_config
 from vjepa.world.envs import action_bounds, make_env, reset_to
-from vjepa.world.plan import ModelCost, OracleCost, _plan, task_seed
+from vjepa.world.planning.mpc import ModelCost, OracleCost, _plan, task_seed
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Our pretraining step against a faithful re-implementation of the official V-JEPA step.
 
-The reference is facebookresearch/jepa ``app/vjepa/train.py`` (``train_step`` inside
+The reference is facebookresearch/jepa ``app/vjepa/train/pretrain.py`` (``train_step`` inside
 ``main``), re-implemented here from reading it (no code vendored) on the SAME modules, masks,
 clips and initial weights as ours, so only the step's own mechanics differ:
 
@@ -20,7 +20,7 @@ clips and initial weights as ours, so only the step's own mechanics differ:
 - ``float(loss)``, ``float(loss_jepa)``, ``float(loss_reg)``, and two ``float(AllReduce(...))``
   of the input variance per step.
 
-Ours is ``vjepa.loop.train_step`` on a prepared run (Accelerate, the one collective finite
+Ours is ``vjepa.train.loop.train_step`` on a prepared run (Accelerate, the one collective finite
 check, fused EMA, numbers kept on the device) plus the loop's per-step bookkeeping.
 
 The two steps run alternately, back to back, in one process (``--rounds`` rounds of
@@ -46,11 +46,11 @@ from accelerate.state import AcceleratorState, GradientState
 from torch import Tensor
 
 from vjepa.config import Config, load_config
-from vjepa.jepa import JEPA
-from vjepa.loop import _after_step, prepare_run, train_step
-from vjepa.masks import MaskCollator
-from vjepa.schedules import ema_at
-from vjepa.train import pretrain_task, token_grid
+from vjepa.jepa.masks import MaskCollator
+from vjepa.jepa.model import JEPA
+from vjepa.train.loop import _after_step, prepare_run, train_step
+from vjepa.train.pretrain import pretrain_task, token_grid
+from vjepa.train.schedules import ema_at
 
 
 def synthetic_batch(cfg: Config, seed: int = 0) -> dict:

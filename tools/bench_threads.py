@@ -121,7 +121,7 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        from vjepa.demo import write_demo_corpus
+        from vjepa.demo.pretrain import write_demo_corpus
 
         shards = write_demo_corpus(tmp / "demo", quick=True)[0]["train"]
         results: dict[tuple[str, str], float] = {}

@@ -92,7 +92,7 @@ step wheel "$WORK/clone" ". .venv/bin/activate && rm -rf dist build && pip wheel
     && pip uninstall -y vjepa decord && pip install --no-deps dist/vjepa-*.whl"
 step no-decord "$WORK/elsewhere" ". $VENV/bin/activate \
     && ! python -c 'import decord' 2>/dev/null \
-    && python -c 'import vjepa, vjepa.demo as d; assert \"site-packages\" in vjepa.__file__, vjepa.__file__; print(vjepa.__file__, d.REPO)'"
+    && python -c 'import vjepa, vjepa.demo.pretrain as d; assert \"site-packages\" in vjepa.__file__, vjepa.__file__; print(vjepa.__file__, d.REPO)'"
 step demo-wheel "$WORK/elsewhere" ". $VENV/bin/activate && rm -rf runs && vjepa demo --quick --out runs/demo"
 grep -h "video decoder" "$WORK/demo-wheel.log" | sort -u
 tail -5 "$WORK/demo-wheel.log"

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 from vjepa.config import load_config
-from vjepa.demo import PRETRAIN_CONFIG, PROBE_CONFIGS, probe_overrides
-from vjepa.metrics import read_metrics
-from vjepa.probe.run import run_probe
-from vjepa.train import pretrain
+from vjepa.demo.pretrain import PRETRAIN_CONFIG, PROBE_CONFIGS, probe_overrides
+from vjepa.eval.probe.run import run_probe
+from vjepa.train.metrics import read_metrics
+from vjepa.train.pretrain import pretrain
 
 
 def main(argv: list[str]) -> dict:

@@ -54,7 +54,7 @@ def main() -> None:
     if args.encoder == "random":
         enc = random_encoder("tiny_cpu", patch_size=8, tubelet_size=2, img_size=64, seed=0)
     else:
-        from vjepa.export import load_encoder
+        from vjepa.artifacts.sources import load_encoder
 
         enc = load_encoder(args.encoder)
     for pool in args.pool:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     import torch
 
-    from vjepa.export import FrozenEncoder
+    from vjepa.artifacts.sources import FrozenEncoder
     from vjepa.world.model import WorldModel
 
 
@@ -22,9 +22,9 @@ def load_encoder(
     """Load a frozen encoder (export folder, run / checkpoint folder or official file).
 
     A thin wrapper so ``import vjepa`` stays cheap (torch loads on first call); see
-    :func:`vjepa.export.load_encoder`.
+    :func:`vjepa.artifacts.sources.load_encoder`.
     """
-    from vjepa.export import load_encoder as _load_encoder
+    from vjepa.artifacts.sources import load_encoder as _load_encoder
 
     return _load_encoder(path, num_heads=num_heads, device=device, which=which)
 

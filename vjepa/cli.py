@@ -73,7 +73,7 @@ def cmd_shards(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)  # config errors first, before heavy imports
-    from vjepa.train import LaunchError, pretrain
+    from vjepa.train.pretrain import LaunchError, pretrain
 
     try:
         pretrain(cfg)
@@ -84,14 +84,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    from vjepa.probe.run import run_probe
+    from vjepa.eval.probe.run import run_probe
 
     run_probe(cfg)
     return EXIT_OK
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from vjepa.probe.features import extract
+    from vjepa.eval.probe.features import extract
 
     # Without a config, the clip geometry (frames, resolution) is the backbone's own.
     data_cfg = None
@@ -114,11 +114,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from vjepa.export import export
+    from vjepa.artifacts.export import export
 
     src = Path(args.src)  # a `vjepa world train` run (or checkpoint) has world.json
     if (src / "world.json").is_file() or (src.parent.parent / "world.json").is_file():
-        from vjepa.world.export import export_world_model
+        from vjepa.world.io import export_world_model
 
         print(f"exported the world model to {export_world_model(src, args.out)}")
         return EXIT_OK
@@ -137,7 +137,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from vjepa.export import import_official
+    from vjepa.artifacts.export import import_official
 
     out = import_official(
         args.file, args.out, num_heads=args.num_heads, pred_num_heads=args.pred_num_heads
@@ -148,7 +148,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_surprise(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    from vjepa.surprise import run_surprise
+    from vjepa.eval.surprise.run import run_surprise
 
     run_surprise(cfg)
     return EXIT_OK
@@ -157,7 +157,7 @@ def cmd_surprise(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.overrides[:1] == ["world"]:  # `vjepa demo world [--env ENV] [k=v ...]`
         return cmd_demo_world(args)
-    from vjepa.demo import run_demo
+    from vjepa.demo.pretrain import run_demo
 
     run_demo(
         Path(args.out), overrides=args.overrides, quick=args.quick, corpus=args.corpus,
@@ -175,7 +175,7 @@ def cmd_world_train(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_world(args: argparse.Namespace) -> int:
-    from vjepa.world.demo import run_world_demo
+    from vjepa.demo.world import run_world_demo
 
     out = Path(args.out) if args.out != "runs/demo" else Path("runs/demo_world")
     run_world_demo(out, env=args.env, overrides=args.overrides[1:], quick=args.quick)
@@ -219,7 +219,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    from vjepa.world.plan import run_plan
+    from vjepa.world.planning.mpc import run_plan
 
     report = run_plan(cfg)
     print(f"report written to {Path(cfg.run.dir) / 'report.json'} ({report['episodes']} episodes)")

@@ -2,7 +2,7 @@
 
 State-dict keys equal the official bare names (``patch_embed.proj``, ``blocks.{i}.*``,
 ``norm``, and ``pos_embed`` for sin-cos models), so an official checkpoint loads by a prefix
-strip and a strict load (see vjepa.official).
+strip and a strict load (see vjepa.artifacts.official).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from vjepa.config import ConfigError, ModelConfig
-from vjepa.masks import apply_masks
+from vjepa.jepa.masks import apply_masks
 from vjepa.models.layers import (
     LN_EPS,
     Block,

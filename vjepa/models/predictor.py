@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vjepa.masks import apply_masks
+from vjepa.jepa.masks import apply_masks
 from vjepa.models.encoder import PosEmbed, token_grid
 from vjepa.models.layers import (
     LN_EPS,

@@ -7,7 +7,7 @@
   predictor sees at most ``window - 1`` frames of context (what it was trained on; RoPE is
   relative in time, so a sliding window needs no re-indexing).
 - ``energy``: mean L1 between a predicted latent map and the goal image's latent map.
-- ``plan``: CEM / MPPI (vjepa.world.planners) over action sequences with that energy.
+- ``plan``: CEM / MPPI (vjepa.world.planning.planners) over action sequences with that energy.
 
 :func:`world_losses` is the training objective: teacher forcing over a window plus a rollout
 term over k autoregressive steps, both L1 against the layer-normed encoder latents.
@@ -138,7 +138,7 @@ def world_losses(
 class WorldModel(nn.Module):
     """Frozen encoder + trainable :class:`ACPredictor` (see the module docstring).
 
-    ``encoder``: a vjepa.export.FrozenEncoder (forward [B,3,T,H,W] normalised -> [B,N,D]).
+    ``encoder``: a vjepa.artifacts.sources.FrozenEncoder (forward [B,3,T,H,W] normalised -> [B,N,D]).
     """
 
     def __init__(
@@ -227,7 +227,7 @@ class WorldModel(nn.Module):
         encoder's latents without stop-gradient, as LeWM: SIGReg, not a stop-gradient or an
         EMA target, is what prevents collapse). ``actions`` [B, W-1, r*A] model actions in
         env units, ``states`` [B, W, S] or None. See :func:`world_losses`.
-        ``sigreg_weight`` > 0 adds SIGReg (vjepa.losses.sigreg_loss, LeJEPA / LeWM) on the
+        ``sigreg_weight`` > 0 adds SIGReg (vjepa.jepa.losses.sigreg_loss, LeJEPA / LeWM) on the
         latents of every frame of the batch, directions drawn from ``sigreg_generator``.
         """
         if z.dtype == torch.uint8:
@@ -239,7 +239,7 @@ class WorldModel(nn.Module):
             terms["rollout"] = ar.detach()
             loss = loss + rollout_weight * ar
         if sigreg_weight > 0:
-            from vjepa.losses import sigreg_loss
+            from vjepa.jepa.losses import sigreg_loss
 
             gen = sigreg_generator if sigreg_generator is not None else torch.Generator()
             sig = sigreg_loss(z.flatten(0, 1), gen)  # over B*W frames, per token position
@@ -423,7 +423,7 @@ class WorldModel(nn.Module):
         pass the rest of the plan, shifted, as ``init_mean`` to warm-start. ``init_std`` is in
         units of the action half-range.
         """
-        from vjepa.world import planners
+        from vjepa.world.planning import planners
 
         z = self.encode(torch.as_tensor(np.asarray(obs))[None])  # [1, 1, N, D]
         z_goal = self.encode(torch.as_tensor(np.asarray(goal_obs))[None])[:, 0]  # [1, N, D]
@@ -456,8 +456,8 @@ def random_encoder(
     name: str, *, patch_size: int, tubelet_size: int, img_size: int, seed: int
 ) -> nn.Module:
     """A seeded random-init frozen encoder (RoPE) of size ``name``, for baselines and tests."""
+    from vjepa.artifacts.sources import FrozenEncoder, arch_of
     from vjepa.config import ModelConfig
-    from vjepa.export import FrozenEncoder, arch_of
     from vjepa.models.encoder import build_encoder
 
     mcfg = ModelConfig(
@@ -550,7 +550,7 @@ class WorldModelSourceError(FileNotFoundError):
 
 def _world_files(path: Path) -> tuple[dict, Path]:
     """(description, folder holding encoder/predictor safetensors) of a world model source."""
-    from vjepa.checkpoint import is_complete, latest_checkpoint
+    from vjepa.train.checkpoint import is_complete, latest_checkpoint
 
     cfg_file = path / EXPORT_CONFIG
     if cfg_file.is_file():
@@ -576,8 +576,8 @@ def load_world_model(path: str | Path, *, device: str | torch.device = "cpu") ->
     or a checkpoint folder of one; strict loads (a wrong key is an error naming it)."""
     from safetensors.torch import load_file
 
-    from vjepa.export import FrozenEncoder, build_encoder_from_arch
-    from vjepa.official import load_state_strict
+    from vjepa.artifacts.official import load_state_strict
+    from vjepa.artifacts.sources import FrozenEncoder, build_encoder_from_arch
 
     path = Path(path)
     desc, folder = _world_files(path)
@@ -614,7 +614,7 @@ def load_world_model(path: str | Path, *, device: str | torch.device = "cpu") ->
 def random_init_like(model: WorldModel, *, seed: int = 0) -> WorldModel:
     """A world model of ``model``'s architecture and spec with every weight (encoder included)
     re-initialised from ``seed``: the ``random_model`` baseline of ``vjepa plan``."""
-    from vjepa.export import FrozenEncoder, build_encoder_from_arch
+    from vjepa.artifacts.sources import FrozenEncoder, build_encoder_from_arch
 
     gen = torch.Generator().manual_seed(seed)
     arch = model.encoder.config["architecture"]

@@ -1,6 +1,6 @@
 """``vjepa world train CONFIG [k=v ...]``: the action-conditioned predictor on the shared loop.
 
-World-model training is a :class:`vjepa.loop.Task`, so it has pretraining's Accelerate loop,
+World-model training is a :class:`vjepa.train.loop.Task`, so it has pretraining's Accelerate loop,
 atomic checkpoints, exact resume, metrics.jsonl, trackers, progress bar and loss.png. What is
 its own:
 
@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from vjepa.config import Config
-from vjepa.loop import StepOutput, Task, run_training
+from vjepa.train.loop import StepOutput, Task, run_training
 from vjepa.world.data import (
     Trajectory,
     WindowSampler,
@@ -65,7 +65,7 @@ def build_encoder(cfg: Config) -> nn.Module:
             img_size=cfg.world.frame_size,
             seed=cfg.run.seed,
         )
-    from vjepa.export import load_encoder
+    from vjepa.artifacts.sources import load_encoder
 
     return load_encoder(cfg.world.encoder)
 
@@ -177,7 +177,7 @@ def _forward(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -
 
 
 def world_task(cfg: Config, prep: _Prepared | None = None) -> Task:
-    """World-model training as a :class:`vjepa.loop.Task` (data read once, here)."""
+    """World-model training as a :class:`vjepa.train.loop.Task` (data read once, here)."""
     prep = prep if prep is not None else prepare(cfg)
     return Task(
         name="world",

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from vjepa.config import PlanConfig
-from vjepa.plots import _pyplot
+from vjepa.train.plots import _pyplot
 from vjepa.world.envs import action_bounds, reset_to
-from vjepa.world.plan import task_seed
+from vjepa.world.planning.mpc import task_seed
 
 GRID = 25
 
@@ -70,7 +70,7 @@ def plot_trajectories(env: gym.Env, pcfg: PlanConfig, results: dict, path: Path,
 
 def plot_energy_landscape(env: gym.Env, pcfg: PlanConfig, builder, path: Path, seed: int):
     """Energy over a grid of first actions at the first task's start (the rest of the plan fixed)."""
-    from vjepa.world.plan import _plan
+    from vjepa.world.planning.mpc import _plan
 
     plt = _pyplot()
     start, goal = env.unwrapped.sample_task(task_seed(pcfg, 0))

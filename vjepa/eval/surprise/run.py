@@ -124,7 +124,7 @@ def load_surprise_model(cfg: Config) -> SurpriseModel:
     our run / checkpoint / export folders (its saved predictor), or an official V-JEPA file."""
     source = cfg.surprise.model
     if source == "random":
-        from vjepa.jepa import build_jepa
+        from vjepa.jepa.model import build_jepa
 
         jepa = build_jepa(cfg)
         enc = jepa.target_encoder
@@ -138,7 +138,7 @@ def load_surprise_model(cfg: Config) -> SurpriseModel:
             tubelet_size=enc.tubelet_size,
             source="random",
         ).eval_()
-    from vjepa.export import source_kind
+    from vjepa.artifacts.sources import source_kind
 
     if source_kind(source) == "official":
         return _official(cfg, source).eval_()
@@ -156,13 +156,13 @@ def _geometry(encoder: nn.Module) -> dict[str, int]:
 
 def _ours(cfg: Config, source: str) -> SurpriseModel:
     """A run / checkpoint / export folder of ours: target encoder, its predictor, context."""
-    from vjepa.export import (
+    from vjepa.artifacts.official import load_state_strict
+    from vjepa.artifacts.sources import (
         ExportSourceError,
         build_encoder_from_arch,
         build_predictor_from_arch,
         read_source,
     )
-    from vjepa.official import load_state_strict
 
     heads = cfg.surprise.enc_heads
     loaded = read_source(source, which="target", num_heads=heads, with_extras=True)
@@ -190,7 +190,12 @@ def _ours(cfg: Config, source: str) -> SurpriseModel:
 def _official(cfg: Config, source: str) -> SurpriseModel:
     """An official V-JEPA / V-JEPA 2 file: head counts from surprise.enc_heads / pred_heads,
     else the official sizes' counts, else head dim 64."""
-    from vjepa.official import build_from_official, default_heads, load_state_strict, read_official
+    from vjepa.artifacts.official import (
+        build_from_official,
+        default_heads,
+        load_state_strict,
+        read_official,
+    )
 
     ckpt = read_official(source)
     if ckpt.predictor is None:
@@ -251,8 +256,8 @@ def window_surprise(
     model: SurpriseModel, clips: Tensor, context_frames: int, mask_index: int = 0
 ) -> Tensor:
     """Surprise of each window ``clips`` [W, 3, T, H, W] (ImageNet-normalised) -> [W]."""
-    from vjepa.losses import normalize_targets
-    from vjepa.masks import apply_masks
+    from vjepa.jepa.losses import normalize_targets
+    from vjepa.jepa.masks import apply_masks
     from vjepa.models.encoder import token_grid
 
     W, _, T, H, Wd = clips.shape

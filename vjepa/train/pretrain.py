@@ -1,10 +1,10 @@
 """V-JEPA pretraining: the JEPA model, the masked video batch stream and the forward.
 
 ``pretrain(cfg)`` runs (or resumes) a run in ``cfg.run.dir`` through the shared loop
-(vjepa.loop: Accelerate, the optimizer step with the collective finite check, schedules, EMA
+(vjepa.train.loop: Accelerate, the optimizer step with the collective finite check, schedules, EMA
 hook, atomic checkpoints, resume, metrics, trackers, tqdm, plots). What is pretraining's own:
 
-- the model: :func:`vjepa.jepa.build_jepa` (context encoder, predictor, EMA target encoder),
+- the model: :func:`vjepa.jepa.model.build_jepa` (context encoder, predictor, EMA target encoder),
   compiled in place when ``model.compile``; its EMA update is the loop's target hook;
 - data position: with exact epochs (``data.resampled=false``) each rank's loader restarts at the
   exact sample it stopped at; with ``data.resampled=true`` the stream is infinite and random, so
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from vjepa.config import Config
-from vjepa.loop import (
+from vjepa.train.loop import (
     Counters,
     LaunchError,
     StepOutput,
@@ -55,7 +55,7 @@ def token_grid(cfg: Config) -> tuple[int, int, int]:
 
 def build_model(cfg: Config) -> nn.Module:
     """The JEPA of ``cfg`` (seeded from run.seed), compiled in place when ``model.compile``."""
-    from vjepa.jepa import build_jepa
+    from vjepa.jepa.model import build_jepa
 
     model = build_jepa(cfg)
     if cfg.model.compile:
@@ -72,7 +72,7 @@ def make_batches(cfg: Config, rank: int, world_size: int, start: dict | None) ->
     mode the loader reseeds from its batch count instead (resampled by design).
     """
     from vjepa.data.pipeline import make_pretrain_loader
-    from vjepa.masks import MaskCollator
+    from vjepa.jepa.masks import MaskCollator
 
     loader = make_pretrain_loader(
         cfg.data,
@@ -120,7 +120,7 @@ def _clip_frames(video: torch.Tensor) -> np.ndarray:
 
 def _plot_masks(cfg: Config, batch: dict, run_dir: Path) -> None:
     """masks.png: clip 0 of the first batch with the context / target masks of each pair."""
-    from vjepa.plots import plot_masks
+    from vjepa.train.plots import plot_masks
 
     frames = _clip_frames(batch["video"][0].detach().cpu())  # [T, H, W, 3]
     pairs = [(c[0].cpu(), t[0].cpu()) for c, t in zip(batch["ctx_idx"], batch["tgt_idx"])]
@@ -128,7 +128,7 @@ def _plot_masks(cfg: Config, batch: dict, run_dir: Path) -> None:
 
 
 def pretrain_task(cfg: Config) -> Task:
-    """Pretraining as a :class:`vjepa.loop.Task` (bound to ``cfg`` for the data geometry)."""
+    """Pretraining as a :class:`vjepa.train.loop.Task` (bound to ``cfg`` for the data geometry)."""
     return Task(
         name="pretrain",
         build_model=build_model,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vjepa.metrics import read_metrics
+from vjepa.train.metrics import read_metrics
 
 
 def _pyplot():
@@ -57,7 +57,7 @@ def plot_loss(metrics_path: str | Path, out_path: str | Path) -> Path | None:
     return Path(out_path)
 
 
-# (key in metrics.jsonl, panel title): the collapse watch that vjepa.metrics.health_metrics logs
+# (key in metrics.jsonl, panel title): the collapse watch that vjepa.train.metrics.health_metrics logs
 HEALTH_PANELS = (
     ("target_clip_std", "across-clip std at fixed positions"),
     ("target_position_share", "variance share of position alone"),

@@ -3,7 +3,7 @@
 The attentive probe follows V-JEPA 2: ``depth - 1`` self-attention blocks over the patch
 tokens, then one cross-attention block in which ``num_queries`` learnable query tokens attend
 to every token (``depth == 1`` is exactly V-JEPA 1's pooler). Which tokens it sees is decided
-by the caller (:mod:`vjepa.probe.run` concatenates the tokens of all temporal clips of one
+by the caller (:mod:`vjepa.eval.probe.run` concatenates the tokens of all temporal clips of one
 spatial crop, as V-JEPA 2 does, and averages the class probabilities over spatial crops).
 
 Parameters are initialised from an explicit ``torch.Generator`` (:func:`init_head`) so that a

@@ -29,8 +29,8 @@ log = logging.getLogger("vjepa.world")
 
 
 def _configs() -> Path:
-    """configs/ of the checkout, or of the installed copy (see vjepa.demo.resource_root)."""
-    from vjepa.demo import resource_root
+    """configs/ of the checkout, or of the installed copy (see vjepa.demo.pretrain.resource_root)."""
+    from vjepa.demo.pretrain import resource_root
 
     return resource_root() / "configs"
 
@@ -101,9 +101,9 @@ def run_world_demo(
     steps: int = 0,
 ) -> dict:
     """Run the chain into ``out``; returns plan's report dict (also ``out/plan/report.json``)."""
-    from vjepa.train import pretrain
+    from vjepa.train.pretrain import pretrain
     from vjepa.world.collect import collect
-    from vjepa.world.plan import run_plan
+    from vjepa.world.planning.mpc import run_plan
     from vjepa.world.train import world_train
 
     env = env or DEFAULT_ENV

@@ -1,10 +1,10 @@
-"""The training loop shared by pretraining (vjepa.train) and world-model training (vjepa.world).
+"""The training loop shared by pretraining (vjepa.train.pretrain) and world-model training (vjepa.world).
 
 What a training supplies is a :class:`Task`; everything else lives here, once:
 
 - one Accelerator (DDP / FSDP / mixed precision from ``accelerate launch``; otherwise
   ``train.mixed_precision``), gradient accumulation with ``accelerator.accumulate``;
-- per step: lr / wd / ema schedules (vjepa.schedules, from ``cfg.optim`` and
+- per step: lr / wd / ema schedules (vjepa.train.schedules, from ``cfg.optim`` and
   ``train.max_steps``), forward under autocast, backward, ONE collective finite check of the
   loss and the global gradient norm (every rank takes the same decision, so a skipped step
   never desynchronises DDP; it is the only host sync of a step), clipping, AdamW, then
@@ -12,7 +12,7 @@ What a training supplies is a :class:`Task`; everything else lives here, once:
 - a non-finite step is skipped and counted; ``train.max_bad_steps`` in a row stop the run with
   :class:`TrainingDivergedError`, leaving the last good checkpoint as it is;
 - atomic checkpoints every ``train.checkpoint_every`` steps and at the end
-  (vjepa.checkpoint.save_training_state: one safetensors file per top-level child module of
+  (vjepa.train.checkpoint.save_training_state: one safetensors file per top-level child module of
   the model); re-running the same command resumes from the latest complete one: weights,
   optimizer, step, counters, RNG and the data position of every rank;
 - ``metrics.jsonl`` (a row every ``run.log_every`` steps; per-step numbers stay on the device
@@ -20,7 +20,7 @@ What a training supplies is a :class:`Task`; everything else lives here, once:
 
 How to plug in a second training (the world model does exactly this)::
 
-    from vjepa.loop import StepOutput, Task, run_training
+    from vjepa.train.loop import StepOutput, Task, run_training
 
     def build(cfg: Config) -> nn.Module:          # seeded from cfg.run.seed; every weight
         return MyModel(...)                      # inside a top-level child (one file each)
@@ -40,7 +40,7 @@ How to plug in a second training (the world model does exactly this)::
   max_bad_steps, threads, fsdp, debug_dump) and ``cfg.data.num_workers`` (for ``train.threads:
   auto``). To train with other values, pass a copy made with
   ``dataclasses.replace`` (e.g. ``replace(cfg, train=cfg.world.train, run=...)``).
-- The optimizer is :func:`vjepa.optim.build_optimizer` over the trainable parameters; frozen
+- The optimizer is :func:`vjepa.train.optim.build_optimizer` over the trainable parameters; frozen
   parts (``requires_grad=False``: an EMA target, a frozen encoder) are saved but not trained.
 - ``forward`` returns the scalar loss, detached scalar ``terms`` for logging (tensors: do not
   call ``.item()``, that would sync the host every step) and optionally ``features``
@@ -49,7 +49,7 @@ How to plug in a second training (the world model does exactly this)::
   only at health steps).
 - ``update_target(model, momentum)``: called after every good optimizer step with the EMA
   momentum of that step, on the unwrapped model (under FSDP the parameters are sharded
-  DTensors: use ``torch._foreach_*`` on ``parameters()`` as :meth:`vjepa.jepa.JEPA.update_target`
+  DTensors: use ``torch._foreach_*`` on ``parameters()`` as :meth:`vjepa.jepa.model.JEPA.update_target`
   does). Leave it None when the model has no target.
 - Data position: a batch may carry ``data_state`` (``{"worker", "batch", "epoch", "consumed",
   "num_workers"}``, as vjepa.data.pipeline writes) and ``data_errors`` (reason -> count, this
@@ -82,11 +82,11 @@ from accelerate.utils import DistributedType, ProjectConfiguration, gather_objec
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from vjepa.checkpoint import latest_checkpoint, restore_training_state, save_training_state
 from vjepa.config import Config, save_config, to_dict
-from vjepa.metrics import MetricsLog, Throughput
-from vjepa.optim import build_optimizer, set_schedules
-from vjepa.schedules import ema_at, lr_at, wd_at
+from vjepa.train.checkpoint import latest_checkpoint, restore_training_state, save_training_state
+from vjepa.train.metrics import MetricsLog, Throughput
+from vjepa.train.optim import build_optimizer, set_schedules
+from vjepa.train.schedules import ema_at, lr_at, wd_at
 
 
 class LaunchError(ValueError):
@@ -491,8 +491,8 @@ def _log_row(run: _Run, features: Tensor | None) -> dict[str, Any]:
 
 
 def _health(features: Tensor) -> dict[str, float]:
-    """Collapse watch on the task's features [B, N, D]: see ``vjepa.metrics.health_metrics``."""
-    from vjepa.metrics import health_metrics
+    """Collapse watch on the task's features [B, N, D]: see ``vjepa.train.metrics.health_metrics``."""
+    from vjepa.train.metrics import health_metrics
 
     return {f"target_{k}": v for k, v in health_metrics(features).items()}
 
@@ -575,7 +575,7 @@ def _after_step(run: _Run, result: StepResult, step: int) -> None:
 
 def _finish(run: _Run) -> None:
     """loss.png and health.png (main process) and the per-rank debug dump."""
-    from vjepa.plots import plot_health, plot_loss
+    from vjepa.train.plots import plot_health, plot_loss
 
     acc = run.accelerator
     if acc.is_main_process:

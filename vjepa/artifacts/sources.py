@@ -1,6 +1,6 @@
 """Read any supported source and rebuild its module strictly: the loading half of export.
 
-Sources: an export folder (see :mod:`vjepa.export`), a run folder or checkpoint folder of ours,
+Sources: an export folder (see :mod:`vjepa.artifacts`), a run folder or checkpoint folder of ours,
 or an official V-JEPA / V-JEPA 2 ``.pt`` file. :func:`read_source` reads weights, architecture
 and provenance without building anything; :func:`load_encoder` builds the encoder, loads
 strictly (a missing, unexpected or mis-shaped key is a :class:`WeightsMismatchError` naming it)
@@ -23,9 +23,9 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from vjepa.artifacts.official import WeightsMismatchError, load_state_strict
 from vjepa.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from vjepa.errors import UsageError
-from vjepa.official import WeightsMismatchError, load_state_strict
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -120,7 +120,7 @@ def read_source(
     ``which=None``: the module an export folder holds, else the target encoder.
     ``num_heads`` / ``pred_num_heads``: attention heads of the encoders / the predictor. Needed
     only for official files of a non-official width; when not given, the official count, else
-    a head-dim-64 guess said in one line (:func:`vjepa.official.resolve_heads`). For our own
+    a head-dim-64 guess said in one line (:func:`vjepa.artifacts.official.resolve_heads`). For our own
     runs and exports they override the stored counts.
     ``num_frames`` / ``img_size`` set the clip geometry recorded for a RoPE model (sin-cos
     models keep their stored table's; both accept other clip sizes at run time).
@@ -171,7 +171,7 @@ def _geometry(num_frames: int | None, img_size: int | None) -> dict[str, int]:
 
 
 def _latest(run_dir: Path) -> Path:
-    from vjepa.checkpoint import latest_checkpoint
+    from vjepa.train.checkpoint import latest_checkpoint
 
     found = latest_checkpoint(run_dir)
     if found is None:
@@ -349,7 +349,7 @@ def _read_official(
 
     ``heads``: (encoder, predictor) head counts or None (see :func:`read_source`).
     """
-    from vjepa.official import build_from_official, read_official
+    from vjepa.artifacts.official import build_from_official, read_official
 
     ckpt = read_official(path)
     if not with_extras and which != "predictor":

@@ -1,6 +1,6 @@
 """Write an export folder (safetensors + config.json + model card) and its extra formats.
 
-:func:`export` writes one module of any source :mod:`vjepa.export.load` reads;
+:func:`export` writes one module of any source :mod:`vjepa.artifacts.sources` reads;
 :func:`import_official` converts an official file with its context encoder and predictor.
 Extra formats (TorchScript, ONNX, a Hugging Face folder) are each checked against our module
 and their measured max |difference| goes into formats.json.
@@ -19,9 +19,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from vjepa.errors import UsageError
-from vjepa.export.card import model_card
-from vjepa.export.load import (
+from vjepa.artifacts.card import model_card
+from vjepa.artifacts.official import load_state_strict
+from vjepa.artifacts.sources import (
     CARD_FILE,
     CONFIG_FILE,
     CONTEXT_FILE,
@@ -43,7 +43,7 @@ from vjepa.export.load import (
     read_source,
     source_kind,
 )
-from vjepa.official import load_state_strict
+from vjepa.errors import UsageError
 
 EXTRA_FORMATS = ("torchscript", "onnx", "hf")
 
@@ -269,7 +269,7 @@ def onnx_max_abs_diff(path: Path, x: torch.Tensor, expected: torch.Tensor) -> fl
 def _write_hf(
     frozen: FrozenEncoder, loaded: Loaded, config: dict[str, Any], out: Path, x: torch.Tensor
 ) -> dict[str, Any]:
-    from vjepa.hf import hf_max_abs_diff, write_hf
+    from vjepa.artifacts.hf import hf_max_abs_diff, write_hf
 
     predictor = loaded.extras.get("predictor")
     hf_dir = write_hf(out / HF_DIR, loaded.state, config, predictor_state=predictor)

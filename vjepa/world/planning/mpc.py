@@ -3,7 +3,7 @@
 For each of ``plan.episodes`` tasks of the ``plan.tasks`` split (:func:`task_seed`: dev tasks
 for choosing settings, val tasks for reporting, disjoint seeds) of the env, the agent
 starts in the start state and sees the goal only as an image (the render at the goal state).
-Every ``plan.execute`` steps it replans: CEM or MPPI (:mod:`vjepa.world.planners`) minimise
+Every ``plan.execute`` steps it replans: CEM or MPPI (:mod:`vjepa.world.planning.planners`) minimise
 an energy over action sequences of ``plan.horizon`` steps, and the first ``execute`` actions
 run in the env. An episode succeeds when ``goal_distance <= success_distance`` at its end (it
 ends early when the goal is reached, with ``plan.stop_at_goal``).
@@ -45,7 +45,7 @@ from vjepa.config import Config, PlanConfig, save_config
 from vjepa.data.pipeline import seed_for
 from vjepa.errors import UsageError
 from vjepa.world.envs import action_bounds, check_protocol, make_env, render_frame, reset_to
-from vjepa.world.planners import Cost, cem, mppi
+from vjepa.world.planning.planners import Cost, cem, mppi
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +367,7 @@ def run_plan(cfg: Config) -> dict[str, Any]:
             for e in eps:
                 f.write(json.dumps(asdict(e)) + "\n")
     if pcfg.plots:
-        from vjepa.world import plan_plots
+        from vjepa.world.planning import plots as plan_plots
 
         plan_plots.write_all(out, env, pcfg, results, frames, main_builder)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

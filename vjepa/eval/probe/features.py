@@ -216,7 +216,7 @@ def load_backbone(
     ``num_heads``: the heads of an official-format backbone of a non-official width
     (``probe.backbone_heads``; default: a head-dim-64 guess, said in one line).
     """
-    from vjepa.export import load_encoder
+    from vjepa.artifacts.sources import load_encoder
 
     if backbone != "random":
         which_encoder = None if which == "target" else which
@@ -237,8 +237,8 @@ def random_backbone(
     device: str | torch.device = "cpu",
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A random-init encoder of size ``random_model``, wrapped like a loaded one (the floor)."""
+    from vjepa.artifacts.sources import FrozenEncoder
     from vjepa.data.augment import IMAGENET_MEAN, IMAGENET_STD
-    from vjepa.export import FrozenEncoder
     from vjepa.models.encoder import SIZES, build_encoder
 
     if random_model not in SIZES:

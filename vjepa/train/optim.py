@@ -2,7 +2,7 @@
 
 Weight decay only on matrices: biases, norm scales, every other 1-D parameter, mask tokens and
 position embeddings are excluded (decaying them towards zero hurts and does not regularise).
-The schedules (vjepa.schedules) are applied by :func:`set_schedules` before every optimizer
+The schedules (vjepa.train.schedules) are applied by :func:`set_schedules` before every optimizer
 step, so there are no scheduler objects to checkpoint.
 """
 

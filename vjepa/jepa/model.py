@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from vjepa.config import Config
-from vjepa.losses import (
+from vjepa.jepa.losses import (
     batch_covariance_loss,
     batch_variance_loss,
     covariance_loss,
@@ -28,7 +28,7 @@ from vjepa.losses import (
     sigreg_loss,
     variance_loss,
 )
-from vjepa.masks import apply_masks
+from vjepa.jepa.masks import apply_masks
 from vjepa.models.encoder import VisionTransformer, build_encoder
 from vjepa.models.predictor import Predictor
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vjepa.export.load import CONFIG_FILE, WEIGHTS_FILE
+from vjepa.artifacts.sources import CONFIG_FILE, WEIGHTS_FILE
 
 
 def model_card(

@@ -30,7 +30,7 @@ from torch import nn
 
 from vjepa.config import Config, ConfigError, DataConfig, save_config, to_dict
 from vjepa.errors import UsageError
-from vjepa.probe.features import (
+from vjepa.eval.probe.features import (
     extract_features,
     load_backbone,
     load_features,
@@ -41,8 +41,8 @@ from vjepa.probe.features import (
     view_loader,
     write_features,
 )
-from vjepa.probe.heads import AttentiveClassifier, LinearProbe, init_head, knn_predict
-from vjepa.probe.report import (
+from vjepa.eval.probe.heads import AttentiveClassifier, LinearProbe, init_head, knn_predict
+from vjepa.eval.probe.report import (
     classification_metrics,
     format_table,
     prediction_records,
@@ -226,7 +226,7 @@ def collect_features(
     """Frozen features of every sample of ``shards`` (once), from ``cache_dir`` when it matches.
 
     With ``cache_dir`` the features are streamed to disk chunk by chunk (see
-    :mod:`vjepa.probe.features`) and reused by a later run with the same backbone and views.
+    :mod:`vjepa.eval.probe.features`) and reused by a later run with the same backbone and views.
     """
     meta = {
         "backbone": identity,

@@ -28,7 +28,7 @@ encoder without torch.load at all.
 We use our own format rather than ``accelerator.save_state`` because the latter pickles
 arbitrary objects, is not atomic and writes opaque ``model_0.safetensors`` names.
 
-A training run (vjepa.loop, shared by pretraining and world-model training) saves and restores
+A training run (vjepa.train.loop, shared by pretraining and world-model training) saves and restores
 through :func:`save_training_state` / :func:`restore_training_state`: the model is split into
 one safetensors file per top-level child module (``encoder``, ``predictor``,
 ``target_encoder`` for pretraining; whatever children a world model has), gathered in full on

@@ -35,7 +35,7 @@ def resource_root() -> Path:
     """The folder holding ``configs/`` and ``data/``: the source checkout when vjepa runs from
     one (editable install, PYTHONPATH), else the copy a wheel installs in <prefix>/share/vjepa.
     """
-    checkout = Path(__file__).resolve().parents[1]
+    checkout = Path(__file__).resolve().parents[2]
     if (checkout / _MARKER).is_file():
         return checkout
     try:  # the installed file list knows the prefix, whatever the scheme (venv, --user, ...)
@@ -134,7 +134,7 @@ def surprise_check(out: Path, run_dir: Path, cfg: Config, quick: bool = False) -
     import dataclasses
 
     from vjepa.data.surprise_pairs import write_pairs
-    from vjepa.surprise import surprise_vs_random
+    from vjepa.eval.surprise.run import surprise_vs_random
 
     pairs = write_pairs(out / "surprise_pairs", num_pairs=4 if quick else 100, seed=0)
     scfg = load_config(
@@ -162,9 +162,9 @@ def run_demo(
 
     ``eval_split="dev"`` evaluates on the dev split instead (for choosing settings).
     """
-    from vjepa.probe.report import compare_reports, format_comparison
-    from vjepa.probe.run import run_probe
-    from vjepa.train import pretrain
+    from vjepa.eval.probe.report import compare_reports, format_comparison
+    from vjepa.eval.probe.run import run_probe
+    from vjepa.train.pretrain import pretrain
 
     out = Path(out)
     shards, names = write_demo_corpus(out, corpus, quick)

@@ -1,0 +1,1 @@
+"""The demos: ``vjepa demo`` (pretrain + probes + surprise) and ``vjepa demo world``."""

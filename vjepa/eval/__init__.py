@@ -1,0 +1,2 @@
+"""Evaluation of a frozen backbone: probes (attentive, linear, kNN) and the
+violation-of-expectation (surprise) test."""

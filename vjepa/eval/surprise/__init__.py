@@ -1,0 +1,1 @@
+"""Violation of expectation: score possible / impossible video pairs by the predictor's surprise."""

@@ -1,0 +1,2 @@
+"""Planning in a world model's latent space: planners (CEM / MPPI), model-predictive control
+over episodes, reports and plots."""
