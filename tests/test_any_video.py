@@ -15,7 +15,7 @@ from videos import make_frames
 
 from vjepa.cli import main
 from vjepa.config import DataConfig
-from vjepa.data.decode import encode_frames
+from vjepa.data.encode import encode_frames
 from vjepa.data.formats import read_folder, sniff_video
 from vjepa.data.pipeline import make_eval_loader
 from vjepa.data.writer import read_manifest

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from videos import make_frames, make_mp4
 
-from vjepa.data.decode import DecodeError, open_video, probe, transcode
+from vjepa.data.decode import DecodeError, open_video, probe
 
 
 @pytest.fixture(scope="module")
@@ -55,20 +55,6 @@ def test_bad_bytes_raise_decode_error_with_a_reason(mp4: bytes, backend: str) ->
 def test_out_of_range_indices_are_rejected(mp4: bytes) -> None:
     with open_video(mp4) as reader, pytest.raises(ValueError, match="outside"):
         reader.get_frames([0, 80])
-
-
-def test_probe_and_transcode() -> None:
-    src = make_mp4(num_frames=30, size=(160, 120), fps=30)
-    meta = probe(src)
-    assert meta == {"fps": 30.0, "num_frames": 30, "width": 160, "height": 120, "duration": 1.0}
-    with pytest.raises(DecodeError) as info:
-        probe(src[:-200])
-    assert info.value.reason == "truncated"
-    small = probe(transcode(src, short_side=64, fps=10))
-    assert (small["width"], small["height"]) == (84, 64)  # 160 * 64 / 120 = 85.3 -> even
-    assert small["fps"] == 10.0 and small["num_frames"] == 10
-    same = probe(transcode(src, short_side=480))  # never upscales
-    assert (same["width"], same["height"], same["num_frames"]) == (160, 120, 30)
 
 
 @pytest.mark.parametrize("width", [48, 72])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from vjepa.config import DataConfig
-from vjepa.data.decode import encode_frames
+from vjepa.data.encode import encode_frames
 from vjepa.data.formats import VideoItem
 from vjepa.data.writer import write_shards
 from vjepa.eval.probe.features import train_view_loader, view_loader

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from vjepa.cli import main
 from vjepa.config import load_config
-from vjepa.data.decode import encode_frames
+from vjepa.data.encode import encode_frames
 from vjepa.eval.surprise.run import (
     SurpriseModel,
     compare_surprise,

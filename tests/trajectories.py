@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vjepa.data.decode import encode_frames
+from vjepa.data.encode import encode_frames
 
 STEP = 0.08
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vjepa.data import decode
+from vjepa.data import encode
 
 # Container format and codec for a file suffix; webm needs VP8/VP9, avi is classic MPEG-4 part 2.
 _CONTAINERS: dict[str, tuple[str, str]] = {
@@ -60,7 +60,7 @@ def encode_frames(
     """Encode uint8 ``[T, H, W, 3]`` RGB frames (yuv420p) into a container held in memory."""
     options = {"crf": "18", "preset": "veryfast", "threads": "1"} if codec == "libx264" else None
     # bitexact: no creation time or random segment UID in mov / matroska headers.
-    return decode.encode_frames(
+    return encode.encode_frames(
         frames,
         fps=fps,
         fmt=fmt,

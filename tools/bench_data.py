@@ -41,8 +41,10 @@ import webdataset as wds
 from webdataset.tariterators import tarfile_samples
 
 from vjepa.config import DataConfig
+from vjepa.data.backends import AUTO_ORDER, available_backends
 from vjepa.data.clips import clip_indices
-from vjepa.data.decode import AUTO_ORDER, available_backends, open_video, transcode
+from vjepa.data.decode import open_video
+from vjepa.data.encode import transcode
 from vjepa.data.pipeline import (
     _AUG,
     _SHARDS,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vjepa.data.decode import encode_frames
+from vjepa.data.encode import encode_frames
 
 CLASSES: tuple[str, ...] = ("down", "expand", "left", "right", "shrink", "up")
 """Class names; the label of a class is its index in ``sorted(CLASSES)`` (already sorted)."""

@@ -1,4 +1,5 @@
-"""Video bytes -> uint8 frames. The ONLY module that imports decord, torchcodec or PyAV.
+"""Video bytes -> uint8 frames: the readers and their fallback. With vjepa.data.encode, the only
+module that imports decord, torchcodec or PyAV (encode.py: PyAV only, to write and sniff).
 
 Three backends give the same frames (within codec rounding) for the same indices:
 
@@ -10,9 +11,9 @@ Three backends give the same frames (within codec rounding) for the same indices
   one ``get_batch`` call (seeks to the nearest key frame and decodes forward). The slowest
   of the three per clip on the benchmark shards, so ``auto`` uses it only as a last resort.
 
-``data.decoder: auto`` (the default) uses the installed backends in :data:`AUTO_ORDER`
-(fastest first, measured with ``tools/bench_data.py``: docs/benchmarks.md, "Decoders") and
-falls back per sample: a video that the first backend cannot open or decode is retried with
+``data.decoder: auto`` (the default) uses the installed backends in
+vjepa.data.backends.AUTO_ORDER (fastest first, measured with ``tools/bench_data.py``:
+docs/benchmarks.md, "Decoders") and falls back per sample: a video that the first backend cannot open or decode is retried with
 the next one. The reader's ``fallbacks`` lists what happened (``"<backend>_<reason>"``); the
 loader counts them (a fallback that then succeeds is a fallback, not a data error). A backend
 module is imported only when it is used: nothing imports decord unless it decodes.
@@ -21,44 +22,23 @@ Every failure is a :class:`DecodeError` with a short machine-readable ``reason``
 error handler counts (``empty``, ``not_video``, ``truncated``, ``no_frames``, ``decode_error``,
 ``unsupported``: a container the backend is known to mis-decode, e.g. MPEG-TS for decord).
 
-``sniff_video`` (does a file hold a video stream: the container header only), ``probe`` (metadata + a check that the last frame decodes) and ``transcode`` (re-encode to a
-short side / frame rate) serve the shard writer.
+``probe`` (metadata + a check that the last frame decodes) serves the shard writer; encoding,
+re-encoding and sniffing live in vjepa.data.encode.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
-from pathlib import Path
 from types import TracebackType
-from typing import Literal
 
 import numpy as np
 
-from vjepa.config import ConfigError
-
-Backend = Literal["auto", "decord", "torchcodec", "pyav"]
-BACKENDS: tuple[str, ...] = ("decord", "torchcodec", "pyav")
-AUTO_ORDER: tuple[str, ...] = ("torchcodec", "pyav", "decord")
-"""The backend ``auto`` decodes with: the first usable one here, fastest first (measured:
-docs/benchmarks.md, "Decoders")."""
-FALLBACK_ORDER: tuple[str, ...] = ("pyav", "torchcodec", "decord")
-"""Where ``auto`` retries a sample its first backend failed on, most exact first: PyAV decodes
-forward from a key frame and maps timestamps to indices; decord returns misplaced frames from
-MPEG-TS without raising (tests/test_decoders.py), so it comes last."""
-
-_INSTALL_HINT = {
-    "decord": "pip install decord (wheels: x86_64 Linux, Windows, Intel macOS)",
-    "torchcodec": "pip install 'vjepa[torchcodec]' and the FFmpeg libraries "
-    "(Debian/Ubuntu: apt-get install ffmpeg)",
-    "pyav": "pip install av",
-}
-_MODULE = {"decord": "decord", "torchcodec": "torchcodec", "pyav": "av"}
+from vjepa.data.backends import Backend, backend_chain
 
 # Leading bytes of the containers we expect in shards: a file that starts like a video but
 # fails to open was cut short ("truncated"); anything else is "not_video".
@@ -78,8 +58,6 @@ _PYAV_SEEK_MIN_FRAMES = 32
 _ROW_PADDING_BUG = "DECORDArrayCopyFromTo"
 
 _quieted: set[str] = set()  # backends whose FFmpeg log level is already set
-_usable: dict[str, str | None] = {}  # backend -> None (usable) or why not, per process
-_announced: set[str] = set()  # data.decoder values already reported in this process
 _devnull_fd: tuple[int, int] | None = None  # (pid, fd) of /dev/null opened for writing
 
 
@@ -92,97 +70,11 @@ class DecodeError(Exception):
 
 
 # ----------------------------------------------------------------------------------------
-# Which backends exist here
-# ----------------------------------------------------------------------------------------
-
-
-def _why_unusable(name: str) -> str | None:
-    """None if backend ``name`` can decode in this process, else why not (cached).
-
-    decord and PyAV are checked without importing them; torchcodec is installed but unusable
-    when the FFmpeg shared libraries are missing, so it is imported once in a child process.
-    """
-    if name not in _usable:
-        try:
-            spec = importlib.util.find_spec(_MODULE[name])
-        except (ImportError, ValueError):  # an import hook that hides the module
-            spec = None
-        if spec is None:
-            _usable[name] = f"{_MODULE[name]} is not installed ({_INSTALL_HINT[name]})"
-        elif name == "torchcodec":
-            _usable[name] = _torchcodec_problem()
-        else:
-            _usable[name] = None
-    return _usable[name]
-
-
-def _torchcodec_problem() -> str | None:
-    """Why torchcodec cannot load FFmpeg, or None; checked in a child process.
-
-    Not in this one: torchcodec loads the system's FFmpeg libraries, and once they are in a
-    process PyAV's bundled libvpx encoder fails there ("ABI version mismatch"). So torchcodec
-    enters a process only when it decodes (in practice, the loader workers).
-    """
-    import subprocess
-
-    code = "from torchcodec.decoders import VideoDecoder"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if done.returncode == 0:
-        return None
-    lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
-    last = lines[-1][:200] if lines else f"exit code {done.returncode}"
-    return f"torchcodec cannot load FFmpeg ({_INSTALL_HINT['torchcodec']}): {last}"
-
-
-def available_backends() -> tuple[str, ...]:
-    """The backends that can decode in this process, fastest first (``auto`` uses the first)."""
-    return tuple(b for b in AUTO_ORDER if _why_unusable(b) is None)
-
-
-def _auto_chain() -> tuple[str, ...]:
-    usable = available_backends()
-    if not usable:
-        return ()
-    return (usable[0], *(b for b in FALLBACK_ORDER if b in usable[1:]))
-
-
-def backend_chain(backend: str = "auto", *, announce: bool = True) -> tuple[str, ...]:
-    """The backends :func:`open_video` tries for ``data.decoder=backend``, in order.
-
-    ``auto``: the fastest usable backend, then the other usable ones in
-    :data:`FALLBACK_ORDER`; a named backend: only that one. Raises
-    :class:`ConfigError` (naming ``data.decoder``) for an unknown or unusable backend. The
-    first call per value says on stderr which backend is in use (once per process; loader
-    workers forked after it stay quiet).
-    """
-    if backend == "auto":
-        chain = _auto_chain()
-        if not chain:
-            raise ConfigError("data.decoder=auto: no video decoder is usable: " + _why_all())
-    elif backend in BACKENDS:
-        why = _why_unusable(backend)
-        if why is not None:
-            raise ConfigError(f"data.decoder={backend}: {why}")
-        chain = (backend,)
-    else:
-        raise ConfigError(f"data.decoder={backend!r} is not one of auto, {', '.join(BACKENDS)}")
-    if announce and backend not in _announced:
-        _announced.add(backend)
-        rest = f", falling back per sample to {', '.join(chain[1:])}" if len(chain) > 1 else ""
-        print(f"vjepa: video decoder {chain[0]} (data.decoder={backend}{rest})", file=sys.stderr)
-    return chain
-
-
-def _why_all() -> str:
-    return "; ".join(f"{b}: {_why_unusable(b)}" for b in AUTO_ORDER)
-
-
-# ----------------------------------------------------------------------------------------
 # Quiet FFmpeg
 # ----------------------------------------------------------------------------------------
 
 
-def _quiet_pyav() -> None:
+def quiet_pyav() -> None:
     """Keep FFmpeg's per-file chatter out of PyAV once per process (bad samples are counted).
 
     Level ``None`` (PyAV's default) installs no log callback at all. Any level, even PANIC,
@@ -307,10 +199,10 @@ class _DecordReader(VideoReader):
         self._vr = None
         if _is_mpegts(data):
             # decord 0.6 seeks MPEG-TS by byte position: it returns the wrong frames for
-            # nearly every index, without an error (tests/test_decoders.py shows it).
+            # nearly every index, without an error (tests/test_decoder_backends.py shows it).
             raise DecodeError("unsupported", "decord misplaces frames in MPEG-TS (use pyav)")
         self._data = data
-        self._pyav: _PyAVReader | None = None  # see get_frames: decord's row-padding bug
+        self._pyav: PyAVReader | None = None  # see get_frames: decord's row-padding bug
         self._shape: tuple[int, int] | None = None
         self.fallbacks = []
         try:
@@ -354,7 +246,7 @@ class _DecordReader(VideoReader):
             # decord 0.6 cannot copy out frames whose width it pads (e.g. 16, 24, 48, 72 px
             # wide): the video is fine, so decode it with PyAV instead of dropping it.
             self.fallbacks.append("decord_row_padding")
-            self._pyav = _PyAVReader(self._data)
+            self._pyav = PyAVReader(self._data)
             return self._pyav.get_frames(idx)
         if len(uniq) == len(idx) and (uniq == idx).all():
             return frames
@@ -410,47 +302,49 @@ class _TorchcodecReader(VideoReader):
         self._dec = None  # the C++ decoder frees its FFmpeg contexts with the last reference
 
 
-class _PyAVReader(VideoReader):
+class PyAVReader(VideoReader):
+    """The PyAV reader; its open ``container`` and video ``stream`` also serve the transcoder."""
+
     backend = "pyav"
 
     def __init__(self, data: bytes) -> None:
         import av
 
-        _quiet_pyav()
+        quiet_pyav()
         self.fallbacks = []
         try:
-            self._container = av.open(io.BytesIO(data), mode="r")
+            self.container = av.open(io.BytesIO(data), mode="r")
         except Exception as err:  # av.error.* subclasses; anything else is also unreadable
             raise _open_failure(data, err) from None
-        if not self._container.streams.video:
+        if not self.container.streams.video:
             self.close()
             raise DecodeError("not_video", "no video stream in the container")
-        self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
-        rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(0)
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        rate = self.stream.average_rate or self.stream.guessed_rate or Fraction(0)
         self.fps = float(rate)
         try:
-            self.num_frames = int(self._stream.frames) or self._count_frames()
+            self.num_frames = int(self.stream.frames) or self._count_frames()
         except Exception as err:  # e.g. a raw elementary stream that cannot seek back
             self.close()
             raise DecodeError("decode_error", f"counting frames: {err}") from None
         if self.num_frames == 0:
             self.close()
             raise DecodeError("no_frames", "the video stream has no frames")
-        self.width = int(self._stream.codec_context.width)
-        self.height = int(self._stream.codec_context.height)
+        self.width = int(self.stream.codec_context.width)
+        self.height = int(self.stream.codec_context.height)
 
     def _count_frames(self) -> int:
         """Containers without a frame count in the header: count the demuxed packets."""
-        count = sum(1 for p in self._container.demux(self._stream) if p.size > 0)
-        self._container.seek(0)
+        count = sum(1 for p in self.container.demux(self.stream) if p.size > 0)
+        self.container.seek(0)
         return count
 
     def _frame_index(self, pts: int | None, fallback: int) -> int:
         if pts is None or not self.fps:
             return fallback
-        start = self._stream.start_time or 0
-        return int(round(float((pts - start) * self._stream.time_base) * self.fps))
+        start = self.stream.start_time or 0
+        return int(round(float((pts - start) * self.stream.time_base) * self.fps))
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
         idx = self._check(indices)
@@ -460,13 +354,13 @@ class _PyAVReader(VideoReader):
         seeked = first >= _PYAV_SEEK_MIN_FRAMES and self.fps > 0
         try:
             if seeked:
-                target = int(first / self.fps / self._stream.time_base) + (
-                    self._stream.start_time or 0
+                target = int(first / self.fps / self.stream.time_base) + (
+                    self.stream.start_time or 0
                 )
-                self._container.seek(target, backward=True, any_frame=False, stream=self._stream)
+                self.container.seek(target, backward=True, any_frame=False, stream=self.stream)
             else:
-                self._container.seek(0)
-            for n, frame in enumerate(self._container.decode(self._stream)):
+                self.container.seek(0)
+            for n, frame in enumerate(self.container.decode(self.stream)):
                 i = self._frame_index(frame.pts, n) if seeked else n
                 if i in wanted:
                     got[i] = frame.to_ndarray(format="rgb24")
@@ -480,7 +374,7 @@ class _PyAVReader(VideoReader):
         return np.stack([got[i] for i in idx.tolist()])  # [T, H, W, 3]
 
     def close(self) -> None:
-        self._container.close()
+        self.container.close()
 
 
 def _open_one(backend: str, data: bytes) -> VideoReader:
@@ -488,7 +382,12 @@ def _open_one(backend: str, data: bytes) -> VideoReader:
         return _DecordReader(data)
     if backend == "torchcodec":
         return _TorchcodecReader(data)
-    return _PyAVReader(data)
+    return PyAVReader(data)
+
+
+def _current(name: str) -> property:
+    """A read-only attribute of a :class:`_FallbackReader` taken from its current reader."""
+    return property(lambda self: getattr(self._reader, name))
 
 
 class _FallbackReader(VideoReader):
@@ -513,29 +412,16 @@ class _FallbackReader(VideoReader):
         assert err is not None
         raise err  # every backend failed: the last one's reason is the one counted
 
-    @property
-    def backend(self) -> str:  # type: ignore[override]
-        return self._reader.backend
+    # The metadata of the reader that decodes now.
+    backend = _current("backend")  # type: ignore[assignment]
+    num_frames = _current("num_frames")  # type: ignore[assignment]
+    fps = _current("fps")  # type: ignore[assignment]
+    width = _current("width")  # type: ignore[assignment]
+    height = _current("height")  # type: ignore[assignment]
 
     @property
     def fallbacks(self) -> list[str]:  # type: ignore[override]
         return self._failed + self._reader.fallbacks
-
-    @property
-    def num_frames(self) -> int:  # type: ignore[override]
-        return self._reader.num_frames
-
-    @property
-    def fps(self) -> float:  # type: ignore[override]
-        return self._reader.fps
-
-    @property
-    def width(self) -> int:  # type: ignore[override]
-        return self._reader.width
-
-    @property
-    def height(self) -> int:  # type: ignore[override]
-        return self._reader.height
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
         idx = self._check(indices)
@@ -589,133 +475,3 @@ def probe(data: bytes, backend: Backend = "auto") -> dict:
             "height": reader.height,
             "duration": reader.num_frames / fps if fps > 0 else 0.0,
         }
-
-
-_STILL_IMAGE_DEMUXERS = ("image2", "gif", "apng")
-"""FFmpeg demuxers of single pictures (plus every ``*_pipe`` one, e.g. ``png_pipe``)."""
-_TEXT_DEMUXERS = ("tty", "bin", "xbin", "idf", "adf")
-"""FFmpeg demuxers that render text files (ANSI art) as video: a .txt list is no video."""
-
-
-def sniff_video(path: str | Path) -> str | None:
-    """None when the container at ``path`` holds a video stream, else why it is not a video.
-
-    Reads only the container header (FFmpeg's format probe through PyAV, nothing decoded), so a
-    video with an unusual suffix is taken and a text file, a still image or an audio file is
-    not. Whether the frames decode is the shard writer's check (it probes every video).
-    """
-    import av  # PyAV: a core dependency (the fallback backend); the header probe needs no decode
-
-    try:
-        with av.open(str(path), mode="r") as container:
-            demuxer = container.format.name
-            streams = [s for s in container.streams.video if not _is_cover_art(s)]
-            codecs = {s.codec_context.name for s in streams}
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
-        return f"not a media file ({type(err).__name__}: {err})"
-    if demuxer in _STILL_IMAGE_DEMUXERS or demuxer.endswith("_pipe"):
-        return f"a still image ({demuxer})"
-    if demuxer in _TEXT_DEMUXERS or (codecs and codecs <= {"ansi", "bintext", "xbin", "idf"}):
-        return f"a text file (FFmpeg's {demuxer} demuxer would render it as video)"
-    if not streams:
-        return f"no video stream (container {demuxer})"
-    return None
-
-
-def _is_cover_art(stream: object) -> bool:
-    """An audio file's attached picture is a 'video stream' of one frame: not a video."""
-    import av
-
-    flag = getattr(getattr(av.stream, "Disposition", None), "attached_pic", None)
-    disposition = getattr(stream, "disposition", None)
-    return flag is not None and disposition is not None and bool(disposition & flag)
-
-
-def encode_frames(
-    frames: np.ndarray,
-    *,
-    fps: float,
-    fmt: str = "mp4",
-    codec: str = "libx264",
-    options: dict[str, str] | None = None,
-    container_options: dict[str, str] | None = None,
-    pix_fmt: str = "yuv420p",
-) -> bytes:
-    """Encode uint8 RGB frames ``[T, H, W, 3]`` (``pix_fmt``) into a container held in memory.
-
-    ``codec="libx264rgb", pix_fmt="rgb24", options={"qp": "0"}`` is lossless RGB (env renders).
-
-    One encoder thread and explicit timestamps, so the same frames and options give the same
-    bytes from run to run (the sample-corpus generator and the tests rely on it).
-    """
-    import av
-
-    rate = Fraction(fps).limit_denominator(1001)
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format=fmt, options=container_options or {}) as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = pix_fmt
-        stream.codec_context.thread_count = 1
-        if options:
-            stream.options = options
-        for t, frame in enumerate(frames):
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            video_frame.pts, video_frame.time_base = t, 1 / rate
-            for packet in stream.encode(video_frame):
-                container.mux(packet)
-        for packet in stream.encode(None):  # flush delayed frames
-            container.mux(packet)
-    return buf.getvalue()
-
-
-def _scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
-    """(width, height) with the short side at ``short_side`` (never upscaled), both even."""
-    if short_side is None or min(width, height) <= short_side:
-        w, h = width, height
-    elif width <= height:
-        w, h = short_side, round(height * short_side / width)
-    else:
-        w, h = round(width * short_side / height), short_side
-    return w - w % 2, h - h % 2  # yuv420p needs even sides
-
-
-def transcode(data: bytes, *, short_side: int | None = None, fps: float | None = None) -> bytes:
-    """Re-encode to H.264 yuv420p mp4 (short GOP, preset veryfast) for fast random access.
-
-    ``short_side``: downscale so the short side is this many pixels (never upscale).
-    ``fps``: resample to this frame rate by dropping / repeating frames (nearest in time).
-    The short GOP (one key frame a second at most) keeps decord's seek-and-decode cheap.
-    """
-    import av
-
-    _quiet_pyav()
-    if len(data) == 0:
-        raise DecodeError("empty", "zero-length video bytes")
-    with _PyAVReader(data) as reader:
-        src = reader._container
-        stream_in = reader._stream
-        out_fps = Fraction(fps if fps else reader.fps or 30).limit_denominator(1001)
-        width, height = _scaled_size(reader.width, reader.height, short_side)
-        buf = io.BytesIO()
-        with av.open(buf, mode="w", format="mp4") as dst:
-            out = dst.add_stream("libx264", rate=out_fps)
-            out.width, out.height, out.pix_fmt = width, height, "yuv420p"
-            gop = max(1, min(int(round(float(out_fps))), 32))
-            out.options = {"preset": "veryfast", "crf": "20", "g": str(gop), "bf": "0"}
-            n_out = 0
-            try:
-                for n, frame in enumerate(src.decode(stream_in)):
-                    # Emit every output frame whose timestamp falls at or before this source frame.
-                    t_src = n / reader.fps if reader.fps else n / float(out_fps)
-                    while n_out / float(out_fps) <= t_src + 1e-6:
-                        img = frame.reformat(width=width, height=height, format="yuv420p")
-                        img.pts, img.time_base = n_out, 1 / out_fps
-                        dst.mux(out.encode(img))
-                        n_out += 1
-            except av.error.FFmpegError as err:
-                raise DecodeError("decode_error", f"while transcoding: {err}") from None
-            dst.mux(out.encode(None))
-    if n_out == 0:
-        raise DecodeError("no_frames", "nothing to transcode")
-    return buf.getvalue()

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vjepa.data.decode import sniff_video
+from vjepa.data.encode import sniff_video
 from vjepa.errors import UsageError
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
@@ -39,7 +39,7 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (
     *(".h264", ".264", ".h265", ".265", ".hevc", ".mjpeg", ".mjpg"),  # raw elementary streams
 )
 """File suffixes (lower case) of video containers FFmpeg reads: taken without opening the file.
-A file of any other suffix is taken when its content probes as a video (:func:`vjepa.data.decode.sniff_video`)."""
+A file of any other suffix is taken when its content probes as a video (:func:`vjepa.data.encode.sniff_video`)."""
 
 FORMATS: tuple[str, ...] = ("auto", "folder", "list", "ucf101", "hmdb51", "kinetics", "ssv2")
 

@@ -68,8 +68,9 @@ from webdataset.tariterators import tarfile_samples
 
 from vjepa.config import ConfigError, DataConfig
 from vjepa.data.augment import eval_transform, normalize_, train_transform
+from vjepa.data.backends import backend_chain
 from vjepa.data.clips import clip_indices
-from vjepa.data.decode import DecodeError, backend_chain, open_video
+from vjepa.data.decode import DecodeError, open_video
 from vjepa.data.formats import VIDEO_EXTENSIONS
 from vjepa.data.shards import expand_urls, slot_plan
 from vjepa.data.writer import read_manifest

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vjepa.data.decode import encode_frames
+from vjepa.data.encode import encode_frames
 
 CATEGORIES: tuple[str, ...] = ("vanish", "teleport", "colour", "shape")
 TONES = np.array([[20.0, 20.0, 20.0], [235.0, 235.0, 235.0]])

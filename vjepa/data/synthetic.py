@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vjepa.data.encode import encode_frames
+
 STYLES: dict[str, tuple[str, ...]] = {
     "pan": ("down", "expand", "left", "right", "shrink", "up"),
     "objects": ("bounce", "down", "expand", "left", "orbit", "right", "still", "up"),
@@ -233,8 +235,6 @@ RENDER = {"pan": render_pan, "objects": render_objects}
 
 def encode_clip(frames: np.ndarray, fps: float = 8.0) -> bytes:
     """H.264 mp4 bytes of uint8 ``[T, H, W, 3]`` (fast preset: these corpora are not committed)."""
-    from vjepa.data.decode import encode_frames
-
     return encode_frames(
         frames, fps=fps, options={"crf": "23", "preset": "veryfast", "threads": "1"}
     )

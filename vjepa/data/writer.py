@@ -45,7 +45,8 @@ from typing import IO
 
 from tqdm import tqdm
 
-from vjepa.data.decode import DecodeError, probe, transcode
+from vjepa.data.decode import DecodeError, probe
+from vjepa.data.encode import transcode
 from vjepa.data.formats import SkippedInput, VideoItem
 from vjepa.errors import UsageError
 

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vjepa.data.decode import DecodeError, encode_frames, open_video
+from vjepa.data.decode import DecodeError, open_video
+from vjepa.data.encode import encode_frames
 from vjepa.data.pipeline import DataErrors, seed_for
 from vjepa.data.shards import expand_urls
 from vjepa.data.writer import write_sample_shards

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vjepa.data.decode import DecodeError, encode_frames, open_video
+from vjepa.data.decode import DecodeError, open_video
+from vjepa.data.encode import encode_frames
 from vjepa.data.formats import SkippedInput
 from vjepa.data.writer import write_sample_shards
 from vjepa.errors import UsageError

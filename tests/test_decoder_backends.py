@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,10 @@ import webdataset as wds
 from videos import make_frames, make_mp4
 
 from vjepa.config import ConfigError, DataConfig
-from vjepa.data import decode
-from vjepa.data.decode import BACKENDS, DecodeError, available_backends, backend_chain, open_video
+from vjepa.data import backends, decode
+from vjepa.data.backends import BACKENDS, available_backends, backend_chain
+from vjepa.data.decode import DecodeError, open_video
+from vjepa.data.encode import encode_frames
 from vjepa.data.pipeline import make_eval_loader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +43,7 @@ N, SIZE = 40, (64, 48)
 
 def needs(*backends: str):
     missing = [b for b in backends if b not in USABLE]
-    why = "; ".join(str(decode._why_unusable(b)) for b in missing)
+    why = "; ".join(str(backends._why_unusable(b)) for b in missing)
     return pytest.mark.skipif(bool(missing), reason=f"backend not usable here: {why}")
 
 
@@ -54,7 +57,7 @@ def _nearest_source_frame(frame: np.ndarray) -> int:
 # Encoded when the module is collected, before any test has imported decord: decord's bundled
 # FFmpeg, once in a process, breaks PyAV's libvpx encoder there (avcodec_open2 returns EINVAL).
 _VIDEOS = {
-    name: decode.encode_frames(make_frames(N, SIZE), fps=8, fmt=fmt, codec=codec)
+    name: encode_frames(make_frames(N, SIZE), fps=8, fmt=fmt, codec=codec)
     for name, (fmt, codec) in FORMATS.items()
 }
 
@@ -67,7 +70,7 @@ def videos() -> dict[str, bytes]:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_backend_gives_the_same_frames(videos: dict[str, bytes], backend: str) -> None:
     if backend not in USABLE:
-        pytest.skip(f"{backend}: {decode._why_unusable(backend)}")
+        pytest.skip(f"{backend}: {backends._why_unusable(backend)}")
     idx = [35, 2, 20, 21, 39, 2]  # unsorted, repeated, near both ends
     for name, data in videos.items():
         with open_video(data, "pyav") as ref_reader:
@@ -104,7 +107,7 @@ def _shard(path: Path, samples: dict[str, bytes]) -> None:
 def test_auto_falls_back_per_sample_and_the_loader_counts_it(tmp_path: Path) -> None:
     # A real case: torchcodec's exact seek cannot decode this MPEG-TS file; PyAV can.
     frames = make_frames(N, SIZE)
-    ts = decode.encode_frames(frames, fps=8, fmt="mpegts", codec="libx264")
+    ts = encode_frames(frames, fps=8, fmt="mpegts", codec="libx264")
     with pytest.raises(DecodeError) as info, open_video(ts, "torchcodec") as reader:
         reader.get_frames([0, 20, 39])
     assert info.value.reason == "decode_error"
@@ -125,7 +128,7 @@ def test_auto_falls_back_per_sample_and_the_loader_counts_it(tmp_path: Path) -> 
 @needs("decord", "pyav")
 def test_decord_refuses_mpeg_ts_rather_than_misplace_its_frames() -> None:
     frames = make_frames(N, SIZE)
-    ts = decode.encode_frames(frames, fps=8, fmt="mpegts", codec="libx264")
+    ts = encode_frames(frames, fps=8, fmt="mpegts", codec="libx264")
     with pytest.raises(DecodeError) as info:
         open_video(ts, "decord")
     assert info.value.reason == "unsupported"
@@ -163,7 +166,8 @@ from pathlib import Path
 import webdataset as wds
 from videos import make_mp4
 from vjepa.config import ConfigError, DataConfig
-from vjepa.data.decode import open_video, probe, transcode
+from vjepa.data.decode import open_video, probe
+from vjepa.data.encode import transcode
 from vjepa.data.pipeline import make_eval_loader
 
 BACKEND = {backend!r}
@@ -250,3 +254,14 @@ except Exception:
         f"vjepa: video decoder {backend} (data.decoder={backend})",
         "vjepa: video decoder decord (data.decoder=decord)",
     ]
+
+
+def test_only_decode_and_encode_import_a_backend() -> None:
+    # The rule the data layer keeps: one place reads video, one writes it.
+    pattern = re.compile(r"^\s*(import|from)\s+(av|decord|torchcodec)\b", re.MULTILINE)
+    importers = sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "vjepa").rglob("*.py")
+        if pattern.search(p.read_text())
+    )
+    assert importers == ["vjepa/data/decode.py", "vjepa/data/encode.py"]
