@@ -17,7 +17,7 @@ from vjepa.cli import main
 from vjepa.config import DataConfig
 from vjepa.data.encode import encode_frames
 from vjepa.data.formats import read_folder, sniff_video
-from vjepa.data.pipeline import make_eval_loader
+from vjepa.data.loader import make_eval_loader
 from vjepa.data.writer import read_manifest
 
 # name -> (container, codec, fps); MPEG-1/2 only take the standard frame rates.

@@ -13,8 +13,9 @@ import pytest
 
 from vjepa.cli import main
 from vjepa.config import DataConfig
-from vjepa.data.pipeline import make_pretrain_loader, shuffle_buffer_for
+from vjepa.data.loader import make_pretrain_loader
 from vjepa.data.shards import expand_urls
+from vjepa.data.stages import shuffle_buffer_for
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 NUM_CLASSES, BATCH = 6, 8

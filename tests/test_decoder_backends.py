@@ -25,7 +25,7 @@ from vjepa.data import backends, decode
 from vjepa.data.backends import BACKENDS, available_backends, backend_chain
 from vjepa.data.decode import DecodeError, open_video
 from vjepa.data.encode import encode_frames
-from vjepa.data.pipeline import make_eval_loader
+from vjepa.data.loader import make_eval_loader
 
 ROOT = Path(__file__).resolve().parents[1]
 USABLE = available_backends()
@@ -168,7 +168,7 @@ from videos import make_mp4
 from vjepa.config import ConfigError, DataConfig
 from vjepa.data.decode import open_video, probe
 from vjepa.data.encode import transcode
-from vjepa.data.pipeline import make_eval_loader
+from vjepa.data.loader import make_eval_loader
 
 BACKEND = {backend!r}
 mp4 = make_mp4(num_frames=40, size=(64, 48))

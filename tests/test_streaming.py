@@ -9,9 +9,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from test_pipeline import cfg_for, write_shards
+from test_loader import cfg_for, write_shards
 
-from vjepa.data.pipeline import make_eval_loader
+from vjepa.data.loader import make_eval_loader
 
 
 def _keys_and_frames(spec: str, root: Path) -> tuple[list[str], list]:

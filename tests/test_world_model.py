@@ -10,7 +10,7 @@ import pytest
 import torch
 from trajectories import write_trajectory_shard
 
-from vjepa.data.pipeline import DataError, DataErrors
+from vjepa.data.errors import DataError, DataErrors
 from vjepa.world.data import WindowSampler, gather_windows, read_trajectories
 from vjepa.world.model import (
     WorldSpec,

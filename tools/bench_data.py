@@ -45,25 +45,18 @@ from vjepa.data.backends import AUTO_ORDER, available_backends
 from vjepa.data.clips import clip_indices
 from vjepa.data.decode import open_video
 from vjepa.data.encode import transcode
-from vjepa.data.pipeline import (
-    _AUG,
-    _SHARDS,
-    DataErrors,
-    _generator,
-    _slot_samples,
-    make_pretrain_loader,
-    seed_for,
-)
+from vjepa.data.errors import DataErrors
+from vjepa.data.loader import make_pretrain_loader
 from vjepa.data.shards import expand_urls
+from vjepa.data.stages import augment_generator, epoch_samples
 
 
 def _endless_samples(urls: list[str], seed: int) -> Iterator[tuple[int, int, dict]]:
     """(epoch, index, sample) in the exact order the 1-worker loader reads them."""
     for epoch in count():
-        samples = _slot_samples(
-            urls, rank=0, world_size=1, worker=0, num_workers=1,
-            shard_seed=seed_for(seed, _SHARDS, epoch), shuffle_seed=None, shuffle_buffer=0,
-            errors=DataErrors("[bench] "),
+        samples = epoch_samples(
+            urls, seed=seed, epoch=epoch, rank=0, world_size=1, worker=0, num_workers=1,
+            shuffle_buffer=0, shuffled=True, errors=DataErrors("[bench] "),
         )  # fmt: skip
         for i, sample in enumerate(samples):
             yield epoch, i, sample
@@ -86,7 +79,7 @@ def raw_decode(urls: list[str], cfg: DataConfig, clips: int, seed: int) -> tuple
     """(clips/s, CPU ms/clip) of open + decode (``cfg.decoder``) of the 1-worker loader's indices."""
     done, start, cpu = 0, time.perf_counter(), time.process_time()
     for epoch, i, sample in _endless_samples(urls, seed):
-        gen = _generator(seed, _AUG, 0, 0, epoch, i)  # the loader's per-sample generator
+        gen = augment_generator(seed, 0, 0, epoch, i)  # the loader's per-sample generator
         with open_video(sample["mp4"], cfg.decoder) as reader:
             idx = clip_indices(
                 reader.num_frames,
@@ -160,7 +153,7 @@ def decoder_table(
     """(e): every backend on the same samples and the same frame indices, interleaved."""
     jobs = []  # (video bytes, concatenated frame indices of the sample's clips)
     for epoch, i, sample in _endless_samples(urls, seed):
-        gen = _generator(seed, _AUG, 0, 0, epoch, i)  # the loader's per-sample generator
+        gen = augment_generator(seed, 0, 0, epoch, i)  # the loader's per-sample generator
         with open_video(sample["mp4"], "pyav") as reader:  # indices from PyAV's frame count
             idx = clip_indices(
                 reader.num_frames,

@@ -120,7 +120,7 @@ def bench_mfu(cfg: Config, args: argparse.Namespace, device: str) -> dict:
 
 
 def bench_loader(cfg: Config, args: argparse.Namespace, tmp: Path) -> dict:
-    from vjepa.data.pipeline import make_pretrain_loader
+    from vjepa.data.loader import make_pretrain_loader
     from vjepa.jepa.masks import MaskCollator
     from vjepa.train.pretrain import token_grid
 

@@ -52,9 +52,9 @@ How to plug in a second training (the world model does exactly this)::
   DTensors: use ``torch._foreach_*`` on ``parameters()`` as :meth:`vjepa.jepa.model.JEPA.update_target`
   does). Leave it None when the model has no target.
 - Data position: a batch may carry ``data_state`` (``{"worker", "batch", "epoch", "consumed",
-  "num_workers"}``, as vjepa.data.pipeline writes) and ``data_errors`` (reason -> count, this
+  "num_workers"}``, as vjepa.data.loader writes) and ``data_errors`` (reason -> count, this
   worker's totals). The loop keeps the last ``data_state`` of every worker and checkpoints
-  ``vjepa.data.pipeline.loader_state(batches_taken, states)``; on resume ``batches`` gets that
+  ``vjepa.data.loader.loader_state(batches_taken, states)``; on resume ``batches`` gets that
   dict back as ``start`` (None for a fresh run or another world size). A stream without
   ``data_state`` still gets ``start["batches"]``: the number of batches this rank took.
 - ``train.fsdp``: the loop shards ``Task.fsdp_units(model)`` (default: every ``Block``) and
@@ -296,7 +296,7 @@ def _next_batch(run: _Run) -> dict:
 
 
 def _data_position(run: _Run) -> dict:
-    from vjepa.data.pipeline import loader_state
+    from vjepa.data.loader import loader_state
 
     return loader_state(run.counters.batches, run.data_states)
 

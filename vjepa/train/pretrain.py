@@ -71,7 +71,7 @@ def make_batches(cfg: Config, rank: int, world_size: int, start: dict | None) ->
     ``start`` (this rank's saved ``loader_state``) resumes exactly in exact mode; in resampled
     mode the loader reseeds from its batch count instead (resampled by design).
     """
-    from vjepa.data.pipeline import make_pretrain_loader
+    from vjepa.data.loader import make_pretrain_loader
     from vjepa.jepa.masks import MaskCollator
 
     loader = make_pretrain_loader(

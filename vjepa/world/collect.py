@@ -33,8 +33,9 @@ from tqdm import tqdm
 
 from vjepa.data.decode import DecodeError, open_video
 from vjepa.data.encode import encode_frames
-from vjepa.data.pipeline import DataErrors, seed_for
+from vjepa.data.errors import DataErrors
 from vjepa.data.shards import expand_urls
+from vjepa.data.stages import seed_for
 from vjepa.data.writer import write_sample_shards
 from vjepa.errors import UsageError
 from vjepa.world.envs import action_bounds, make_env, render_frame

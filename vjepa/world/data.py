@@ -13,7 +13,7 @@ training then samples windows from memory. A window of batch b is a pure functio
 (seed, rank, b) (:class:`WindowSampler`), so a resumed run draws exactly the batches the
 uninterrupted one would have.
 
-Bad samples go through the one data-error handler (vjepa.data.pipeline.DataErrors): counted by
+Bad samples go through the one data-error handler (vjepa.data.errors.DataErrors): counted by
 reason (``missing_actions``, ``bad_actions``, ``action_dim_mismatch``, ``missing_states``,
 ``bad_states``, plus the video reasons), the first of each logged with its key, and skipped;
 the rest loads.
@@ -26,7 +26,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from vjepa.data.pipeline import DataError, DataErrors, seed_for
+from vjepa.data.errors import DataError, DataErrors
+from vjepa.data.stages import seed_for
 from vjepa.world.collect import Trajectory, iter_trajectories
 
 _WINDOWS = 11  # seed domain tag of the window sampler

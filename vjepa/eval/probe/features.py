@@ -161,7 +161,7 @@ def view_loader(
     shards: str, data_cfg: DataConfig, num_clips: int, num_crops: int, batch_size: int
 ) -> Iterable[dict]:
     """Every sample of ``shards`` once per pass, as deterministic eval views (clips x crops)."""
-    from vjepa.data.pipeline import make_eval_loader
+    from vjepa.data.loader import make_eval_loader
 
     return make_eval_loader(
         shards,
@@ -182,7 +182,7 @@ def train_view_loader(
     label-changing augmentation (a flip swaps SSv2's left / right classes). Each pass over the
     loader (one probe epoch) draws new views, seeded by (seed, pass).
     """
-    from vjepa.data.pipeline import make_eval_loader
+    from vjepa.data.loader import make_eval_loader
 
     return make_eval_loader(
         shards,

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from vjepa.config import Config, PlanConfig, save_config
-from vjepa.data.pipeline import seed_for
+from vjepa.data.stages import seed_for
 from vjepa.errors import UsageError
 from vjepa.world.envs import action_bounds, check_protocol, make_env, render_frame, reset_to
 from vjepa.world.planning.planners import Cost, cem, mppi

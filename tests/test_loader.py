@@ -1,4 +1,4 @@
-"""The streaming loaders on real tar shards of real mp4 bytes (webdataset + decord)."""
+"""The streaming loaders (vjepa.data.loader) on real tar shards of real mp4 bytes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from videos import make_mp4
 
 from vjepa.config import DataConfig
 from vjepa.data.augment import normalize
-from vjepa.data.pipeline import loader_state, make_eval_loader, make_pretrain_loader
+from vjepa.data.errors import DataError
+from vjepa.data.loader import loader_state, make_eval_loader, make_pretrain_loader
 from vjepa.data.shards import ShardSpecError, expand_urls, slot_plan
 
 _VIDEOS: dict[int, bytes] = {}
@@ -303,7 +304,6 @@ def test_expand_urls_and_slot_plan(tmp_path: Path) -> None:
 
 
 def test_an_epoch_without_one_decodable_sample_stops_with_the_counts(tmp_path: Path) -> None:
-    from vjepa.data.pipeline import DataError
 
     write_shards(tmp_path, 1, 0, extra=bad_samples(video(0)))
     cfg = cfg_for(tmp_path, num_workers=0, short_video="skip")
