@@ -43,7 +43,7 @@ from webdataset.tariterators import tarfile_samples
 from vjepa.config import DataConfig
 from vjepa.data.backends import AUTO_ORDER, available_backends
 from vjepa.data.clips import clip_indices
-from vjepa.data.decode import open_video
+from vjepa.data.decode import VideoReader, open_video
 from vjepa.data.encode import transcode
 from vjepa.data.errors import DataErrors
 from vjepa.data.loader import make_pretrain_loader
@@ -75,22 +75,27 @@ def _cpu_seconds() -> float:
     return total
 
 
+def _clip_indices(reader: VideoReader, cfg: DataConfig, gen: torch.Generator) -> list | None:
+    """The frame indices of a sample's clips, as the loader draws them (random mode)."""
+    return clip_indices(
+        reader.num_frames,
+        frames_per_clip=cfg.frames_per_clip,
+        frame_step=cfg.frame_step,
+        num_clips=cfg.num_clips,
+        generator=gen,
+        video_fps=reader.fps,
+        target_fps=cfg.fps,
+        short_video=cfg.short_video,
+    )
+
+
 def raw_decode(urls: list[str], cfg: DataConfig, clips: int, seed: int) -> tuple[float, float]:
     """(clips/s, CPU ms/clip) of open + decode (``cfg.decoder``) of the 1-worker loader's indices."""
     done, start, cpu = 0, time.perf_counter(), time.process_time()
     for epoch, i, sample in _endless_samples(urls, seed):
         gen = augment_generator(seed, 0, 0, epoch, i)  # the loader's per-sample generator
         with open_video(sample["mp4"], cfg.decoder) as reader:
-            idx = clip_indices(
-                reader.num_frames,
-                frames_per_clip=cfg.frames_per_clip,
-                frame_step=cfg.frame_step,
-                num_clips=cfg.num_clips,
-                generator=gen,
-                video_fps=reader.fps,
-                target_fps=cfg.fps,
-                short_video=cfg.short_video,
-            )
+            idx = _clip_indices(reader, cfg, gen)
             if idx is None:
                 continue
             reader.get_frames(np.concatenate(idx))
@@ -155,16 +160,7 @@ def decoder_table(
     for epoch, i, sample in _endless_samples(urls, seed):
         gen = augment_generator(seed, 0, 0, epoch, i)  # the loader's per-sample generator
         with open_video(sample["mp4"], "pyav") as reader:  # indices from PyAV's frame count
-            idx = clip_indices(
-                reader.num_frames,
-                frames_per_clip=cfg.frames_per_clip,
-                frame_step=cfg.frame_step,
-                num_clips=cfg.num_clips,
-                generator=gen,
-                video_fps=reader.fps,
-                target_fps=cfg.fps,
-                short_video=cfg.short_video,
-            )
+            idx = _clip_indices(reader, cfg, gen)
         if idx is not None:
             jobs.append((sample["mp4"], np.concatenate(idx)))
         if len(jobs) * cfg.num_clips >= clips:
