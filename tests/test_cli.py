@@ -39,6 +39,14 @@ def test_unknown_key_exits_2_and_suggests(capsys):
     assert "Traceback" not in err
 
 
+def test_a_key_of_another_command_exits_2_and_names_it(capsys):
+    code = main(["pretrain", str(REPO / "configs/pretrain/demo_cpu.yaml"), "plan.horizon=5"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "plan.horizon: the plan section is not used by `vjepa pretrain`" in err
+    assert "Traceback" not in err
+
+
 def test_wrong_type_and_missing_file_exit_2(capsys, tmp_path):
     assert (
         main(["pretrain", str(REPO / "configs/pretrain/demo_cpu.yaml"), "data.batch_size=x"]) == 2

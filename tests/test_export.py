@@ -18,7 +18,7 @@ import vjepa
 from vjepa.artifacts.export import export, import_official
 from vjepa.artifacts.official import WeightsMismatchError, build_from_official, read_official
 from vjepa.artifacts.sources import ExportSourceError, FrozenEncoder, load_encoder
-from vjepa.config import Config, to_dict
+from vjepa.config import PretrainRoot, to_dict
 from vjepa.data.augment import eval_transform
 from vjepa.models.encoder import build_encoder
 from vjepa.models.predictor import Predictor
@@ -27,8 +27,8 @@ from vjepa.train.checkpoint import save_checkpoint
 FIXTURES = Path(__file__).parent / "fixtures" / "reference"
 
 
-def tiny_config(pos_embed: str) -> Config:
-    cfg = Config()
+def tiny_config(pos_embed: str) -> PretrainRoot:
+    cfg = PretrainRoot()
     cfg.model.name = "tiny_cpu"
     cfg.model.pos_embed = pos_embed
     cfg.model.pred_width, cfg.model.pred_depth, cfg.model.pred_heads = 48, 2, 3

@@ -79,8 +79,8 @@ def test_export_applies_encoder_heads_to_the_encoder_only(odd_official, tmp_path
     with torch.no_grad():
         expected = modules["predictor"](ctx, ctx_idx, tgt_idx)  # [B, Kt, D]
         torch.testing.assert_close(predictor(ctx, ctx_idx, tgt_idx), expected)
-    # The encoder, loaded like `vjepa probe` does with probe.backbone_heads, matches too.
-    assert load_config(None, ["probe.backbone_heads=3"]).probe.backbone_heads == 3
+    # The encoder, loaded like `vjepa probe` does with probe.num_heads, matches too.
+    assert load_config(None, ["probe.num_heads=3"], command="probe").probe.num_heads == 3
     frozen, _ = load_backbone(
         str(path), random_model="tiny_cpu", data_cfg=None, model_cfg=None, seed=0, num_heads=3
     )

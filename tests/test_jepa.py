@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from vjepa.config import Config, MaskConfig
+from vjepa.config import MaskConfig, PretrainRoot
 from vjepa.jepa.losses import covariance_loss, jepa_loss, normalize_targets, variance_loss
 from vjepa.jepa.masks import MaskCollator
 from vjepa.jepa.model import build_jepa
 from vjepa.train.metrics import effective_rank, feature_std
 
 
-def _cfg(pos: str = "sincos", kind: str = "multiblock") -> Config:
-    cfg = Config()
+def _cfg(pos: str = "sincos", kind: str = "multiblock") -> PretrainRoot:
+    cfg = PretrainRoot()
     cfg.model.name = "tiny_cpu"
     cfg.model.pos_embed = pos
     cfg.model.pred_width, cfg.model.pred_depth, cfg.model.pred_heads = 48, 2, 3
@@ -52,7 +52,7 @@ def test_variance_and_covariance_losses() -> None:
     assert abs(covariance_loss(correlated).item() - 1.0) < 0.1
 
 
-def _batch(jepa, cfg: Config, batch: int = 2):
+def _batch(jepa, cfg: PretrainRoot, batch: int = 2):
     grid = jepa.encoder.grid
     masks = MaskCollator(cfg.mask, grid)(batch, torch.Generator().manual_seed(0))
     video = torch.randn(batch, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -90,7 +90,7 @@ def test_training_step_target_frozen_and_ema() -> None:
 
 def test_regularisers_enter_the_loss() -> None:
     cfg = _cfg()
-    cfg.train.reg_var, cfg.train.reg_cov = 0.5, 0.25
+    cfg.objective.reg_var, cfg.objective.reg_cov = 0.5, 0.25
     jepa = build_jepa(cfg)
     video, masks = _batch(jepa, cfg)
     out = jepa(video, masks["ctx_idx"], masks["tgt_idx"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vjepa.config import Config, MaskConfig
+from vjepa.config import MaskConfig, PretrainRoot
 from vjepa.jepa.losses import (
     batch_covariance_loss,
     batch_variance_loss,
@@ -83,17 +83,17 @@ def test_future_masks_hide_whole_later_time_steps() -> None:
     assert masks["ctx_idx"][0].tolist() == [list(range(12))] * 2
 
 
-def _cfg(target: str, sigreg: float) -> Config:
-    cfg = Config()
+def _cfg(target: str, sigreg: float) -> PretrainRoot:
+    cfg = PretrainRoot()
     cfg.model.name, cfg.model.pos_embed, cfg.model.patch_size = "tiny_cpu", "rope", 8
     cfg.model.pred_width, cfg.model.pred_depth, cfg.model.pred_heads = 48, 1, 3
     cfg.data.frames_per_clip, cfg.data.crop_size = 4, 32
     cfg.mask = MaskConfig(kind="future", ratio=0.5)
-    cfg.train.target, cfg.train.sigreg, cfg.train.sigreg_slices = target, sigreg, 64
+    cfg.objective.target, cfg.objective.sigreg, cfg.objective.sigreg_slices = target, sigreg, 64
     return cfg
 
 
-def _across_clip_std(cfg: Config, steps: int) -> tuple[float, float]:
+def _across_clip_std(cfg: PretrainRoot, steps: int) -> tuple[float, float]:
     """Across-clip std of the encoder's tokens (fixed positions) before and after training."""
     jepa = build_jepa(cfg)
     video = torch.randn(16, 3, 4, 32, 32, generator=_gen(1))  # 16 different clips
@@ -130,7 +130,7 @@ def test_zero_weight_terms_are_not_computed_and_positive_ones_enter_the_loss() -
     masks = MaskCollator(cfg.mask, jepa.encoder.grid)(4, _gen(0))
     out = jepa(video, masks["ctx_idx"], masks["tgt_idx"])
     assert set(out.terms) == {"l1"}
-    cfg.train.batch_var, cfg.train.batch_cov, cfg.train.sigreg = 0.5, 0.25, 0.05
+    cfg.objective.batch_var, cfg.objective.batch_cov, cfg.objective.sigreg = 0.5, 0.25, 0.05
     jepa = build_jepa(cfg)
     out = jepa(video, masks["ctx_idx"], masks["tgt_idx"])
     assert set(out.terms) == {"l1", "batch_var", "batch_cov", "sigreg"}

@@ -65,8 +65,9 @@ def test_oracle_solves_two_rooms_hard_tasks_and_random_does_not(tmp_path):
         states = np.asarray(row["states"])
         assert room_of(states[0]) != room_of(states[-1]) and row["success"]
         assert len(states) == row["steps"] + 1
-    for name in ("trajectories.png", "energy_landscape.png", "episode.gif", "config.yaml"):
+    for name in ("trajectories.png", "energy_landscape.png", "episode.gif"):
         assert (tmp_path / name).stat().st_size > 1000, name
+    assert load_config(tmp_path / "config.yaml", command="plan") == cfg  # run and plan only
 
 
 def test_action_dimension_mismatch_is_named():
@@ -74,7 +75,7 @@ def test_action_dimension_mismatch_is_named():
         action_dim = 3
         frameskip = 1
 
-    cfg = load_config(None, []).plan
+    cfg = load_config(None, [], command="plan").plan
     with pytest.raises(ValueError) as err:
         check_model_env(ThreeDModel(), make_env(TWO_ROOMS_ID), TWO_ROOMS_ID, cfg)
     assert "3-D" in str(err.value) and "2-D" in str(err.value)

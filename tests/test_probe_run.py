@@ -218,12 +218,12 @@ def test_probe_encoder_context_loads_the_online_encoder(tmp_path: Path):
     # trained encoder is the context one, which probe.encoder=context selects.
     import torch
 
-    from vjepa.config import Config, to_dict
+    from vjepa.config import PretrainRoot, to_dict
     from vjepa.eval.probe.features import load_backbone
     from vjepa.jepa.model import build_jepa
     from vjepa.train.checkpoint import save_checkpoint
 
-    cfg = Config()
+    cfg = PretrainRoot()
     cfg.model.name, cfg.model.patch_size = "tiny_cpu", 8
     cfg.model.pred_width, cfg.model.pred_depth, cfg.model.pred_heads = 48, 1, 3
     cfg.data.frames_per_clip, cfg.data.crop_size = 4, 32

@@ -275,7 +275,7 @@ def test_cli_random_and_pretrained_models(tmp_path: Path, capsys) -> None:
     # an official V-JEPA file (the reference code's tiny checkpoint: 4-frame window, 3 heads)
     official = REPO / "tests/fixtures/reference/jepa_tiny/checkpoint.pt"
     out = tmp_path / "official"
-    heads = ["surprise.enc_heads=3", "surprise.pred_heads=3", "surprise.context_frames=2"]
+    heads = ["surprise.num_heads=3", "surprise.pred_num_heads=3", "surprise.context_frames=2"]
     args = ["surprise", config, f"surprise.model={official}", f"run.dir={out}", *heads]
     assert main([*args, *common]) == 0
     off = json.loads((out / "report.json").read_text())

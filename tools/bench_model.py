@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from vjepa.config import Config
+from vjepa.config import PretrainRoot
 from vjepa.jepa.masks import MaskCollator
 from vjepa.jepa.model import JEPA, build_jepa
 
@@ -88,7 +88,7 @@ def main() -> None:
     args = ap.parse_args()
 
     device = torch.device(args.device)
-    cfg = Config()
+    cfg = PretrainRoot()
     cfg.model.name, cfg.model.pos_embed = args.model, args.pos_embed
     cfg.model.activation_checkpointing = args.checkpointing
     cfg.data.frames_per_clip, cfg.data.crop_size = args.frames, args.size

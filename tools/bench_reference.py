@@ -169,7 +169,7 @@ class ReferenceStep:
         self.mixed = cfg.train.mixed_precision != "no"
         self.dtype = torch.bfloat16 if cfg.train.mixed_precision == "bf16" else torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if self.mixed else None
-        self.clip_grad, self.reg_coeff, self.loss_exp = clip_grad, reg_coeff, cfg.train.loss_exp
+        self.clip_grad, self.reg_coeff, self.loss_exp = clip_grad, reg_coeff, cfg.objective.loss_exp
         self.momentum = (ema_at(i, start=o.ema[0], end=o.ema[1], total_steps=total)
                          for i in range(10**9))  # fmt: skip
 

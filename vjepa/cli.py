@@ -72,7 +72,8 @@ def cmd_shards(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)  # config errors first, before heavy imports
+    # config errors first, before heavy imports
+    cfg = load_config(args.config, args.overrides, command="pretrain")
     from vjepa.train.pretrain import LaunchError, pretrain
 
     try:
@@ -83,7 +84,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, command="probe")
     from vjepa.eval.probe.run import run_probe
 
     run_probe(cfg)
@@ -96,7 +97,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     # Without a config, the clip geometry (frames, resolution) is the backbone's own.
     data_cfg = None
     if args.config or args.overrides:
-        data_cfg = load_config(args.config, args.overrides).data
+        data_cfg = load_config(args.config, args.overrides, command="extract").data
     out = extract(
         args.backbone,
         args.shards,
@@ -147,7 +148,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_surprise(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, command="surprise")
     from vjepa.eval.surprise.run import run_surprise
 
     run_surprise(cfg)
@@ -167,7 +168,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_world_train(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)  # config errors first, before heavy imports
+    # config errors first, before heavy imports
+    cfg = load_config(args.config, args.overrides, command="world train")
     from vjepa.world.train import world_train
 
     world_train(cfg)
@@ -218,7 +220,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, command="plan")
     from vjepa.world.planning.mpc import run_plan
 
     report = run_plan(cfg)

@@ -48,8 +48,8 @@ _HEADS_BY_WIDTH: dict[tuple[int, str], int] = {
 _V2_PRED_HEADS = {384: 12}
 _V2_DEFAULT_FRAMES, _V2_DEFAULT_SIZE = 16, 256
 _HEADS_FLAGS = {  # where a user sets each count
-    "num_heads": "vjepa export / import / extract --num-heads, probe.backbone_heads",
-    "pred_num_heads": "vjepa export / import --pred-num-heads",
+    "num_heads": "vjepa export / import / extract --num-heads, probe.num_heads, surprise.num_heads",
+    "pred_num_heads": "vjepa export / import --pred-num-heads, surprise.pred_num_heads",
 }  # V-JEPA 2 pretraining clip (RoPE: geometry-free)
 
 

@@ -167,7 +167,7 @@ def _forward(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -
         states,
         rollout_steps=cfg.world.rollout_steps,
         rollout_weight=cfg.world.rollout_weight,
-        exp=cfg.train.loss_exp,
+        exp=cfg.world.loss_exp,
         sigreg_weight=cfg.world.sigreg_weight,
         sigreg_generator=torch.Generator().manual_seed(
             cfg.run.seed * 1_000_003 + int(batch.get("index", 0))

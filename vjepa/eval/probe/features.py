@@ -214,7 +214,7 @@ def load_backbone(
     ``backbone == "random"`` builds a random-init encoder of size ``random_model`` (the floor a
     pretrained backbone must beat), initialised under ``seed`` without touching the global RNG.
     ``num_heads``: the heads of an official-format backbone of a non-official width
-    (``probe.backbone_heads``; default: a head-dim-64 guess, said in one line).
+    (``probe.num_heads``; default: a head-dim-64 guess, said in one line).
     """
     from vjepa.artifacts.sources import load_encoder
 

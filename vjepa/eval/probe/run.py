@@ -467,7 +467,7 @@ def run_probe(cfg: Config) -> dict[str, Any]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     encoder, identity = load_backbone(
         p.backbone, random_model=p.random_model, data_cfg=cfg.data, model_cfg=cfg.model,
-        seed=cfg.run.seed, device=device, num_heads=p.backbone_heads, which=p.encoder,
+        seed=cfg.run.seed, device=device, num_heads=p.num_heads, which=p.encoder,
     )  # fmt: skip
     probs, val, num_train, sweep, label_names = evaluate(cfg, encoder, identity, device)
     num_classes = len(label_names)

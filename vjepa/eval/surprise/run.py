@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vjepa.config import Config, ConfigError, save_config, to_dict
+from vjepa.config import Config, ConfigError, PretrainRoot, save_config, to_dict
 from vjepa.errors import UsageError
 from vjepa.stats import binomial_p, wilson_percent
 
@@ -126,7 +126,7 @@ def load_surprise_model(cfg: Config) -> SurpriseModel:
     if source == "random":
         from vjepa.jepa.model import build_jepa
 
-        jepa = build_jepa(cfg)
+        jepa = build_jepa(PretrainRoot(run=cfg.run, data=cfg.data, mask=cfg.mask, model=cfg.model))
         enc = jepa.target_encoder
         return SurpriseModel(
             encoder=jepa.encoder,
@@ -164,7 +164,7 @@ def _ours(cfg: Config, source: str) -> SurpriseModel:
         read_source,
     )
 
-    heads = cfg.surprise.enc_heads
+    heads = cfg.surprise.num_heads
     loaded = read_source(source, which="target", num_heads=heads, with_extras=True)
     if "predictor" not in loaded.extras or loaded.predictor_arch is None:
         raise ExportSourceError(
@@ -174,8 +174,8 @@ def _ours(cfg: Config, source: str) -> SurpriseModel:
     target = build_encoder_from_arch(loaded.arch)
     load_state_strict(target, loaded.state, f"{source} (target encoder)")
     pred_arch = dict(loaded.predictor_arch)
-    if cfg.surprise.pred_heads is not None:
-        pred_arch["heads"] = cfg.surprise.pred_heads
+    if cfg.surprise.pred_num_heads is not None:
+        pred_arch["heads"] = cfg.surprise.pred_num_heads
     predictor = build_predictor_from_arch(pred_arch)
     load_state_strict(predictor, loaded.extras["predictor"], f"{source} (predictor)")
     try:  # the context (online) encoder, as in training; else the target encoder
@@ -188,7 +188,7 @@ def _ours(cfg: Config, source: str) -> SurpriseModel:
 
 
 def _official(cfg: Config, source: str) -> SurpriseModel:
-    """An official V-JEPA / V-JEPA 2 file: head counts from surprise.enc_heads / pred_heads,
+    """An official V-JEPA / V-JEPA 2 file: head counts from surprise.num_heads / pred_num_heads,
     else the official sizes' counts, else head dim 64."""
     from vjepa.artifacts.official import (
         build_from_official,
@@ -201,10 +201,10 @@ def _official(cfg: Config, source: str) -> SurpriseModel:
     if ckpt.predictor is None:
         raise ConfigError(f"surprise.model: {source} holds no predictor")
     arch = ckpt.arch
-    heads = cfg.surprise.enc_heads
+    heads = cfg.surprise.num_heads
     if heads is None:
         heads = default_heads(arch.width, arch.pos_embed) or max(1, arch.width // 64)
-    pred_heads = cfg.surprise.pred_heads
+    pred_heads = cfg.surprise.pred_num_heads
     # Unknown predictor widths get head dim 64 too (build_from_official would reuse `heads`).
     if (
         pred_heads is None

@@ -1,21 +1,16 @@
-"""Typed configuration: the only schema and the only place defaults live.
+"""The sections of a config: typed dataclasses, one docstring and one range check per field.
 
-A config is a tree of dataclasses. YAML files and ``a.b=value`` command-line overrides are
-merged onto the defaults; an unknown key, a value of the wrong type, or a value out of range
-is a :class:`ConfigError` that names the key (and, for a typo, the closest valid key).
+Each field's default is the only default of that setting; ``metadata["range"]`` holds its range
+check (a predicate and what the value must be), run by ``vjepa.config.load.validate``. A section's
+``check()`` holds the checks that relate two of its own fields. Which sections a command reads
+is decided by its root in :mod:`vjepa.config.commands`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import types
-import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from vjepa.errors import UsageError
 
@@ -25,43 +20,78 @@ class ConfigError(UsageError):
 
 
 # ----------------------------------------------------------------------------------------
+# Range checks, kept in each field's metadata
+# ----------------------------------------------------------------------------------------
+
+
+def _ranged(default: Any, ok: Callable[[Any], bool], what: str) -> Any:
+    """A field with ``default`` whose value (unless None) must satisfy ``ok``: ``what`` says how."""
+    return field(default=default, metadata={"range": (ok, what)})
+
+
+def _positive(default: Any) -> Any:
+    return _ranged(default, lambda v: v > 0, "must be > 0")
+
+
+def _non_negative(default: Any) -> Any:
+    return _ranged(default, lambda v: v >= 0, "must be >= 0")
+
+
+def _at_least(default: Any, low: int) -> Any:
+    return _ranged(default, lambda v: v >= low, f"must be >= {low}")
+
+
+def check_predictor(width: int, heads: int, prefix: str) -> None:
+    """A predictor's width must split into its heads (model.* and world.* predictors)."""
+    if width % heads:
+        raise ConfigError(f"{prefix}pred_width must be divisible by {prefix}pred_heads")
+
+
+# ----------------------------------------------------------------------------------------
 # Sections
 # ----------------------------------------------------------------------------------------
 
 
+class Section:
+    """A config section: a dataclass whose ``check()`` relates its fields (after range checks)."""
+
+    def check(self) -> None:
+        """Checks that relate two fields of this section; raises ConfigError naming the key."""
+
+
 @dataclass
-class RunConfig:
+class RunConfig(Section):
     """Where a run writes and how it is seeded."""
 
     dir: str = "runs/default"
     """Output folder: config.yaml, metrics.jsonl, checkpoints/, plots (or report.json for probes)."""
     seed: int = 0
     """Root seed; every random draw derives its generator from (seed, rank, worker, step)."""
-    log_every: int = 10
+    log_every: int = _positive(10)
     """Write a metrics.jsonl row (and tracker scalars) every this many optimizer steps."""
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
     """Accelerate trackers to log to: any of tensorboard, wandb (empty list: none)."""
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Section):
     """Training (and probing) clips: where they come from and how they are cut."""
 
     shards: str = "runs/shards/sample"
     """Training shard URLs: a folder, a glob, a brace pattern (a-{000000..000009}.tar), pipe:, http(s) or s3 URL."""
-    batch_size: int = 8
+    batch_size: int = _positive(8)
     """Clips per process per optimizer micro-step."""
-    num_workers: int = 2
+    num_workers: int = _non_negative(2)
     """DataLoader worker processes per training process (0 = decode in the main process)."""
-    frames_per_clip: int = 16
+    frames_per_clip: int = _positive(16)
     """Frames in one clip (must be a multiple of model.tubelet_size)."""
-    frame_step: int = 4
+    frame_step: int = _positive(4)
     """Take every frame_step-th source frame (ignored when fps is set)."""
     fps: float | None = None
     """Resample the clip to this frame rate instead of using frame_step."""
-    num_clips: int = 1
+    num_clips: int = _positive(1)
     """Clips cut from one video per sample (all from one decoder open)."""
-    crop_size: int = 224
+    crop_size: int = _positive(224)
     """Spatial side of the network input, in pixels."""
     random_resize_scale: tuple[float, float] = (0.3, 1.0)
     """Area range of the random-resized crop (train)."""
@@ -71,11 +101,11 @@ class DataConfig:
     """Random horizontal flip (one decision per clip)."""
     short_video: Literal["pad", "skip"] = "pad"
     """A video shorter than the clip span: repeat its last frame (pad) or skip it."""
-    min_frames: int = 1
+    min_frames: int = _positive(1)
     """Videos with fewer decodable frames than this are skipped (counted as too_short)."""
-    shuffle_buffer: int = 256
+    shuffle_buffer: int = _non_negative(256)
     """Samples held in the seeded shuffle buffer (0: no shuffle)."""
-    shuffle_cover_mb: float = 512.0
+    shuffle_cover_mb: float = _non_negative(512.0)
     """A corpus whose shards total at most this many MB (their manifest.json says) is shuffled
     whole: the buffer grows to hold all of it, so batches mix classes however the shards were
     written. Raw (undecoded) samples; each loader worker holds only its share. 0: never."""
@@ -88,9 +118,15 @@ class DataConfig:
     normalize_on_device: bool = False
     """Workers return uint8 clips and normalisation happens on the accelerator (faster)."""
 
+    def check(self) -> None:
+        for name in ("random_resize_scale", "random_resize_aspect"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ConfigError(f"data.{name} must satisfy 0 < low <= high, got {(lo, hi)}")
+
 
 @dataclass
-class MaskBlockConfig:
+class MaskBlockConfig(Section):
     """One 3D multi-block mask generator: the target is the union of num_blocks blocks."""
 
     num_blocks: int = 8
@@ -104,7 +140,7 @@ class MaskBlockConfig:
 
 
 @dataclass
-class MaskConfig:
+class MaskConfig(Section):
     """How context and target tokens are chosen for each clip."""
 
     kind: Literal["multiblock", "tube", "random", "future"] = "multiblock"
@@ -117,96 +153,122 @@ class MaskConfig:
         ]
     )
     """Multi-block generators (each gives one (context, target) pair per clip)."""
-    ratio: float = 0.9
+    ratio: float = _ranged(0.9, lambda v: 0 < v < 1, "must be within (0, 1)")
     """Masked (target) fraction for the tube and random kinds; for future, the fraction of the
     temporal token steps that are predicted (at least 1, at most all but 1)."""
 
+    def check(self) -> None:
+        for i, block in enumerate(self.blocks):
+            for name in ("spatial_scale", "temporal_scale"):
+                lo, hi = getattr(block, name)
+                if not 0 < lo <= hi <= 1:
+                    raise ConfigError(
+                        f"mask.blocks[{i}].{name} must satisfy 0 < low <= high <= 1, got {(lo, hi)}"
+                    )
+            if block.num_blocks < 1:
+                raise ConfigError(f"mask.blocks[{i}].num_blocks must be >= 1")
+
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Section):
     """Encoder and predictor architecture."""
 
     name: str = "large"
     """Encoder size, a row of vjepa.models.encoder.SIZES (tiny_cpu, tiny, small, base, large, huge, giant, giant_v2, gigantic, gigantic_v2)."""
-    patch_size: int = 16
+    patch_size: int = _positive(16)
     """Spatial patch side in pixels."""
-    tubelet_size: int = 2
+    tubelet_size: int = _positive(2)
     """Frames per tubelet (temporal patch)."""
     pos_embed: Literal["sincos", "rope"] = "sincos"
     """Fixed 3D sin-cos position embedding (V-JEPA) or 3D rotary embedding (V-JEPA 2)."""
-    pred_width: int = 384
+    pred_width: int = _positive(384)
     """Predictor width."""
-    pred_depth: int = 12
+    pred_depth: int = _positive(12)
     """Predictor depth (blocks)."""
-    pred_heads: int = 12
+    pred_heads: int = _positive(12)
     """Predictor attention heads."""
     activation_checkpointing: bool = False
     """Recompute block activations in the backward pass (saves memory)."""
     compile: bool = False
     """Wrap the models in torch.compile."""
 
+    def check(self) -> None:
+        check_predictor(self.pred_width, self.pred_heads, "model.")
+
 
 @dataclass
-class OptimConfig:
+class OptimConfig(Section):
     """AdamW and its per-step schedules."""
 
-    lr: float = 6.25e-4
+    lr: float = _positive(6.25e-4)
     """Peak learning rate (after warmup)."""
-    start_lr: float = 2e-4
+    start_lr: float = _non_negative(2e-4)
     """Learning rate at step 0 (linear warmup to lr)."""
-    final_lr: float = 1e-6
+    final_lr: float = _non_negative(1e-6)
     """Learning rate at the last step (cosine decay from lr)."""
-    warmup_steps: int = 1000
+    warmup_steps: int = _non_negative(1000)
     """Linear warmup length in optimizer steps."""
-    weight_decay: float = 0.04
+    weight_decay: float = _non_negative(0.04)
     """Weight decay at step 0 (biases, norms and 1-D parameters get none)."""
-    final_weight_decay: float = 0.4
+    final_weight_decay: float = _non_negative(0.4)
     """Weight decay at the last step (cosine schedule)."""
     betas: tuple[float, float] = (0.9, 0.999)
     """AdamW betas."""
-    eps: float = 1e-8
+    eps: float = _positive(1e-8)
     """AdamW epsilon."""
-    clip_grad: float = 10.0
+    clip_grad: float = _non_negative(10.0)
     """Clip the global gradient norm to this value (0: no clipping)."""
     ema: tuple[float, float] = (0.998, 1.0)
     """Target-encoder EMA momentum, linear from the first to the second value over the run."""
 
 
 @dataclass
-class TrainConfig:
-    """The pretraining loop."""
+class LoopConfig(Section):
+    """The training loop (`vjepa pretrain` and `vjepa world train`): steps, checkpoints, precision."""
 
-    max_steps: int = 100_000
+    max_steps: int = _positive(100_000)
     """Optimizer steps in the whole run (the schedules span this many)."""
-    checkpoint_every: int = 1000
+    checkpoint_every: int = _positive(1000)
     """Save a checkpoint every this many steps (and at the end)."""
-    keep_last: int = 2
+    keep_last: int = _positive(2)
     """Complete checkpoints kept; older ones are deleted after a new one is complete."""
-    grad_accum: int = 1
+    grad_accum: int = _positive(1)
     """Micro-batches per optimizer step (accelerator.accumulate)."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     """Autocast dtype when not set by accelerate launch (bf16 on GPU; fp32 is fastest on CPU)."""
-    health_every: int = 200
+    health_every: int = _positive(200)
     """Log representation health (feature std, effective rank) every this many steps."""
-    max_bad_steps: int = 20
+    max_bad_steps: int = _positive(20)
     """Stop after this many consecutive non-finite losses or gradients."""
-    loss_exp: float = 1.0
-    """Exponent of the regression loss (1 = L1)."""
-    reg_var: float = 0.0
-    """Weight of the VICReg-style variance term on predictor outputs (0 = off)."""
-    reg_cov: float = 0.0
-    """Weight of the VICReg-style covariance term on predictor outputs (0 = off)."""
     fsdp: bool = False
     """Shard parameters, gradients and optimizer state with FSDP2 (torch fully_shard) instead of
     replicating them (DDP): every transformer Block is one unit, the rest the root unit. Needs a
     multi-process launch (accelerate launch --multi_gpu, or ACCELERATE_USE_CPU=1 on CPUs);
     checkpoints stay full state dicts, interchangeable with DDP runs."""
-    threads: Literal["auto"] | int = "auto"
+    threads: Literal["auto"] | int = _ranged(
+        "auto", lambda v: v == "auto" or v >= 1, "must be auto or an integer >= 1"
+    )
     """Intra-op threads of each training process. auto: the cores this process may use
     (os.sched_getaffinity) shared among the processes on this machine (LOCAL_WORLD_SIZE), minus
     one per loader worker (each worker runs one thread), at least 1, so nothing oversubscribes
     (OpenMP threads spin-wait: oversubscribed, a step gets 15-30x slower). An integer: exactly
     that many."""
+    debug_dump: bool = False
+    """Write per-rank debug files into run.dir: the sample keys of every batch (keys-rank<r>.txt)
+    and a checksum of the final parameters (params-rank<r>.txt), to check data sharding and DDP."""
+
+
+@dataclass
+class ObjectiveConfig(Section):
+    """The JEPA objective of `vjepa pretrain`: the regression loss, its target and the
+    anti-collapse terms."""
+
+    loss_exp: float = _positive(1.0)
+    """Exponent of the regression loss (1 = L1)."""
+    reg_var: float = _non_negative(0.0)
+    """Weight of the VICReg-style variance term on predictor outputs (0 = off)."""
+    reg_cov: float = _non_negative(0.0)
+    """Weight of the VICReg-style covariance term on predictor outputs (0 = off)."""
     target: Literal["ema", "online"] = "ema"
     """Regression target: ema = an EMA teacher's layer-normed features (V-JEPA); online = the
     online encoder's own features of the full clip, gradients through both sides and no teacher
@@ -216,23 +278,20 @@ class TrainConfig:
     of the full clip (in ema mode one extra encoder pass) or the predictor outputs."""
     reg_pooled: bool = False
     """Across-clip terms on mean-pooled clip features [B, D] instead of at each token position."""
-    batch_var: float = 0.0
+    batch_var: float = _non_negative(0.0)
     """Weight of the VICReg variance hinge with the std taken ACROSS CLIPS of the batch at each
     token position (VICReg's own form; sees a collapse in which all clips look alike). 0 = off."""
-    batch_cov: float = 0.0
+    batch_cov: float = _non_negative(0.0)
     """Weight of the VICReg covariance term across the clips of the batch (0 = off)."""
-    sigreg: float = 0.0
+    sigreg: float = _non_negative(0.0)
     """Weight of SIGReg (LeJEPA): Epps-Pulley test of random 1-D projections of the features
     across the clips of the batch against N(0, 1) (~0.05; 0 = off)."""
-    sigreg_slices: int = 256
+    sigreg_slices: int = _positive(256)
     """SIGReg: random projection directions per step."""
-    debug_dump: bool = False
-    """Write per-rank debug files into run.dir: the sample keys of every batch (keys-rank<r>.txt)
-    and a checksum of the final parameters (params-rank<r>.txt), to check data sharding and DDP."""
 
 
 @dataclass
-class PlanConfig:
+class PlanConfig(Section):
     """`vjepa plan`: model-predictive control on held-out tasks of an env, with baselines."""
 
     env: str = "vjepa/TwoRooms-v0"
@@ -241,25 +300,25 @@ class PlanConfig:
     """World model to plan with (anything vjepa.load_world_model accepts), or oracle (the true simulator)."""
     planner: Literal["cem", "mppi"] = "cem"
     """Trajectory optimiser."""
-    horizon: int = 20
+    horizon: int = _positive(20)
     """Planned actions per replan."""
-    samples: int = 256
+    samples: int = _at_least(256, 2)
     """Action sequences scored per planner iteration (one batched rollout)."""
-    iterations: int = 6
+    iterations: int = _positive(6)
     """Planner iterations per replan."""
-    elites: int = 32
+    elites: int = _positive(32)
     """CEM: sequences the Gaussian is refit to; MPPI: lowest energies that get a weight."""
-    temperature: float = 0.1
+    temperature: float = _positive(0.1)
     """MPPI: softmax temperature of the energy weights (energies are normalised to [0, 1] first)."""
-    init_std: float = 1.0
+    init_std: float = _positive(1.0)
     """Initial sampling std as a fraction of the action range's half-width."""
-    execute: int = 1
+    execute: int = _positive(1)
     """Actions executed before replanning (receding horizon)."""
     energy: Literal["final", "sum", "min"] = "min"
     """Energy of a sequence: distance to the goal at the horizon, summed over every step, or the smallest along it."""
-    episodes: int = 50
+    episodes: int = _positive(50)
     """Held-out tasks evaluated (each method runs on the same tasks)."""
-    max_steps: int = 100
+    max_steps: int = _positive(100)
     """Env steps per episode."""
     task_seed: int = 1000000
     """Seed of the first task (keep it apart from collect seeds); see plan.tasks for the seed of task i."""
@@ -274,18 +333,30 @@ class PlanConfig:
     plots: bool = True
     """Write trajectories.png, energy_landscape.png and episode.gif into run.dir."""
 
+    def check(self) -> None:
+        bad = sorted(set(self.baselines) - {"random", "random_model", "oracle"})
+        if bad:
+            raise ConfigError(
+                f"plan.baselines: unknown {bad} (choose from random, random_model, oracle)"
+            )
+        if self.elites > self.samples:
+            raise ConfigError(
+                f"plan.elites ({self.elites}) must be <= plan.samples ({self.samples})"
+            )
+
 
 @dataclass
-class ProbeConfig:
+class ProbeConfig(Section):
     """Frozen-backbone evaluation on labelled shards."""
 
     backbone: str = "random"
     """Anything vjepa.load_encoder accepts (run folder, checkpoint, export, official file) or random."""
     random_model: str = "tiny_cpu"
     """Encoder size used when backbone is random (architecture of the random floor)."""
-    backbone_heads: int | None = None
-    """Attention heads of an official-format backbone of a non-official width (the weights do
-    not fix them); None: the official count, else width // 64, said in one line."""
+    num_heads: int | None = _positive(None)
+    """Attention heads of the backbone when it is an official-format file of a non-official width
+    (the weights do not fix them; extract's --num-heads); None: the official count, else
+    width // 64, said in one line. (probe.heads is the attentive head's own.)"""
     encoder: Literal["target", "context"] = "target"
     """Which encoder of a run folder / checkpoint to probe: the target (EMA) encoder, or the
     context (online) encoder (the trained one when the teacher is frozen: optim.ema=[1.0, 1.0])."""
@@ -295,33 +366,33 @@ class ProbeConfig:
     """Labelled validation shards (URL pattern or folder)."""
     kind: Literal["attentive", "linear", "knn"] = "attentive"
     """Probe head: attentive pooler, linear on mean-pooled features, or cosine kNN."""
-    epochs: int = 20
+    epochs: int = _positive(20)
     """Training epochs of the head."""
-    batch_size: int = 16
+    batch_size: int = _positive(16)
     """Clips per batch for feature extraction and head training."""
-    lr: float = 1e-3
+    lr: float = _positive(1e-3)
     """Peak learning rate of the head (cosine schedule)."""
-    weight_decay: float = 0.01
+    weight_decay: float = _non_negative(0.01)
     """Head weight decay."""
-    warmup_epochs: int = 0
+    warmup_epochs: int = _non_negative(0)
     """Linear warmup epochs of the head's lr."""
     lr_grid: list[float] = field(default_factory=list)
     """Extra heads with these lrs trained in the same pass; the best on validation is reported."""
     wd_grid: list[float] = field(default_factory=list)
     """Extra heads with these weight decays (crossed with lr_grid)."""
-    depth: int = 1
+    depth: int = _positive(1)
     """Attentive probe: cross-attention blocks."""
-    heads: int = 16
+    heads: int = _positive(16)
     """Attentive probe: attention heads."""
-    num_queries: int = 1
+    num_queries: int = _positive(1)
     """Attentive probe: learnable query tokens."""
-    k: int = 20
+    k: int = _positive(20)
     """kNN: neighbours."""
-    temperature: float = 0.07
+    temperature: float = _positive(0.07)
     """kNN: softmax temperature of the similarity weights."""
-    train_clips: int = 1
+    train_clips: int = _positive(1)
     """Temporal clips per training video."""
-    eval_clips: int = 1
+    eval_clips: int = _positive(1)
     """Temporal clips per validation video (spread uniformly over the video)."""
     eval_crops: Literal[1, 3] = 1
     """Spatial crops per validation clip (1 = centre, 3 = left/centre/right)."""
@@ -330,9 +401,14 @@ class ProbeConfig:
     splits: list[int] = field(default_factory=list)
     """Dataset splits (UCF101 / HMDB51: [1, 2, 3]): one probe per split with '{split}' in the shard patterns replaced; reports the mean."""
 
+    def check(self) -> None:
+        for lr in self.lr_grid:
+            if lr <= 0:
+                raise ConfigError(f"probe.lr_grid values must be > 0, got {lr}")
+
 
 @dataclass
-class WorldConfig:
+class WorldConfig(Section):
     """Action-conditioned world model (``vjepa world train``): frozen encoder + AC predictor.
 
     The training trajectories come from ``data.shards`` (trajectory shards of ``vjepa collect``)
@@ -341,381 +417,71 @@ class WorldConfig:
 
     encoder: str = "random"
     """Frozen encoder: anything vjepa.load_encoder accepts (a pretrain run, export folder, official file), or 'random' (a seeded random init of size model.name / model.patch_size / model.tubelet_size)."""
-    frame_size: int = 64
+    frame_size: int = _positive(64)
     """Frames are resized to this side before encoding (the encoder's img_size for a loaded one)."""
-    pool: int = 1
+    pool: int = _positive(1)
     """Average-pool the encoder's token map by this factor per side (e.g. 8x8 tokens, pool 2 -> 4x4); the frame's side in tokens must divide."""
-    window: int = 4
+    window: int = _at_least(4, 2)
     """Frames per training window (the predictor's context length; actions: window - 1)."""
-    frameskip: int = 1
+    frameskip: int = _positive(1)
     """Env steps per model step: windows take every frameskip-th frame and the model's action is the frameskip env actions in between, concatenated (DINO-WM uses 5)."""
-    rollout_steps: int = 2
+    rollout_steps: int = _non_negative(2)
     """k: autoregressive steps of the rollout loss term (1 <= k <= window - 1; 0: teacher forcing only)."""
-    rollout_weight: float = 1.0
+    rollout_weight: float = _non_negative(1.0)
     """Weight of the rollout term; the teacher-forcing term has weight 1."""
-    pred_width: int = 128
+    loss_exp: float = _positive(1.0)
+    """Exponent of the prediction loss (1 = L1), for the teacher-forcing and rollout terms."""
+    pred_width: int = _positive(128)
     """Predictor width."""
-    pred_depth: int = 3
+    pred_depth: int = _positive(3)
     """Predictor transformer blocks."""
-    pred_heads: int = 4
+    pred_heads: int = _positive(4)
     """Predictor attention heads."""
-    energy_blur: float = 0.0
+    energy_blur: float = _non_negative(0.0)
     """Planning energy: Gaussian blur sigma (in tokens of the pooled map) on both latent maps before the L1 (0: raw token L1, flat beyond a patch; 1: grows with the agent's distance)."""
     use_state: bool = False
     """Add a state token per step (needs <key>.states.npy; rollouts then need the states too)."""
-    val_episodes: int = 0
+    val_episodes: int = _non_negative(0)
     """Trajectories held out of training (the last ones read) for the validation loss."""
-    max_trajectories: int = 0
+    max_trajectories: int = _non_negative(0)
     """Read at most this many trajectories (0: all)."""
     encoder_trainable: bool = False
     """End-to-end (LeWM / PLDM style): train the encoder (world.encoder, a loaded one or random) jointly with the predictor on the prediction loss; batches carry frames, the targets are the same encoder's latents (no stop-gradient); use with world.sigreg_weight > 0 against collapse."""
-    latent_dim: int = 0
+    latent_dim: int = _non_negative(0)
     """End-to-end models: one latent vector per frame, a linear projection of the flattened (pooled) token map to this many dims + BatchNorm (LeWM's projector), instead of the layer-normed tokens: SIGReg can centre and spread it, and unlike a mean over tokens it can say where the agent is (0: off)."""
-    sigreg_weight: float = 0.0
+    sigreg_weight: float = _non_negative(0.0)
     """Weight of SIGReg (LeJEPA / LeWM: the latents of the batch's frames pushed toward N(0, I) by random 1-D Epps-Pulley tests) in the world loss; 0: off."""
+
+    def check(self) -> None:
+        if self.rollout_steps > self.window - 1:
+            raise ConfigError(
+                f"world.rollout_steps ({self.rollout_steps}) must be <= world.window - 1 "
+                f"({self.window - 1})"
+            )
+        check_predictor(self.pred_width, self.pred_heads, "world.")
 
 
 @dataclass
-class SurpriseConfig:
+class SurpriseConfig(Section):
     """Violation of expectation (`vjepa surprise`): is the model more surprised by impossible videos?"""
 
     model: str = "random"
     """Encoder + predictor: a pretraining run or checkpoint folder, an export folder with its predictor, an official V-JEPA file, or random (this config's model.* at random init, seeded by run.seed)."""
     pairs: str = ""
     """CSV with header possible,impossible[,category]; video paths relative to the CSV (tools/make_surprise_pairs.py writes one)."""
-    context_frames: int = 4
+    context_frames: int = _positive(4)
     """Frames of each window given as context (a multiple of model.tubelet_size, below the window length); the predictor predicts the rest."""
-    stride: int = 2
+    stride: int = _positive(2)
     """Source frames between the starts of consecutive windows."""
     score: Literal["max", "mean"] = "max"
     """A video's score from its window surprises: max (Garrido et al. 2025) or mean; report.json has both."""
-    mask_index: int = 0
+    mask_index: int = _non_negative(0)
     """Which of the predictor's learned mask tokens marks the predicted tokens (one per pretraining mask generator)."""
-    batch_size: int = 16
+    batch_size: int = _positive(16)
     """Windows per forward pass."""
-    enc_heads: int | None = None
+    num_heads: int | None = _positive(None)
     """Encoder attention heads for official files whose width does not fix them (default: the official count, else head dim 64)."""
-    pred_heads: int | None = None
-    """Predictor attention heads, as enc_heads (default: the official count, else head dim 64)."""
-    plot_pairs: int = 4
+    pred_num_heads: int | None = _positive(None)
+    """Predictor attention heads, as num_heads (default: the official count, else head dim 64)."""
+    plot_pairs: int = _positive(4)
     """Pairs shown in surprise.png."""
-
-
-@dataclass
-class Config:
-    """The whole configuration of a pretraining or probing run."""
-
-    run: RunConfig = field(default_factory=RunConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    mask: MaskConfig = field(default_factory=MaskConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    plan: PlanConfig = field(default_factory=PlanConfig)
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
-    world: WorldConfig = field(default_factory=WorldConfig)
-    surprise: SurpriseConfig = field(default_factory=SurpriseConfig)
-
-
-# Range checks: dotted key -> (predicate, what the value must be). Checked after merging.
-_POSITIVE = (lambda v: v > 0, "must be > 0")
-_NON_NEGATIVE = (lambda v: v >= 0, "must be >= 0")
-_UNIT = (lambda v: 0 <= v <= 1, "must be within [0, 1]")
-_RANGES: dict[str, tuple[Any, str]] = {
-    "run.log_every": _POSITIVE,
-    "data.batch_size": _POSITIVE,
-    "data.num_workers": _NON_NEGATIVE,
-    "data.frames_per_clip": _POSITIVE,
-    "data.frame_step": _POSITIVE,
-    "data.num_clips": _POSITIVE,
-    "data.crop_size": _POSITIVE,
-    "data.min_frames": _POSITIVE,
-    "data.shuffle_buffer": _NON_NEGATIVE,
-    "data.shuffle_cover_mb": _NON_NEGATIVE,
-    "probe.backbone_heads": _POSITIVE,
-    "mask.ratio": (lambda v: 0 < v < 1, "must be within (0, 1)"),
-    "model.patch_size": _POSITIVE,
-    "model.tubelet_size": _POSITIVE,
-    "model.pred_width": _POSITIVE,
-    "model.pred_depth": _POSITIVE,
-    "model.pred_heads": _POSITIVE,
-    "optim.lr": _POSITIVE,
-    "optim.start_lr": _NON_NEGATIVE,
-    "optim.final_lr": _NON_NEGATIVE,
-    "optim.warmup_steps": _NON_NEGATIVE,
-    "optim.weight_decay": _NON_NEGATIVE,
-    "optim.final_weight_decay": _NON_NEGATIVE,
-    "optim.eps": _POSITIVE,
-    "optim.clip_grad": _NON_NEGATIVE,
-    "train.max_steps": _POSITIVE,
-    "world.sigreg_weight": _NON_NEGATIVE,
-    "world.latent_dim": _NON_NEGATIVE,
-    "train.checkpoint_every": _POSITIVE,
-    "train.keep_last": _POSITIVE,
-    "train.grad_accum": _POSITIVE,
-    "train.health_every": _POSITIVE,
-    "train.max_bad_steps": _POSITIVE,
-    "train.threads": (lambda v: v == "auto" or v >= 1, "must be auto or an integer >= 1"),
-    "train.loss_exp": _POSITIVE,
-    "train.reg_var": _NON_NEGATIVE,
-    "train.reg_cov": _NON_NEGATIVE,
-    "plan.horizon": _POSITIVE,
-    "plan.samples": (lambda v: v >= 2, "must be >= 2"),
-    "plan.iterations": _POSITIVE,
-    "plan.elites": _POSITIVE,
-    "plan.temperature": _POSITIVE,
-    "plan.init_std": _POSITIVE,
-    "plan.execute": _POSITIVE,
-    "plan.episodes": _POSITIVE,
-    "plan.max_steps": _POSITIVE,
-    "train.batch_var": _NON_NEGATIVE,
-    "train.batch_cov": _NON_NEGATIVE,
-    "train.sigreg": _NON_NEGATIVE,
-    "train.sigreg_slices": _POSITIVE,
-    "probe.epochs": _POSITIVE,
-    "probe.batch_size": _POSITIVE,
-    "probe.lr": _POSITIVE,
-    "probe.weight_decay": _NON_NEGATIVE,
-    "probe.warmup_epochs": _NON_NEGATIVE,
-    "probe.depth": _POSITIVE,
-    "probe.heads": _POSITIVE,
-    "probe.num_queries": _POSITIVE,
-    "probe.k": _POSITIVE,
-    "probe.temperature": _POSITIVE,
-    "probe.train_clips": _POSITIVE,
-    "probe.eval_clips": _POSITIVE,
-    "world.frame_size": _POSITIVE,
-    "world.pool": _POSITIVE,
-    "world.window": (lambda v: v >= 2, "must be >= 2"),
-    "world.frameskip": _POSITIVE,
-    "world.energy_blur": _NON_NEGATIVE,
-    "world.rollout_steps": _NON_NEGATIVE,
-    "world.rollout_weight": _NON_NEGATIVE,
-    "world.pred_width": _POSITIVE,
-    "world.pred_depth": _POSITIVE,
-    "world.pred_heads": _POSITIVE,
-    "world.val_episodes": _NON_NEGATIVE,
-    "world.max_trajectories": _NON_NEGATIVE,
-    "surprise.context_frames": _POSITIVE,
-    "surprise.stride": _POSITIVE,
-    "surprise.mask_index": _NON_NEGATIVE,
-    "surprise.batch_size": _POSITIVE,
-    "surprise.plot_pairs": _POSITIVE,
-    "surprise.enc_heads": _POSITIVE,
-    "surprise.pred_heads": _POSITIVE,
-}
-
-
-# ----------------------------------------------------------------------------------------
-# Loading, overrides, validation
-# ----------------------------------------------------------------------------------------
-
-
-def load_config(
-    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
-) -> Config:
-    """Defaults, then the YAML file at ``path`` (if any), then ``key.sub=value`` overrides."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        raw = loaded
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
-        _set_dotted(raw, key.strip(), yaml.safe_load(text) if text.strip() else "")
-    cfg = _build(Config, raw, prefix="")
-    validate(cfg)
-    return cfg
-
-
-def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = tree
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {key}: {part} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def _unknown_key(name: str, prefix: str, valid: list[str]) -> ConfigError:
-    full = f"{prefix}{name}"
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    hint = (
-        f"; did you mean {prefix}{close[0]}?"
-        if close
-        else f"; valid keys: {', '.join(prefix + v for v in valid)}"
-    )
-    return ConfigError(f"unknown config key {full}{hint}")
-
-
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    """Turn a nested dict into dataclass ``cls``, type-checking every leaf."""
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{prefix.rstrip('.') or 'config'} must be a mapping, got {type(raw).__name__}"
-        )
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for name, value in raw.items():
-        if name not in fields:
-            raise _unknown_key(str(name), prefix, list(fields))
-        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
-    return cls(**kwargs)
-
-
-def _coerce(tp: Any, value: Any, key: str) -> Any:
-    """Check (and gently convert: int -> float, list -> tuple) ``value`` against type ``tp``."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key + ".")
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, key)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}, got {value!r}")
-        return value
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {type(value).__name__} {value!r}")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ConfigError(f"{key} must have {len(args)} items, got {len(value)}")
-            return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-        item_tp = args[0] if args else Any
-        items = [_coerce(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if tp is Any:
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported type {tp}")  # a schema bug, not a user error
-
-
-def validate(cfg: Config) -> None:
-    """Range checks and cross-field checks; raises ConfigError naming the key."""
-    for key, (ok, what) in _RANGES.items():
-        value = get_dotted(cfg, key)
-        if value is not None and not ok(value):
-            raise ConfigError(f"{key} {what}, got {value!r}")
-    if cfg.data.frames_per_clip % cfg.model.tubelet_size:
-        raise ConfigError(
-            f"data.frames_per_clip ({cfg.data.frames_per_clip}) must be a multiple of "
-            f"model.tubelet_size ({cfg.model.tubelet_size})"
-        )
-    if cfg.data.crop_size % cfg.model.patch_size:
-        raise ConfigError(
-            f"data.crop_size ({cfg.data.crop_size}) must be a multiple of model.patch_size ({cfg.model.patch_size})"
-        )
-    if cfg.model.pred_width % cfg.model.pred_heads:
-        raise ConfigError("model.pred_width must be divisible by model.pred_heads")
-    for i, block in enumerate(cfg.mask.blocks):
-        for name in ("spatial_scale", "temporal_scale"):
-            lo, hi = getattr(block, name)
-            if not 0 < lo <= hi <= 1:
-                raise ConfigError(
-                    f"mask.blocks[{i}].{name} must satisfy 0 < low <= high <= 1, got {(lo, hi)}"
-                )
-        if block.num_blocks < 1:
-            raise ConfigError(f"mask.blocks[{i}].num_blocks must be >= 1")
-    for name in ("random_resize_scale", "random_resize_aspect"):
-        lo, hi = getattr(cfg.data, name)
-        if not 0 < lo <= hi:
-            raise ConfigError(f"data.{name} must satisfy 0 < low <= high, got {(lo, hi)}")
-    _validate_world(cfg.world)
-    bad = sorted(set(cfg.plan.baselines) - {"random", "random_model", "oracle"})
-    if bad:
-        raise ConfigError(
-            f"plan.baselines: unknown {bad} (choose from random, random_model, oracle)"
-        )
-    if cfg.plan.elites > cfg.plan.samples:
-        raise ConfigError(
-            f"plan.elites ({cfg.plan.elites}) must be <= plan.samples ({cfg.plan.samples})"
-        )
-    for lr in cfg.probe.lr_grid:
-        if lr <= 0:
-            raise ConfigError(f"probe.lr_grid values must be > 0, got {lr}")
-
-
-def _validate_world(w: WorldConfig) -> None:
-    if w.rollout_steps > w.window - 1:
-        raise ConfigError(
-            f"world.rollout_steps ({w.rollout_steps}) must be <= world.window - 1 ({w.window - 1})"
-        )
-    if w.pred_width % w.pred_heads:
-        raise ConfigError("world.pred_width must be divisible by world.pred_heads")
-
-
-def get_dotted(cfg: Any, key: str) -> Any:
-    node = cfg
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node
-
-
-def to_dict(cfg: Config) -> dict[str, Any]:
-    """Plain nested dict (tuples as lists), ready for YAML / JSON."""
-
-    def plain(v: Any) -> Any:
-        if dataclasses.is_dataclass(v):
-            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        return v
-
-    return plain(cfg)
-
-
-def from_dict(raw: dict[str, Any]) -> Config:
-    """Inverse of :func:`to_dict` (e.g. the config stored in a checkpoint)."""
-    cfg = _build(Config, raw, prefix="")
-    validate(cfg)
-    return cfg
-
-
-def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML (every key, defaults included)."""
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,163 @@
+"""One config root per command: each holds only the sections that command reads.
+
+The root decides what a config file may say: a key of a section that the command does not read
+is an error that names it (``plan.horizon`` given to ``vjepa pretrain``), as is an old key name
+(one release of a message that names the new one, :data:`RENAMED`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from vjepa.config.sections import (
+    ConfigError,
+    DataConfig,
+    LoopConfig,
+    MaskConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    OptimConfig,
+    PlanConfig,
+    ProbeConfig,
+    RunConfig,
+    SurpriseConfig,
+    WorldConfig,
+)
+
+_OBJECTIVE_KEYS = (
+    "loss_exp",
+    "reg_var",
+    "reg_cov",
+    "target",
+    "reg_input",
+    "reg_pooled",
+    "batch_var",
+    "batch_cov",
+    "sigreg",
+    "sigreg_slices",
+)
+
+RENAMED: dict[str, str] = {
+    **{f"train.{k}": f"objective.{k}" for k in _OBJECTIVE_KEYS},
+    "probe.backbone_heads": "probe.num_heads",
+    "surprise.enc_heads": "surprise.num_heads",
+    "surprise.pred_heads": "surprise.pred_num_heads",
+}
+"""Old dotted key -> its new name, for every command (a root's ``RENAMED`` comes first)."""
+
+
+def check_clip_geometry(data: DataConfig, model: ModelConfig) -> None:
+    """The clip must split into whole tubelets and patches of the model."""
+    if data.frames_per_clip % model.tubelet_size:
+        raise ConfigError(
+            f"data.frames_per_clip ({data.frames_per_clip}) must be a multiple of "
+            f"model.tubelet_size ({model.tubelet_size})"
+        )
+    if data.crop_size % model.patch_size:
+        raise ConfigError(
+            f"data.crop_size ({data.crop_size}) must be a multiple of model.patch_size "
+            f"({model.patch_size})"
+        )
+
+
+class Root:
+    """A command's config: its sections are the dataclass fields; ``check()`` relates them."""
+
+    RENAMED: ClassVar[dict[str, str]] = {}
+    """Old dotted key -> new, for this command only (before :data:`RENAMED`)."""
+
+    def check(self) -> None:
+        """Checks across sections; raises ConfigError naming the keys."""
+
+
+class ClipRoot(Root):
+    """A command that cuts clips (``data``) for a model (``model``)."""
+
+    data: DataConfig
+    model: ModelConfig
+
+    def check(self) -> None:
+        check_clip_geometry(self.data, self.model)
+
+
+@dataclass
+class PretrainRoot(ClipRoot):
+    """`vjepa pretrain`: V-JEPA pretraining of an encoder and predictor."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+
+
+@dataclass
+class WorldTrainRoot(ClipRoot):
+    """`vjepa world train`: an action-conditioned world model on trajectory shards.
+
+    ``data.shards`` and ``data.batch_size`` say where the trajectories are and how many windows
+    a batch holds; ``model.*`` is the architecture of a random encoder (world.encoder=random).
+    """
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
+
+    RENAMED: ClassVar[dict[str, str]] = {"train.loss_exp": "world.loss_exp"}
+
+
+@dataclass
+class ProbeRoot(ClipRoot):
+    """`vjepa probe`: a frozen-backbone probe; ``model.*`` is the random floor's architecture."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+
+@dataclass
+class ExtractRoot(Root):
+    """`vjepa extract --config`: the clip geometry (``data.*``) of the extracted features."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+@dataclass
+class SurpriseRoot(ClipRoot):
+    """`vjepa surprise`: violation of expectation; ``model.*`` / ``mask.*``: the random model's
+    architecture (surprise.model=random)."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    surprise: SurpriseConfig = field(default_factory=SurpriseConfig)
+
+
+@dataclass
+class PlanRoot(Root):
+    """`vjepa plan`: model-predictive control with a world model on held-out tasks."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
+
+
+Config = PretrainRoot | WorldTrainRoot | ProbeRoot | ExtractRoot | SurpriseRoot | PlanRoot
+"""The config of any command: the annotation of code shared between commands (the loop)."""
+
+ROOTS: dict[str, type[Config]] = {
+    "pretrain": PretrainRoot,
+    "world train": WorldTrainRoot,
+    "probe": ProbeRoot,
+    "extract": ExtractRoot,
+    "surprise": SurpriseRoot,
+    "plan": PlanRoot,
+}
+"""`vjepa <command>` -> the root of its config."""
