@@ -8,7 +8,7 @@ training forward itself. Surprise of a window = mean L1 between predictions and 
 
 from __future__ import annotations
 
-import copy
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,21 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vjepa.artifacts.official import (
-    build_from_official,
-    default_heads,
-    load_state_strict,
-    read_official,
-)
-from vjepa.artifacts.sources import (
-    ExportSourceError,
-    build_encoder_from_arch,
-    build_predictor_from_arch,
-    read_source,
-    source_kind,
-)
+from vjepa.artifacts.arch import build_encoder_from_arch, build_predictor_from_arch
+from vjepa.artifacts.encoder import frames_to_input
+from vjepa.artifacts.official import load_state_strict
+from vjepa.artifacts.sources import ExportSourceError, classify, read
 from vjepa.config import Config, ConfigError
-from vjepa.data.augment import eval_transform
 from vjepa.data.decode import open_video
 from vjepa.errors import UsageError
 from vjepa.jepa.model import JEPA, build_jepa
@@ -68,9 +58,45 @@ def load_surprise_model(cfg: Config) -> SurpriseModel:
             tubelet_size=enc.tubelet_size,
             source="random",
         ).eval_()
-    if source_kind(source) == "official":
-        return _official(cfg, source).eval_()
-    return _ours(cfg, source).eval_()
+    return _saved(cfg, source).eval_()
+
+
+def _saved(cfg: Config, source: str) -> SurpriseModel:
+    """A saved model (run, checkpoint, export folder or official file): the target encoder,
+    its predictor and the context encoder as in training (else the target encoder).
+
+    Head counts: ``surprise.enc_heads`` / ``pred_heads``, else the stored or official counts,
+    else :func:`vjepa.artifacts.official.resolve_heads`' checked head-dim-64 guess.
+    """
+    s = cfg.surprise
+    heads = {"num_heads": s.enc_heads, "pred_num_heads": s.pred_heads}
+    with warnings.catch_warnings():
+        # Surprise needs the teacher itself, even a frozen (never trained) one.
+        warnings.filterwarnings("ignore", message=".*never trained.*")
+        loaded = read(source, which="target", with_extras=True, **heads)
+        if "predictor" not in loaded.extras or loaded.predictor_arch is None:
+            error = ConfigError if classify(source) == "official" else ExportSourceError
+            raise error(
+                f"surprise.model: {source} holds no predictor; surprise needs encoder + "
+                "predictor (a pretraining run / checkpoint folder, an official file, or an "
+                "export made with its predictor)"
+            )
+        context_state = loaded.extras.get("context")
+        if context_state is None:
+            try:  # the context (online) encoder, as in training; else the target encoder
+                context_state = read(source, which="context", num_heads=s.enc_heads).state
+            except ExportSourceError:
+                context_state = None
+    target = build_encoder_from_arch(loaded.arch)
+    load_state_strict(target, loaded.state, f"{source} (target encoder)")
+    predictor = build_predictor_from_arch(loaded.predictor_arch)
+    load_state_strict(predictor, loaded.extras["predictor"], f"{source} (predictor)")
+    context = target
+    if context_state is not None:
+        context = build_encoder_from_arch(loaded.arch)
+        load_state_strict(context, context_state, f"{source} (context encoder)")
+    jepa = JEPA(context, predictor, target_encoder=target)
+    return SurpriseModel(jepa, **_geometry(target), source=str(source))
 
 
 def _geometry(encoder: nn.Module) -> dict[str, int]:
@@ -80,59 +106,6 @@ def _geometry(encoder: nn.Module) -> dict[str, int]:
         "patch_size": encoder.patch_size,
         "tubelet_size": encoder.tubelet_size,
     }
-
-
-def _ours(cfg: Config, source: str) -> SurpriseModel:
-    """A run / checkpoint / export folder of ours: target encoder, its predictor, context."""
-    heads = cfg.surprise.enc_heads
-    loaded = read_source(source, which="target", num_heads=heads, with_extras=True)
-    if "predictor" not in loaded.extras or loaded.predictor_arch is None:
-        raise ExportSourceError(
-            f"surprise.model: {source} holds no predictor; surprise needs encoder + predictor "
-            "(a pretraining run / checkpoint folder, or an export made with its predictor)"
-        )
-    target = build_encoder_from_arch(loaded.arch)
-    load_state_strict(target, loaded.state, f"{source} (target encoder)")
-    pred_arch = dict(loaded.predictor_arch)
-    if cfg.surprise.pred_heads is not None:
-        pred_arch["heads"] = cfg.surprise.pred_heads
-    predictor = build_predictor_from_arch(pred_arch)
-    load_state_strict(predictor, loaded.extras["predictor"], f"{source} (predictor)")
-    try:  # the context (online) encoder, as in training; else the target encoder
-        ctx = read_source(source, which="context", num_heads=heads)
-        context = build_encoder_from_arch(ctx.arch)
-        load_state_strict(context, ctx.state, f"{source} (context encoder)")
-    except ExportSourceError:
-        context = target
-    jepa = JEPA(context, predictor, target_encoder=target)
-    return SurpriseModel(jepa, **_geometry(target), source=str(source))
-
-
-def _official(cfg: Config, source: str) -> SurpriseModel:
-    """An official V-JEPA / V-JEPA 2 file: head counts from surprise.enc_heads / pred_heads,
-    else the official sizes' counts, else head dim 64."""
-    ckpt = read_official(source)
-    if ckpt.predictor is None:
-        raise ConfigError(f"surprise.model: {source} holds no predictor")
-    arch = ckpt.arch
-    heads = cfg.surprise.enc_heads
-    if heads is None:
-        heads = default_heads(arch.width, arch.pos_embed) or max(1, arch.width // 64)
-    pred_heads = cfg.surprise.pred_heads
-    # Unknown predictor widths get head dim 64 too (build_from_official would reuse `heads`).
-    if (
-        pred_heads is None
-        and arch.pred_width is not None
-        and default_heads(arch.width, arch.pos_embed) is None
-    ):
-        pred_heads = max(1, arch.pred_width // 64)
-    target, predictor = build_from_official(ckpt, num_heads=heads, pred_num_heads=pred_heads)
-    context = target
-    if ckpt.encoder is not None:
-        context = copy.deepcopy(target)
-        load_state_strict(context, ckpt.encoder, f"{source} (context encoder)")
-    jepa = JEPA(context, predictor, target_encoder=target)
-    return SurpriseModel(jepa, **_geometry(target), source=str(source))
 
 
 # ----------------------------------------------------------------------------------------
@@ -184,7 +157,7 @@ def _load_video(path: Path, cfg: Config, img_size: int) -> Tensor:
     """All frames of ``path``, short side resized and centre-cropped: float [3, F, S, S]."""
     with open_video(path.read_bytes(), backend=cfg.data.decoder) as reader:
         frames = reader.get_frames(range(reader.num_frames))  # [F, H, W, 3] uint8
-    return eval_transform(frames, crop_size=img_size)[0]  # [3, F, S, S]
+    return frames_to_input(frames, img_size)[0]  # [3, F, S, S]
 
 
 def video_surprise(
