@@ -76,15 +76,7 @@ def export(
         raise UsageError(f"unknown export format(s) {unknown}; choose from {list(EXTRA_FORMATS)}")
     if which == "predictor" and formats:
         raise UsageError("extra formats are for encoders; export the predictor without --format")
-    loaded = read(
-        src,
-        which=which,
-        num_heads=num_heads,
-        pred_num_heads=pred_num_heads,
-        num_frames=num_frames,
-        img_size=img_size,
-        with_extras=True,
-    )
+    loaded = _read_with_extras(src, which, (num_heads, pred_num_heads), (num_frames, img_size))
     module = _build_checked(loaded, str(src))
     out = _prepare_out(Path(src), Path(out_dir))
     config = _write_weights(loaded, out)
@@ -113,15 +105,7 @@ def import_official(
     path = Path(path)
     if classify(path) != "official":
         raise ExportSourceError(f"{path}: vjepa import takes an official checkpoint file")
-    loaded = read(
-        path,
-        which="target",
-        num_heads=num_heads,
-        pred_num_heads=pred_num_heads,
-        num_frames=num_frames,
-        img_size=img_size,
-        with_extras=True,
-    )
+    loaded = _read_with_extras(path, "target", (num_heads, pred_num_heads), (num_frames, img_size))
     _build_checked(loaded, str(path))
     if "context" in loaded.extras:
         context = build_encoder_from_arch(loaded.arch)
@@ -130,6 +114,25 @@ def import_official(
     config = _write_weights(loaded, out, with_context=True)
     (out / CARD_FILE).write_text(model_card(config, formats={}, probe=None))
     return out
+
+
+def _read_with_extras(
+    src: str | Path,
+    which: Which | None,
+    heads: tuple[int | None, int | None],
+    geometry: tuple[int | None, int | None],
+) -> Loaded:
+    """:func:`read` with the companions an export keeps; ``heads`` (encoder, predictor),
+    ``geometry`` (num_frames, img_size)."""
+    return read(
+        src,
+        which=which,
+        num_heads=heads[0],
+        pred_num_heads=heads[1],
+        num_frames=geometry[0],
+        img_size=geometry[1],
+        with_extras=True,
+    )
 
 
 def _build_checked(loaded: Loaded, source: str) -> nn.Module:

@@ -124,12 +124,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"max {report['pairwise_accuracy_max']:.1f} %, mean {report['pairwise_accuracy_mean']:.1f}"
         f" %; p vs chance {report['p_value_vs_chance']:.3g})",
     ]
-    for cat, r in report["by_category"].items():
-        lo, hi = r["ci95"]
-        lines.append(
-            f"  {cat:<12} {r['pairwise_accuracy']:6.2f} %  (95 % CI {lo:.1f}-{hi:.1f}, "
-            f"n={r['num_pairs']})"
-        )
+    lines += [
+        f"  {cat:<12} {r['pairwise_accuracy']:6.2f} %  (95 % CI {r['ci95'][0]:.1f}-"
+        f"{r['ci95'][1]:.1f}, n={r['num_pairs']})"
+        for cat, r in report["by_category"].items()
+    ]
     return "\n".join(lines)
 
 
