@@ -15,9 +15,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import vjepa
+from vjepa.artifacts.encoder import VideoEncoder, load_encoder
 from vjepa.artifacts.export import export, import_official
 from vjepa.artifacts.official import WeightsMismatchError, build_from_official, read_official
-from vjepa.artifacts.sources import ExportSourceError, FrozenEncoder, load_encoder
+from vjepa.artifacts.sources import ExportSourceError
 from vjepa.config import PretrainRoot, to_dict
 from vjepa.data.augment import eval_transform
 from vjepa.models.encoder import build_encoder
@@ -96,7 +97,7 @@ def test_load_encoder_from_our_run(run_rope, kind):
     x = clip()
     with torch.no_grad():
         assert torch.equal(enc(x), modules["target"](x))
-    assert isinstance(enc, FrozenEncoder)
+    assert isinstance(enc, VideoEncoder)
     assert (enc.embed_dim, enc.num_frames, enc.img_size) == (96, 4, 64)
     assert (enc.patch_size, enc.tubelet_size) == (16, 2)
     assert not enc.training and all(not p.requires_grad for p in enc.parameters())
@@ -312,3 +313,41 @@ def test_plain_pytorch_loading_snippet(run_rope, tmp_path):
     x = clip()
     with torch.no_grad():
         assert torch.equal(enc(x), modules["target"](x))
+
+
+def test_a_frozen_teacher_run_gives_its_trained_context_encoder(tmp_path):
+    # Issue 27: with the demo's frozen random teacher (optim.ema [1, 1]) the target encoder is
+    # the random init; every reader must default to the encoder that trained (the context one).
+    from train_utils import make_shards, tiny_overrides
+
+    from vjepa.config import load_config
+    from vjepa.eval.probe.features import load_backbone
+    from vjepa.jepa.model import build_jepa
+    from vjepa.train.pretrain import pretrain
+
+    shards = make_shards(tmp_path / "shards", per_class=2, per_shard=12)
+    run = tmp_path / "run"
+    cfg = load_config(None, tiny_overrides(run, shards, "train.max_steps=3", "optim.ema=[1,1]"))
+    pretrain(cfg)
+    ckpt = run / "checkpoints" / "step-00000003"
+    trained = load_file(str(ckpt / "encoder.safetensors"))
+    init = build_jepa(cfg).encoder.state_dict()
+
+    def assert_trained(state: dict) -> None:
+        assert state.keys() == trained.keys()
+        assert all(torch.equal(state[k], trained[k]) for k in trained)
+        assert any(not torch.equal(state[k], init[k]) for k in init)
+
+    assert_trained(vjepa.load_encoder(run).encoder.state_dict())
+    assert vjepa.load_encoder(run).config["source"]["encoder"] == "context"
+    out = export(run, tmp_path / "export")
+    assert_trained(load_file(str(out / "model.safetensors")))
+    encoder, identity = load_backbone(
+        str(run), random_model="tiny_cpu", data_cfg=cfg.data, model_cfg=None, seed=0
+    )
+    assert_trained(encoder.encoder.state_dict())
+    assert identity["encoder"] == "context"
+    with pytest.warns(UserWarning, match="target encoder never trained"):
+        target = vjepa.load_encoder(run, which="target")
+    target_state = target.encoder.state_dict()
+    assert all(torch.equal(target_state[k], init[k]) for k in init)  # the random init

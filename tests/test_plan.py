@@ -109,7 +109,8 @@ def _tiny_world_export(path, frameskip: int = 2):
     import torch
     from safetensors.torch import save_file
 
-    from vjepa.world.model import WorldSpec, build_world_model, random_encoder, world_description
+    from vjepa.world.io import random_encoder, world_description
+    from vjepa.world.model import WorldSpec, build_world_model
 
     enc = random_encoder("tiny_cpu", patch_size=8, tubelet_size=2, img_size=32, seed=0)
     spec = WorldSpec(

@@ -13,22 +13,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vjepa.cli import main
 from vjepa.config import load_config
 from vjepa.data.encode import encode_frames
-from vjepa.eval.surprise.run import (
+from vjepa.eval.surprise.pairs import read_pairs
+from vjepa.eval.surprise.report import compare_surprise
+from vjepa.eval.surprise.run import run_surprise, surprise_vs_random
+from vjepa.eval.surprise.score import (
     SurpriseModel,
-    compare_surprise,
     context_target_indices,
-    read_pairs,
-    run_surprise,
-    surprise_vs_random,
     window_starts,
+    window_surprise,
 )
 from vjepa.jepa.masks import apply_masks
+from vjepa.jepa.model import JEPA, build_jepa
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE, FRAMES = 32, 16
@@ -68,7 +70,9 @@ class _PixelEncoder(nn.Module):
             size,
         )
 
-    def forward(self, x: Tensor, masks: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, masks: Tensor | list[Tensor] | None = None):
+        if isinstance(masks, list):
+            return [self(x, m) for m in masks]  # [B, K_i, D] each
         B, C, T, H, W = x.shape
         t, p = self.tubelet_size, self.patch_size
         x = x.reshape(B, C, T // t, t, H // p, p, W // p, p)
@@ -93,7 +97,8 @@ class _Persistence(nn.Module):
 def _persistence_model() -> SurpriseModel:
     enc = _PixelEncoder()
     hw = (SIZE // 8) ** 2
-    return SurpriseModel(enc, enc, _Persistence(hw), 8, SIZE, 8, 2, source="persistence")
+    jepa = JEPA(enc, _Persistence(hw), target_encoder=enc)
+    return SurpriseModel(jepa, 8, SIZE, 8, 2, source="persistence")
 
 
 def _pairs_csv(tmp_path: Path, rows: list[str], header: str = "possible,impossible,category"):
@@ -132,6 +137,21 @@ def test_windows_and_token_split() -> None:
     assert window_starts(7, 8, 1, 1) == []
     ctx, tgt = context_target_indices((4, 2, 3), context_frames=4, tubelet=2)
     assert ctx.tolist() == list(range(12)) and tgt.tolist() == list(range(12, 24))
+
+
+def test_surprise_is_the_training_l1_on_the_same_tensors(tmp_path: Path) -> None:
+    # The surprise score and the training loss share JEPA.predict_targets: on one window with
+    # the training objective's context / target split, surprise == the loss path's l1 term.
+    cfg = _cfg(tmp_path, tmp_path / "unused.csv")
+    jepa = build_jepa(cfg).eval()
+    model = SurpriseModel(jepa, 8, SIZE, 8, 2, source="random")
+    clip = torch.randn(1, 3, 8, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    ctx, tgt = context_target_indices((4, SIZE // 8, SIZE // 8), context_frames=4, tubelet=2)
+    with torch.no_grad():
+        loss = jepa(clip, [ctx[None]], [tgt[None]]).terms["l1"]
+    score = window_surprise(model, clip, context_frames=4)
+    assert score.shape == (1,)
+    assert score[0].item() == pytest.approx(loss.item(), rel=1e-6)
 
 
 def test_known_answer_with_a_persistence_model(tmp_path: Path) -> None:

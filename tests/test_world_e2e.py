@@ -10,7 +10,7 @@ import torch
 from trajectories import render, write_trajectory_shard
 
 from vjepa.config import load_config
-from vjepa.world.model import load_world_model, random_init_like
+from vjepa.world.io import load_world_model, random_init_like
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:

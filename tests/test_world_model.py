@@ -12,13 +12,8 @@ from trajectories import write_trajectory_shard
 
 from vjepa.data.errors import DataError, DataErrors
 from vjepa.world.data import WindowSampler, gather_windows, read_trajectories
-from vjepa.world.model import (
-    WorldSpec,
-    build_world_model,
-    load_world_model,
-    random_encoder,
-    world_losses,
-)
+from vjepa.world.io import load_world_model, random_encoder
+from vjepa.world.model import WorldSpec, build_world_model, world_losses
 from vjepa.world.predictor import ACPredictor, block_causal_mask
 
 
@@ -159,8 +154,7 @@ def test_windows_are_a_pure_function_of_seed_and_batch(tmp_path: Path) -> None:
 def test_export_round_trip_gives_the_same_rollouts(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    from vjepa.world.io import export_world_model
-    from vjepa.world.model import world_description
+    from vjepa.world.io import export_world_model, world_description
 
     model = _tiny_model(pool=2).eval()
     # A world train run folder by hand: world.json + a checkpoint with the two children.

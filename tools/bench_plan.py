@@ -35,7 +35,7 @@ def main() -> None:
     if pcfg.model == "oracle":
         builder = OracleCost(env, pcfg.env, pcfg.energy)
     else:
-        from vjepa.world.model import load_world_model
+        from vjepa.world.io import load_world_model
 
         builder = ModelCost(load_world_model(pcfg.model).to(device).eval(), pcfg.energy, device)
     start, goal = env.unwrapped.sample_task(task_seed(pcfg, 0))  # the first task of plan.tasks

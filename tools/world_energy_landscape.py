@@ -16,7 +16,8 @@ import argparse
 import numpy as np
 import torch
 
-from vjepa.world.model import WorldSpec, build_world_model, random_encoder
+from vjepa.world.io import random_encoder
+from vjepa.world.model import WorldSpec, build_world_model
 from vjepa.world.two_rooms import TwoRoomsEnv, _blocked
 
 
@@ -46,7 +47,7 @@ def main() -> None:
         frames.append(env.render())
     video = torch.from_numpy(np.stack(frames))[:, None]  # [P, 1, 64, 64, 3]
     if args.world:
-        from vjepa.world.model import load_world_model
+        from vjepa.world.io import load_world_model
 
         wm = load_world_model(args.world)
         print(f"{args.world}: " + " | ".join(_landscape(wm, video, pts)), flush=True)
@@ -54,7 +55,7 @@ def main() -> None:
     if args.encoder == "random":
         enc = random_encoder("tiny_cpu", patch_size=8, tubelet_size=2, img_size=64, seed=0)
     else:
-        from vjepa.artifacts.sources import load_encoder
+        from vjepa.artifacts.encoder import load_encoder
 
         enc = load_encoder(args.encoder)
     for pool in args.pool:

@@ -116,9 +116,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from vjepa.artifacts.export import export
+    from vjepa.artifacts.sources import classify
 
-    src = Path(args.src)  # a `vjepa world train` run (or checkpoint) has world.json
-    if (src / "world.json").is_file() or (src.parent.parent / "world.json").is_file():
+    src = Path(args.src)
+    if classify(src) in ("world_run", "world_checkpoint", "world_export"):
         from vjepa.world.io import export_world_model
 
         print(f"exported the world model to {export_world_model(src, args.out)}")
@@ -348,7 +349,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("src", help="run folder, checkpoint folder, export folder or official .pt file")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--which", default="target", choices=["target", "context", "predictor"])
+    p.add_argument("--which", default=None, choices=["target", "context", "predictor"])
     p.add_argument("--format", help="extra formats, comma-separated: torchscript,onnx,hf")
     p.add_argument("--probe-report", help="a probe report.json to include in the model card")
     _add_heads_args(p)

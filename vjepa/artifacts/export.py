@@ -19,7 +19,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from vjepa.artifacts.arch import build_encoder_from_arch, build_predictor_from_arch
 from vjepa.artifacts.card import model_card
+from vjepa.artifacts.encoder import VideoEncoder, encoder_from
+from vjepa.artifacts.hf import hf_max_abs_diff, write_hf
 from vjepa.artifacts.official import load_state_strict
 from vjepa.artifacts.sources import (
     CARD_FILE,
@@ -33,15 +36,11 @@ from vjepa.artifacts.sources import (
     TORCHSCRIPT_FILE,
     WEIGHTS_FILE,
     ExportSourceError,
-    FrozenEncoder,
     Loaded,
     Which,
-    build_encoder_from_arch,
-    build_predictor_from_arch,
+    classify,
     config_json,
-    frozen_encoder,
-    read_source,
-    source_kind,
+    read,
 )
 from vjepa.errors import UsageError
 
@@ -57,7 +56,7 @@ def export(
     src: str | Path,
     out_dir: str | Path,
     *,
-    which: Which = "target",
+    which: Which | None = None,
     formats: Sequence[str] = (),
     probe_report: Path | None = None,
     num_heads: int | None = None,
@@ -77,15 +76,7 @@ def export(
         raise UsageError(f"unknown export format(s) {unknown}; choose from {list(EXTRA_FORMATS)}")
     if which == "predictor" and formats:
         raise UsageError("extra formats are for encoders; export the predictor without --format")
-    loaded = read_source(
-        src,
-        which=which,
-        num_heads=num_heads,
-        pred_num_heads=pred_num_heads,
-        num_frames=num_frames,
-        img_size=img_size,
-        with_extras=True,
-    )
+    loaded = _read_with_extras(src, which, (num_heads, pred_num_heads), (num_frames, img_size))
     module = _build_checked(loaded, str(src))
     out = _prepare_out(Path(src), Path(out_dir))
     config = _write_weights(loaded, out)
@@ -112,17 +103,9 @@ def import_official(
     not store it; the default is its 16 x 256 pretraining clip).
     """
     path = Path(path)
-    if source_kind(path) != "official":
+    if classify(path) != "official":
         raise ExportSourceError(f"{path}: vjepa import takes an official checkpoint file")
-    loaded = read_source(
-        path,
-        which="target",
-        num_heads=num_heads,
-        pred_num_heads=pred_num_heads,
-        num_frames=num_frames,
-        img_size=img_size,
-        with_extras=True,
-    )
+    loaded = _read_with_extras(path, "target", (num_heads, pred_num_heads), (num_frames, img_size))
     _build_checked(loaded, str(path))
     if "context" in loaded.extras:
         context = build_encoder_from_arch(loaded.arch)
@@ -133,13 +116,32 @@ def import_official(
     return out
 
 
+def _read_with_extras(
+    src: str | Path,
+    which: Which | None,
+    heads: tuple[int | None, int | None],
+    geometry: tuple[int | None, int | None],
+) -> Loaded:
+    """:func:`read` with the companions an export keeps; ``heads`` (encoder, predictor),
+    ``geometry`` (num_frames, img_size)."""
+    return read(
+        src,
+        which=which,
+        num_heads=heads[0],
+        pred_num_heads=heads[1],
+        num_frames=geometry[0],
+        img_size=geometry[1],
+        with_extras=True,
+    )
+
+
 def _build_checked(loaded: Loaded, source: str) -> nn.Module:
     """Build the module the weights describe and load them strictly (the export's validation)."""
     if loaded.which == "predictor":
         predictor = build_predictor_from_arch(loaded.arch)
         load_state_strict(predictor, loaded.state, f"{source} (predictor)")
         return predictor
-    frozen = frozen_encoder(loaded, source)
+    frozen = encoder_from(loaded, source)
     if "predictor" in loaded.extras and loaded.predictor_arch is not None:
         predictor = build_predictor_from_arch(loaded.predictor_arch)
         load_state_strict(predictor, loaded.extras["predictor"], f"{source} (predictor)")
@@ -191,7 +193,7 @@ def example_input(arch: dict[str, Any], batch: int = 1, seed: int = 0) -> torch.
 
 
 def _write_formats(
-    frozen: FrozenEncoder,
+    frozen: VideoEncoder,
     loaded: Loaded,
     config: dict[str, Any],
     out: Path,
@@ -223,7 +225,7 @@ def _diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.float() - b.float()).abs().max().item()
 
 
-def write_torchscript(frozen: FrozenEncoder, path: Path, example: torch.Tensor) -> dict[str, Any]:
+def write_torchscript(frozen: VideoEncoder, path: Path, example: torch.Tensor) -> dict[str, Any]:
     """torch.jit.trace of the bare encoder at the example's shape (batch size stays free)."""
     with torch.no_grad(), warnings.catch_warnings():
         # Constants folded into the trace (RoPE sign pattern, token ids) are shape-fixed by
@@ -235,7 +237,7 @@ def write_torchscript(frozen: FrozenEncoder, path: Path, example: torch.Tensor) 
     return {"file": path.name, "traced_input_shape": list(example.shape)}
 
 
-def write_onnx(frozen: FrozenEncoder, path: Path, example: torch.Tensor) -> dict[str, Any]:
+def write_onnx(frozen: VideoEncoder, path: Path, example: torch.Tensor) -> dict[str, Any]:
     """ONNX via the TorchScript-based exporter (no onnxscript needed), dynamic batch axis."""
     with torch.no_grad(), warnings.catch_warnings():
         # The legacy exporter warns that it is legacy and that traced shape checks become
@@ -267,10 +269,8 @@ def onnx_max_abs_diff(path: Path, x: torch.Tensor, expected: torch.Tensor) -> fl
 
 
 def _write_hf(
-    frozen: FrozenEncoder, loaded: Loaded, config: dict[str, Any], out: Path, x: torch.Tensor
+    frozen: VideoEncoder, loaded: Loaded, config: dict[str, Any], out: Path, x: torch.Tensor
 ) -> dict[str, Any]:
-    from vjepa.artifacts.hf import hf_max_abs_diff, write_hf
-
     predictor = loaded.extras.get("predictor")
     hf_dir = write_hf(out / HF_DIR, loaded.state, config, predictor_state=predictor)
     try:

@@ -1,16 +1,20 @@
-"""Read any supported source and rebuild its module strictly: the loading half of export.
+"""Classify and read every saved kind: the one place that knows what a path holds.
 
-Sources: an export folder (see :mod:`vjepa.artifacts`), a run folder or checkpoint folder of ours,
-or an official V-JEPA / V-JEPA 2 ``.pt`` file. :func:`read_source` reads weights, architecture
-and provenance without building anything; :func:`load_encoder` builds the encoder, loads
-strictly (a missing, unexpected or mis-shaped key is a :class:`WeightsMismatchError` naming it)
-and returns a :class:`FrozenEncoder`. Reading an export folder or one of our checkpoints needs
-only safetensors and never unpickles anything.
+:func:`classify` names a path's kind: an export folder (see :mod:`vjepa.artifacts`), a
+pretraining run folder or checkpoint folder of ours, an official V-JEPA / V-JEPA 2 ``.pt``
+file, or a world model (``world_export``, ``world_run``, ``world_checkpoint``).
+:func:`read` reads an encoder / predictor's weights, architecture and provenance without
+building anything (:mod:`vjepa.artifacts.encoder` builds and loads strictly);
+:func:`read_world` reads a world model's description and weights folder. Reading an export
+folder or one of our checkpoints needs only safetensors and never unpickles anything.
+
+Which encoder of a run: the one that trained. With a frozen teacher (``optim.ema: [1, 1]``
+and ``train.target: ema``) the target encoder never moves from the random init, so the
+default is then the context encoder (:func:`trained_encoder`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import warnings
@@ -18,14 +22,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
+import yaml
 from safetensors.torch import load_file
-from torch import nn
 
-from vjepa.artifacts.official import WeightsMismatchError, load_state_strict
-from vjepa.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from vjepa.artifacts.arch import (
+    arch_from_config,
+    arch_of,
+    predictor_arch_from_state,
+)
+from vjepa.artifacts.official import build_from_official, read_official
+from vjepa.config import Config, from_dict
+from vjepa.data.augment import imagenet_normalization
 from vjepa.errors import UsageError
+from vjepa.train.checkpoint import is_complete, latest_checkpoint
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -37,26 +47,25 @@ FORMATS_FILE = "formats.json"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 ONNX_FILE = "model.onnx"
 HF_DIR = "hf"
-ARCH_KEYS = (
-    "width",
-    "depth",
-    "heads",
-    "mlp_ratio",
-    "patch_size",
-    "tubelet_size",
-    "num_frames",
-    "img_size",
-    "pos_embed",
-)
-"""The keys of config.json ``architecture``: exactly the VisionTransformer constructor arguments."""
+WORLD_FILE = "world.json"  # in a `vjepa world train` run folder
+WORLD_ENCODER = "encoder.safetensors"  # world export / checkpoint weights
+WORLD_PREDICTOR = "predictor.safetensors"
+WORLD_PROJECTOR = "projector.safetensors"  # only with spec.latent_dim > 0
 
 Which = Literal["target", "context", "predictor"]
+Kind = Literal[
+    "export", "checkpoint", "run", "official", "world_export", "world_run", "world_checkpoint"
+]
 _CKPT_FILES = {"target": "target_encoder", "context": "encoder", "predictor": "predictor"}
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
 class ExportSourceError(FileNotFoundError):
     """A path that is none of: export folder, run folder, checkpoint folder, official file."""
+
+
+class WorldModelSourceError(ExportSourceError):
+    """A path that is none of: world export folder, world train run folder, its checkpoint."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -76,16 +85,14 @@ class Loaded:
     """The file the weights came from (hashed for probe reports)."""
     provenance: dict[str, Any]
     """Where the weights came from: kind, path, step, training data (carried through re-exports)."""
-    normalization: dict[str, list[float]] = field(
-        default_factory=lambda: {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-    )
+    normalization: dict[str, list[float]] = field(default_factory=imagenet_normalization)
     extras: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     """Companion state dicts copied alongside (``predictor``, ``context``)."""
     predictor_arch: dict[str, Any] | None = None
 
 
-def source_kind(path: str | Path) -> str:
-    """Classify ``path``: ``export``, ``checkpoint``, ``run`` or ``official``; else raise."""
+def classify(path: str | Path) -> Kind:
+    """The kind of saved thing at ``path`` (see :data:`Kind`); else :class:`ExportSourceError`."""
     path = Path(path)
     if not path.exists():
         raise ExportSourceError(f"{path}: no such file or folder")
@@ -93,6 +100,12 @@ def source_kind(path: str | Path) -> str:
         if path.name == WEIGHTS_FILE and (path.parent / CONFIG_FILE).is_file():
             return "export"
         return "official"
+    if _is_world_export(path):
+        return "world_export"
+    if (path / WORLD_FILE).is_file():
+        return "world_run"
+    if is_complete(path) and (path.parent.parent / WORLD_FILE).is_file():
+        return "world_checkpoint"
     if (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file():
         return "export"
     if (path / "COMPLETE").is_file() and _STEP_DIR.match(path.name):
@@ -101,11 +114,56 @@ def source_kind(path: str | Path) -> str:
         return "run"
     raise ExportSourceError(
         f"{path}: not an export folder ({WEIGHTS_FILE} + {CONFIG_FILE}), a run folder "
-        "(checkpoints/), a complete checkpoint folder (step-XXXXXXXX/ with COMPLETE) or a file"
+        "(checkpoints/), a complete checkpoint folder (step-XXXXXXXX/ with COMPLETE), a world "
+        "model or a file"
     )
 
 
-def read_source(
+def _is_world_export(path: Path) -> bool:
+    cfg_file = path / CONFIG_FILE
+    if not cfg_file.is_file() or (path / WEIGHTS_FILE).is_file():
+        return False
+    try:
+        return json.loads(cfg_file.read_text()).get("kind") == "world_model"
+    except json.JSONDecodeError:
+        return False
+
+
+def trained_encoder(cfg: Config) -> Literal["target", "context"]:
+    """The encoder of a pretraining run that learned: the target, unless it never moved.
+
+    A frozen teacher (``optim.ema`` [1, 1] with ``objective.target: ema``) keeps the target
+    encoder at its random init; the context encoder is then the trained one.
+    """
+    frozen = cfg.objective.target == "ema" and tuple(cfg.optim.ema) == (1.0, 1.0)
+    return "context" if frozen else "target"
+
+
+def read_world(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """(description, folder holding the weights) of a world model: a world export folder, a
+    world train run folder (its latest checkpoint) or one of its checkpoints."""
+    path = Path(path)
+    try:
+        kind = classify(path)
+    except ExportSourceError:
+        kind = None
+    if kind == "world_export":
+        return json.loads((path / CONFIG_FILE).read_text()), path
+    if kind == "world_run":
+        ckpt = latest_checkpoint(path)
+        if ckpt is None:
+            raise WorldModelSourceError(f"{path}: a world train run folder without a checkpoint")
+        return json.loads((path / WORLD_FILE).read_text()), ckpt
+    if kind == "world_checkpoint":
+        return json.loads((path.parent.parent / WORLD_FILE).read_text()), path
+    raise WorldModelSourceError(
+        f"{path}: not a world model (expected an export folder with {CONFIG_FILE} of kind "
+        f"world_model, a `vjepa world train` run folder with {WORLD_FILE}, or one of its "
+        "checkpoints)"
+    )
+
+
+def read(
     path: str | Path,
     *,
     which: Which | None = None,
@@ -117,7 +175,8 @@ def read_source(
 ) -> Loaded:
     """Read the ``which`` module of any supported source (no module is built here).
 
-    ``which=None``: the module an export folder holds, else the target encoder.
+    ``which=None``: the module an export folder holds, the trained encoder of a run
+    (:func:`trained_encoder`; asking for the untrained one warns), else the target encoder.
     ``num_heads`` / ``pred_num_heads``: attention heads of the encoders / the predictor. Needed
     only for official files of a non-official width; when not given, the official count, else
     a head-dim-64 guess said in one line (:func:`vjepa.artifacts.official.resolve_heads`). For our own
@@ -127,7 +186,9 @@ def read_source(
     ``with_extras`` also reads the companion predictor (and, for official files, context encoder).
     """
     path = Path(path)
-    kind = source_kind(path)
+    kind = classify(path)
+    if kind.startswith("world_"):
+        raise ExportSourceError(f"{path}: a world model; read it with vjepa.load_world_model")
     if kind == "export":
         loaded = _read_export(path if path.is_dir() else path.parent, which, with_extras)
     elif kind == "official":
@@ -135,7 +196,7 @@ def read_source(
         loaded = _read_official(path, which or "target", heads, num_frames, img_size, with_extras)
     else:
         folder = path if kind == "checkpoint" else _latest(path)
-        loaded = _read_checkpoint(folder, which or "target", with_extras)
+        loaded = _read_checkpoint(folder, which, with_extras)
     geometry = _geometry(num_frames, img_size)
     if geometry and kind != "official":
         _set_geometry(loaded, geometry, str(path))
@@ -171,8 +232,6 @@ def _geometry(num_frames: int | None, img_size: int | None) -> dict[str, int]:
 
 
 def _latest(run_dir: Path) -> Path:
-    from vjepa.train.checkpoint import latest_checkpoint
-
     found = latest_checkpoint(run_dir)
     if found is None:
         raise ExportSourceError(f"{run_dir}: run folder without a complete checkpoint")
@@ -212,15 +271,21 @@ def _read_export(folder: Path, which: Which | None, with_extras: bool) -> Loaded
     return loaded
 
 
-def _read_checkpoint(folder: Path, which: Which, with_extras: bool) -> Loaded:
-    import yaml
-
-    from vjepa.config import from_dict
-
+def _read_checkpoint(folder: Path, which: Which | None, with_extras: bool) -> Loaded:
     if not (folder / "config.yaml").is_file():
         raise ExportSourceError(f"{folder}: checkpoint without config.yaml")
     cfg = from_dict(yaml.safe_load((folder / "config.yaml").read_text()))
-    arch = _arch_from_config(cfg)
+    trained = trained_encoder(cfg)
+    if which is None:
+        which = trained
+    elif which == "target" and trained == "context":  # the context encoder always trains
+        warnings.warn(
+            f"{folder}: the target encoder never trained (a frozen teacher: optim.ema "
+            f"{list(cfg.optim.ema)}), it is the random init; the trained one is the context "
+            "encoder (the default)",
+            stacklevel=4,
+        )
+    arch = arch_from_config(cfg)
     state = _load_weights(folder / f"{_CKPT_FILES[which]}.safetensors")
     pred_file = folder / "predictor.safetensors"
     pred_state = state if which == "predictor" else None
@@ -235,7 +300,7 @@ def _read_checkpoint(folder: Path, which: Which, with_extras: bool) -> Loaded:
         arch=pred_arch if which == "predictor" else arch,
         state=state,
         weights_file=folder / f"{_CKPT_FILES[which]}.safetensors",
-        provenance=_checkpoint_provenance(folder, cfg, step),
+        provenance=_checkpoint_provenance(folder, cfg, step) | {"encoder": which},
         predictor_arch=pred_arch,
     )
     if which != "predictor" and pred_state is not None:
@@ -247,43 +312,6 @@ def _load_weights(file: Path) -> dict[str, torch.Tensor]:
     if not file.is_file():
         raise ExportSourceError(f"{file.parent}: no {file.name}")
     return load_file(str(file))
-
-
-def _arch_from_config(cfg: Any) -> dict[str, Any]:
-    """Encoder architecture of one of our runs (model size row + geometry of the clips)."""
-    from vjepa.models.encoder import SIZES
-
-    size = SIZES[cfg.model.name]
-    return {
-        "width": size.width,
-        "depth": size.depth,
-        "heads": size.heads,
-        "mlp_ratio": float(size.mlp_ratio),
-        "patch_size": cfg.model.patch_size,
-        "tubelet_size": cfg.model.tubelet_size,
-        "num_frames": cfg.data.frames_per_clip,
-        "img_size": cfg.data.crop_size,
-        "pos_embed": cfg.model.pos_embed,
-    }
-
-
-def predictor_arch_from_state(
-    state: dict[str, torch.Tensor], *, heads: int, encoder: dict[str, Any]
-) -> dict[str, Any]:
-    """Predictor architecture: sizes read off the weights, heads and geometry given."""
-    width, embed_dim = state["predictor_embed.weight"].shape  # [Dp, D]
-    depth = len({k.split(".")[1] for k in state if k.startswith("predictor_blocks.")})
-    hidden = state["predictor_blocks.0.mlp.fc1.weight"].shape[0]  # [Dp * mlp_ratio, Dp]
-    return {
-        "embed_dim": int(embed_dim),
-        "width": int(width),
-        "depth": depth,
-        "heads": heads,
-        "mlp_ratio": hidden / width,
-        "num_mask_tokens": sum(k.startswith("mask_tokens.") for k in state),
-        **{k: encoder[k] for k in ("patch_size", "tubelet_size", "num_frames", "img_size")},
-        "pos_embed": encoder["pos_embed"],
-    }
 
 
 def _checkpoint_provenance(folder: Path, cfg: Any, step: int) -> dict[str, Any]:
@@ -347,10 +375,8 @@ def _read_official(
 ) -> Loaded:
     """An official V-JEPA / V-JEPA 2 file: weights, inferred architecture, validated strictly.
 
-    ``heads``: (encoder, predictor) head counts or None (see :func:`read_source`).
+    ``heads``: (encoder, predictor) head counts or None (see :func:`read`).
     """
-    from vjepa.artifacts.official import build_from_official, read_official
-
     ckpt = read_official(path)
     if not with_extras and which != "predictor":
         ckpt = replace(ckpt, predictor=None)  # not built: no head-count guess to report
@@ -399,156 +425,6 @@ def _read_official(
     return loaded
 
 
-# ----------------------------------------------------------------------------------------
-# Building modules strictly
-# ----------------------------------------------------------------------------------------
-
-
-def arch_of(encoder: nn.Module) -> dict[str, Any]:
-    """The ARCH_KEYS of a built VisionTransformer."""
-    return {
-        "width": encoder.embed_dim,
-        "depth": len(encoder.blocks),
-        "heads": encoder.num_heads,
-        "mlp_ratio": float(encoder.mlp_ratio),
-        "patch_size": encoder.patch_size,
-        "tubelet_size": encoder.tubelet_size,
-        "num_frames": encoder.num_frames,
-        "img_size": encoder.img_size,
-        "pos_embed": encoder.pos_embed_mode,
-    }
-
-
-def build_encoder_from_arch(arch: dict[str, Any]) -> nn.Module:
-    """A VisionTransformer with the architecture of config.json, on the meta device.
-
-    Meta: no memory and no random init (9 s for a ViT-L on 2 cores); :func:`load_strict`
-    then assigns the loaded tensors.
-    """
-    from vjepa.models.encoder import VisionTransformer
-
-    missing = [k for k in ARCH_KEYS if k not in arch]
-    if missing:
-        raise WeightsMismatchError(f"architecture lacks {', '.join(missing)}")
-    with torch.device("meta"):
-        return VisionTransformer(
-            img_size=arch["img_size"],
-            num_frames=arch["num_frames"],
-            patch_size=arch["patch_size"],
-            tubelet_size=arch["tubelet_size"],
-            width=arch["width"],
-            depth=arch["depth"],
-            heads=arch["heads"],
-            mlp_ratio=arch["mlp_ratio"],
-            pos_embed=arch["pos_embed"],
-        )
-
-
-def build_predictor_from_arch(arch: dict[str, Any]) -> nn.Module:
-    """A Predictor with the architecture of a config.json ``predictor`` section (meta device)."""
-    from vjepa.models.predictor import Predictor
-
-    with torch.device("meta"):
-        return Predictor(
-            embed_dim=arch["embed_dim"],
-            width=arch["width"],
-            depth=arch["depth"],
-            heads=arch["heads"],
-            mlp_ratio=arch["mlp_ratio"],
-            num_mask_tokens=arch["num_mask_tokens"],
-            img_size=arch["img_size"],
-            num_frames=arch["num_frames"],
-            patch_size=arch["patch_size"],
-            tubelet_size=arch["tubelet_size"],
-            pos_embed=arch["pos_embed"],
-        )
-
-
-# ----------------------------------------------------------------------------------------
-# The frozen encoder
-# ----------------------------------------------------------------------------------------
-
-
-class FrozenEncoder(nn.Module):
-    """An encoder in eval mode with no trainable parameters, plus its input contract.
-
-    ``forward(x [B,3,T,H,W] float, ImageNet-normalised) -> [B,N,D]`` token features.
-    ``preprocess`` turns uint8 frames into that input; ``pool`` averages the tokens.
-    """
-
-    def __init__(
-        self, encoder: nn.Module, config: dict[str, Any], *, source: str, weights_file: Path
-    ) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.config = config
-        arch = config["architecture"]
-        self.embed_dim: int = arch["width"]
-        self.num_frames: int = arch["num_frames"]
-        self.img_size: int = arch["img_size"]
-        self.patch_size: int = arch["patch_size"]
-        self.tubelet_size: int = arch["tubelet_size"]
-        self.source = source
-        self.weights_file = weights_file
-        self._sha256: str | None = None
-        # On the 0..255 scale; non-persistent, so the state dict stays the encoder's keys.
-        mean = torch.tensor(config["normalization"]["mean"]).view(1, 3, 1, 1, 1) * 255.0
-        std = torch.tensor(config["normalization"]["std"]).view(1, 3, 1, 1, 1) * 255.0
-        self.register_buffer("mean", mean, persistent=False)
-        self.register_buffer("inv_std", 1.0 / std, persistent=False)
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> FrozenEncoder:
-        # Frozen means frozen: a probe calling .train() on its wrapper must not switch this
-        # backbone's layers (dropout / drop-path) into training behaviour.
-        return super().train(False)
-
-    @property
-    def sha256(self) -> str:
-        """SHA-256 of the weights file (computed once, on first use)."""
-        if self._sha256 is None:
-            self._sha256 = file_sha256(self.weights_file)
-        return self._sha256
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)  # [B, N, D]
-
-    @staticmethod
-    def pool(tokens: torch.Tensor) -> torch.Tensor:
-        """Mean over tokens: [B, N, D] -> [B, D]."""
-        return tokens.mean(dim=1)
-
-    @torch.no_grad()
-    def preprocess(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 frames [T,H,W,3] or [B,T,H,W,3] -> [B,3,T,S,S] normalised float on this device.
-
-        Exactly the evaluation transform of the data pipeline (short side to ``img_size``,
-        antialiased bilinear on uint8, centre crop), so features match ``vjepa probe``'s.
-        The frame count is kept as given (pass ``num_frames`` frames for the trained geometry).
-        """
-        from vjepa.data.augment import eval_transform
-
-        video = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
-        if video.dtype != np.uint8 or video.ndim not in (4, 5) or video.shape[-1] != 3:
-            raise ValueError(
-                f"preprocess expects uint8 frames [T,H,W,3] or [B,T,H,W,3], "
-                f"got {video.dtype} {tuple(video.shape)}"
-            )
-        clips = video[None] if video.ndim == 4 else video
-        x = torch.cat([eval_transform(c, crop_size=self.img_size, normalize=False) for c in clips])
-        x = x.to(self.mean.device)  # [B, 3, T, S, S] uint8: 4x less to copy than float
-        return (x.float() - self.mean) * self.inv_std  # same arithmetic as augment.normalize
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def config_json(loaded: Loaded) -> dict[str, Any]:
     config: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -562,32 +438,3 @@ def config_json(loaded: Loaded) -> dict[str, Any]:
     if loaded.predictor_arch is not None and loaded.which != "predictor":
         config["predictor"] = loaded.predictor_arch
     return config
-
-
-def load_encoder(
-    path: str | Path,
-    *,
-    num_heads: int | None = None,
-    device: str | torch.device = "cpu",
-    which: Literal["target", "context"] | None = None,
-) -> FrozenEncoder:
-    """Load a frozen encoder from an export folder, run / checkpoint folder or official file.
-
-    Strict: a missing, unexpected or mis-shaped key raises :class:`WeightsMismatchError`
-    naming it. ``num_heads``: for official files of a non-official width (default: a
-    head-dim-64 guess, said in one line). ``which``: ``context`` for the online encoder of a run or
-    official file (default: the target encoder, or whatever encoder an export folder holds).
-    Returns a module in eval mode with ``requires_grad`` False.
-    """
-    loaded = read_source(path, which=which, num_heads=num_heads)  # the encoder only
-    return frozen_encoder(loaded, str(path)).to(device)
-
-
-def frozen_encoder(loaded: Loaded, source: str) -> FrozenEncoder:
-    if loaded.which == "predictor":
-        raise ExportSourceError(f"{source}: holds a predictor, not an encoder")
-    encoder = build_encoder_from_arch(loaded.arch)
-    load_state_strict(encoder, loaded.state, f"{source} ({loaded.which} encoder)")
-    return FrozenEncoder(
-        encoder, config_json(loaded), source=source, weights_file=loaded.weights_file
-    )

@@ -20,15 +20,25 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """ImageNet-normalise pixels on the 0..255 scale, ``[..., C, T, H, W]`` -> float32.
+def imagenet_normalization() -> dict[str, list[float]]:
+    """The normalisation every encoder of this project takes (config.json ``normalization``)."""
+    return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+
+
+def normalize(
+    x: torch.Tensor,
+    *,
+    mean: tuple[float, ...] | list[float] = IMAGENET_MEAN,
+    std: tuple[float, ...] | list[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """Normalise pixels on the 0..255 scale (default ImageNet), ``[..., C, T, H, W]`` -> float32.
 
     Takes uint8 or float tensors (float holding 0..255, e.g. ``x.float()``) on any device.
     """
     shape = (3, 1, 1, 1)  # broadcast over [T, H, W]
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(shape) * 255.0
-    inv_std = 1.0 / (torch.tensor(IMAGENET_STD, device=x.device).view(shape) * 255.0)
-    return (x.float() - mean) * inv_std
+    mean_px = torch.tensor(mean, device=x.device).view(shape) * 255.0
+    inv_std = 1.0 / (torch.tensor(std, device=x.device).view(shape) * 255.0)
+    return (x.float() - mean_px) * inv_std
 
 
 def normalize_(x: torch.Tensor) -> torch.Tensor:

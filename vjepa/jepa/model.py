@@ -42,6 +42,16 @@ class JEPAOutput:
     target_features: Tensor  # [B, N, D] target-encoder output (before the target norm), detached
 
 
+@dataclass
+class Predicted:
+    """The predictions of one clip and what they regress: the objective's inputs."""
+
+    preds: list[Tensor]  # [B, Kt_i, D] per mask
+    targets: list[Tensor]  # [B, Kt_i, D] per mask, the targets at the predicted tokens
+    features: Tensor  # [B, N, D] target features of the full clip (before the norm), detached
+    online: Tensor | None  # [B, N, D] online features with gradients (``target="online"`` only)
+
+
 class JEPA(nn.Module):
     """``forward(video, ctx_idx, tgt_idx) -> JEPAOutput``; ``update_target(m)`` after each step."""
 
@@ -61,7 +71,10 @@ class JEPA(nn.Module):
         sigreg: float = 0.0,
         sigreg_slices: int = 256,
         seed: int = 0,
+        target_encoder: nn.Module | None = None,
     ):
+        """``target_encoder``: a given teacher (scoring a saved model); default a copy of
+        ``encoder``."""
         super().__init__()
         if target not in ("ema", "online"):
             raise ValueError(f"target must be 'ema' or 'online', got {target!r}")
@@ -69,7 +82,9 @@ class JEPA(nn.Module):
             raise ValueError(f"reg_input must be 'encoder' or 'predictor', got {reg_input!r}")
         self.encoder = encoder
         self.predictor = predictor
-        self.target_encoder = copy.deepcopy(encoder)
+        self.target_encoder = (
+            target_encoder if target_encoder is not None else copy.deepcopy(encoder)
+        )
         self.target_encoder.requires_grad_(False)
         self.loss_exp = loss_exp
         self.reg_var = reg_var
@@ -89,8 +104,15 @@ class JEPA(nn.Module):
         """Whether any across-clip term is on (only then are their inputs computed)."""
         return self.batch_var > 0 or self.batch_cov > 0 or self.sigreg > 0
 
-    def forward(self, video: Tensor, ctx_idx: list[Tensor], tgt_idx: list[Tensor]) -> JEPAOutput:
-        self.calls += 1
+    def predict_targets(
+        self, video: Tensor, ctx_idx: list[Tensor], tgt_idx: list[Tensor], *, mask_index: int = 0
+    ) -> Predicted:
+        """Predict the target tokens of each mask and gather their targets (no loss yet).
+
+        The one JEPA forward: training (:meth:`forward`) and the surprise score both call it,
+        so a change to the objective's inputs reaches both. ``mask_index``: the predictor's
+        mask token for the first mask (mask i uses ``mask_index + i``).
+        """
         online = None  # [B, N, D] online encoder features of the full clip, with gradients
         if self.target == "online":
             online = self.encoder(video)  # [B, N, D]
@@ -104,8 +126,14 @@ class JEPA(nn.Module):
         # One patch embedding of the clip, then the blocks once per mask generator.
         contexts = self.encoder(video, masks=list(ctx_idx))  # [B, Kc_i, D] each
         for i, (z, ctx, tgt) in enumerate(zip(contexts, ctx_idx, tgt_idx)):
-            preds.append(self.predictor(z, ctx, tgt, mask_index=i))  # [B, Kt, D]
+            preds.append(self.predictor(z, ctx, tgt, mask_index=mask_index + i))  # [B, Kt, D]
             targets.append(apply_masks(targets_all, tgt))  # [B, Kt, D]
+        return Predicted(preds, targets, h, online)
+
+    def forward(self, video: Tensor, ctx_idx: list[Tensor], tgt_idx: list[Tensor]) -> JEPAOutput:
+        self.calls += 1
+        out = self.predict_targets(video, ctx_idx, tgt_idx)
+        preds, targets, h, online = out.preds, out.targets, out.features, out.online
         l1 = jepa_loss(preds, targets, self.loss_exp)
         loss, terms = l1, {"l1": l1.detach()}
         # Per-sample VICReg terms on the predictions (V-JEPA's reg_coeff); skipped when off.

@@ -1,27 +1,141 @@
-"""World-model export: ``config.json`` (kind ``world_model``) + ``encoder.safetensors`` +
-``predictor.safetensors`` (+ a short README.md), readable by :func:`vjepa.load_world_model`
-without unpickling anything.
+"""World-model files: the description (``world.json`` of a run, ``config.json`` of an export),
+loading (:func:`load_world_model`), export and the random-init twin of ``vjepa plan``.
 
-``config.json`` holds the spec (frame size, pooling, window, frameskip, action bounds, state
-size, env), the encoder's architecture and normalisation and the predictor's architecture;
-``encoder.safetensors`` has the bare ViT keys of vjepa.models.encoder (as an encoder export).
+A world export is ``config.json`` (kind ``world_model``) + ``encoder.safetensors`` +
+``predictor.safetensors`` (+ ``projector.safetensors`` end to end, + a short README.md),
+readable without unpickling anything. ``config.json`` holds the spec (frame size, pooling,
+window, frameskip, action bounds, state size, env), the encoder's architecture and
+normalisation and the predictor's architecture; ``encoder.safetensors`` has the bare ViT keys
+of vjepa.models.encoder (as an encoder export). Which path holds what is
+:func:`vjepa.artifacts.sources.read_world`'s job.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
-from safetensors.torch import save_file
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
 
-from vjepa.world.model import (
-    ENCODER_WEIGHTS,
-    EXPORT_CONFIG,
-    PREDICTOR_WEIGHTS,
-    PROJECTOR_WEIGHTS,
-    load_world_model,
-    world_description,
+from vjepa.artifacts.arch import build_encoder_from_arch, encoder_arch
+from vjepa.artifacts.encoder import VideoEncoder
+from vjepa.artifacts.encoder import random_encoder as random_video_encoder
+from vjepa.artifacts.official import load_state_strict
+from vjepa.artifacts.sources import (
+    CONFIG_FILE,
+    WORLD_ENCODER,
+    WORLD_FILE,
+    WORLD_PREDICTOR,
+    WORLD_PROJECTOR,
+    WorldModelSourceError,
+    read_world,
 )
+from vjepa.world.model import WorldModel, WorldSpec
+from vjepa.world.predictor import ACPredictor
+
+FORMAT_VERSION = 1
+EXPORT_CONFIG = CONFIG_FILE  # in an export folder, with "kind": "world_model"
+ENCODER_WEIGHTS = WORLD_ENCODER
+PREDICTOR_WEIGHTS = WORLD_PREDICTOR
+PROJECTOR_WEIGHTS = WORLD_PROJECTOR
+
+__all__ = [
+    "ENCODER_WEIGHTS",
+    "EXPORT_CONFIG",
+    "FORMAT_VERSION",
+    "PREDICTOR_WEIGHTS",
+    "PROJECTOR_WEIGHTS",
+    "WORLD_FILE",
+    "WorldModelSourceError",
+    "export_world_model",
+    "load_world_model",
+    "random_encoder",
+    "random_init_like",
+    "world_description",
+]
+
+
+def random_encoder(
+    name: str, *, patch_size: int, tubelet_size: int, img_size: int, seed: int
+) -> VideoEncoder:
+    """A seeded random-init frozen frame encoder (RoPE, one tubelet) of size ``name``:
+    :func:`vjepa.artifacts.encoder.random_encoder` with the world's architecture."""
+    arch = encoder_arch(
+        name,
+        patch_size=patch_size,
+        tubelet_size=tubelet_size,
+        num_frames=tubelet_size,
+        img_size=img_size,
+        pos_embed="rope",
+    )
+    return random_video_encoder(arch, seed)
+
+
+def world_description(model: WorldModel) -> dict:
+    """world.json of a run / config.json of an export: everything but the weights."""
+    enc = model.encoder
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": "world_model",
+        "spec": asdict(model.spec),
+        "encoder": {
+            "architecture": enc.config["architecture"],
+            "normalization": enc.config["normalization"],
+            "source": model.spec.encoder_source,
+        },
+        "predictor": model.predictor.arch(),
+    }
+
+
+def load_world_model(path: str | Path, *, device: str | torch.device = "cpu") -> WorldModel:
+    """The WorldModel of a world export folder, a world train run folder (latest checkpoint)
+    or a checkpoint folder of one; strict loads (a wrong key is an error naming it)."""
+    desc, folder = read_world(path)
+    enc_desc = desc["encoder"]
+    vit = build_encoder_from_arch(enc_desc["architecture"])
+    enc_state = load_file(str(folder / ENCODER_WEIGHTS))
+    # Checkpoints hold the VideoEncoder child ("encoder.<vit key>"); exports the bare ViT.
+    enc_state = {k.removeprefix("encoder."): v for k, v in enc_state.items()}
+    load_state_strict(vit, enc_state, f"{folder / ENCODER_WEIGHTS} (world model encoder)")
+    encoder = VideoEncoder(
+        vit,
+        {"architecture": enc_desc["architecture"], "normalization": enc_desc["normalization"]},
+        source=str(enc_desc.get("source", "")),
+        weights_file=folder / ENCODER_WEIGHTS,
+    ).freeze()
+    arch = dict(desc["predictor"])
+    arch["grid_hw"] = tuple(arch["grid_hw"])
+    predictor = ACPredictor(**arch)
+    load_state_strict(
+        predictor,
+        load_file(str(folder / PREDICTOR_WEIGHTS)),
+        f"{folder / PREDICTOR_WEIGHTS} (world model predictor)",
+    )
+    model = WorldModel(encoder, predictor, WorldSpec(**desc["spec"]))
+    if model.projector is not None:
+        load_state_strict(
+            model.projector,
+            load_file(str(folder / PROJECTOR_WEIGHTS)),
+            f"{folder / PROJECTOR_WEIGHTS} (world model latent projector)",
+        )
+    return model.to(device).eval()
+
+
+def random_init_like(model: WorldModel, *, seed: int = 0) -> WorldModel:
+    """A world model of ``model``'s architecture and spec with every weight (encoder included)
+    re-initialised from ``seed``: the ``random_model`` baseline of ``vjepa plan``."""
+    gen = torch.Generator().manual_seed(seed)
+    encoder = random_video_encoder(
+        model.encoder.config["architecture"], gen, source=f"random seed {seed}"
+    )
+    encoder.config = dict(model.encoder.config)
+    p_arch = model.predictor.arch()
+    p_arch["grid_hw"] = tuple(p_arch["grid_hw"])
+    predictor = ACPredictor(**p_arch, generator=gen)
+    return WorldModel(encoder, predictor, model.spec, generator=gen).to(model.device).eval()
 
 
 def export_world_model(src: str | Path, out_dir: str | Path) -> Path:
@@ -30,7 +144,7 @@ def export_world_model(src: str | Path, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    def plain(module) -> dict:
+    def plain(module: nn.Module) -> dict:
         return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
     save_file(plain(model.encoder.encoder), str(out / ENCODER_WEIGHTS))

@@ -15,11 +15,9 @@ term over k autoregressive steps, both L1 against the layer-normed encoder laten
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -138,7 +136,7 @@ def world_losses(
 class WorldModel(nn.Module):
     """Frozen encoder + trainable :class:`ACPredictor` (see the module docstring).
 
-    ``encoder``: a vjepa.artifacts.sources.FrozenEncoder (forward [B,3,T,H,W] normalised -> [B,N,D]).
+    ``encoder``: a vjepa.artifacts.encoder.VideoEncoder (forward [B,3,T,H,W] normalised -> [B,N,D]).
     """
 
     def __init__(
@@ -452,33 +450,6 @@ class WorldModel(nn.Module):
 # ----------------------------------------------------------------------------------------
 
 
-def random_encoder(
-    name: str, *, patch_size: int, tubelet_size: int, img_size: int, seed: int
-) -> nn.Module:
-    """A seeded random-init frozen encoder (RoPE) of size ``name``, for baselines and tests."""
-    from vjepa.artifacts.sources import FrozenEncoder, arch_of
-    from vjepa.config import ModelConfig
-    from vjepa.models.encoder import build_encoder
-
-    mcfg = ModelConfig(
-        name=name, patch_size=patch_size, tubelet_size=tubelet_size, pos_embed="rope"
-    )
-    enc = build_encoder(
-        mcfg,
-        num_frames=tubelet_size,
-        img_size=img_size,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    from vjepa.data.augment import IMAGENET_MEAN, IMAGENET_STD
-
-    config = {
-        "architecture": arch_of(enc),
-        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-        "source": {"kind": "random", "seed": seed},
-    }
-    return FrozenEncoder(enc, config, source="random", weights_file=Path("/dev/null"))
-
-
 def token_side(frame_size: int, patch_size: int, pool: int) -> int:
     """Side of the (pooled) token map; a ValueError names what does not divide."""
     if frame_size % patch_size:
@@ -512,124 +483,3 @@ def build_world_model(
         generator=generator,
     )
     return WorldModel(encoder, predictor, spec, generator=generator)
-
-
-FORMAT_VERSION = 1
-
-
-def world_description(model: WorldModel) -> dict:
-    """world.json of a run / config.json of an export: everything but the weights."""
-    enc = model.encoder
-    return {
-        "format_version": FORMAT_VERSION,
-        "kind": "world_model",
-        "spec": asdict(model.spec),
-        "encoder": {
-            "architecture": enc.config["architecture"],
-            "normalization": enc.config["normalization"],
-            "source": model.spec.encoder_source,
-        },
-        "predictor": model.predictor.arch(),
-    }
-
-
-# ----------------------------------------------------------------------------------------
-# Loading: a world train run folder, one of its checkpoints, or a world export folder
-# ----------------------------------------------------------------------------------------
-
-WORLD_FILE = "world.json"  # in a world train run folder
-EXPORT_CONFIG = "config.json"  # in an export folder, with "kind": "world_model"
-ENCODER_WEIGHTS = "encoder.safetensors"
-PREDICTOR_WEIGHTS = "predictor.safetensors"
-PROJECTOR_WEIGHTS = "projector.safetensors"  # only with spec.latent_dim > 0
-
-
-class WorldModelSourceError(FileNotFoundError):
-    """A path that is none of: world export folder, world train run folder, its checkpoint."""
-
-
-def _world_files(path: Path) -> tuple[dict, Path]:
-    """(description, folder holding encoder/predictor safetensors) of a world model source."""
-    from vjepa.train.checkpoint import is_complete, latest_checkpoint
-
-    cfg_file = path / EXPORT_CONFIG
-    if cfg_file.is_file():
-        desc = json.loads(cfg_file.read_text())
-        if desc.get("kind") == "world_model":
-            return desc, path
-    if (path / WORLD_FILE).is_file():
-        ckpt = latest_checkpoint(path)
-        if ckpt is None:
-            raise WorldModelSourceError(f"{path}: a world train run folder without a checkpoint")
-        return json.loads((path / WORLD_FILE).read_text()), ckpt
-    if is_complete(path) and (path.parent.parent / WORLD_FILE).is_file():
-        return json.loads((path.parent.parent / WORLD_FILE).read_text()), path
-    raise WorldModelSourceError(
-        f"{path}: not a world model (expected an export folder with {EXPORT_CONFIG} of kind "
-        f"world_model, a `vjepa world train` run folder with {WORLD_FILE}, or one of its "
-        "checkpoints)"
-    )
-
-
-def load_world_model(path: str | Path, *, device: str | torch.device = "cpu") -> WorldModel:
-    """The WorldModel of a world export folder, a world train run folder (latest checkpoint)
-    or a checkpoint folder of one; strict loads (a wrong key is an error naming it)."""
-    from safetensors.torch import load_file
-
-    from vjepa.artifacts.official import load_state_strict
-    from vjepa.artifacts.sources import FrozenEncoder, build_encoder_from_arch
-
-    path = Path(path)
-    desc, folder = _world_files(path)
-    enc_desc = desc["encoder"]
-    vit = build_encoder_from_arch(enc_desc["architecture"])
-    enc_state = load_file(str(folder / ENCODER_WEIGHTS))
-    # Checkpoints hold the FrozenEncoder child ("encoder.<vit key>"); exports the bare ViT.
-    enc_state = {k.removeprefix("encoder."): v for k, v in enc_state.items()}
-    load_state_strict(vit, enc_state, f"{folder / ENCODER_WEIGHTS} (world model encoder)")
-    encoder = FrozenEncoder(
-        vit,
-        {"architecture": enc_desc["architecture"], "normalization": enc_desc["normalization"]},
-        source=str(enc_desc.get("source", "")),
-        weights_file=folder / ENCODER_WEIGHTS,
-    )
-    arch = dict(desc["predictor"])
-    arch["grid_hw"] = tuple(arch["grid_hw"])
-    predictor = ACPredictor(**arch)
-    load_state_strict(
-        predictor,
-        load_file(str(folder / PREDICTOR_WEIGHTS)),
-        f"{folder / PREDICTOR_WEIGHTS} (world model predictor)",
-    )
-    model = WorldModel(encoder, predictor, WorldSpec(**desc["spec"]))
-    if model.projector is not None:
-        load_state_strict(
-            model.projector,
-            load_file(str(folder / PROJECTOR_WEIGHTS)),
-            f"{folder / PROJECTOR_WEIGHTS} (world model latent projector)",
-        )
-    return model.to(device).eval()
-
-
-def random_init_like(model: WorldModel, *, seed: int = 0) -> WorldModel:
-    """A world model of ``model``'s architecture and spec with every weight (encoder included)
-    re-initialised from ``seed``: the ``random_model`` baseline of ``vjepa plan``."""
-    from vjepa.artifacts.sources import FrozenEncoder, build_encoder_from_arch
-
-    gen = torch.Generator().manual_seed(seed)
-    arch = model.encoder.config["architecture"]
-    with torch.device("cpu"):
-        vit = build_encoder_from_arch(arch).to_empty(device="cpu")
-    vit.reset_parameters(gen)
-    if arch.get("pos_embed") == "sincos":  # a fixed buffer, not initialised by reset_parameters
-        vit.pos_embed.copy_(model.encoder.encoder.pos_embed)
-    encoder = FrozenEncoder(
-        vit,
-        dict(model.encoder.config),
-        source=f"random seed {seed}",
-        weights_file=Path("/dev/null"),
-    )
-    p_arch = model.predictor.arch()
-    p_arch["grid_hw"] = tuple(p_arch["grid_hw"])
-    predictor = ACPredictor(**p_arch, generator=gen)
-    return WorldModel(encoder, predictor, model.spec, generator=gen).to(model.device).eval()

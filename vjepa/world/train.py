@@ -42,15 +42,8 @@ from vjepa.world.data import (
     gather_windows,
     read_trajectories,
 )
-from vjepa.world.model import (
-    WORLD_FILE,
-    WorldModel,
-    WorldSpec,
-    build_world_model,
-    load_world_model,
-    random_encoder,
-    world_description,
-)
+from vjepa.world.io import WORLD_FILE, load_world_model, random_encoder, world_description
+from vjepa.world.model import WorldModel, WorldSpec, build_world_model
 
 log = logging.getLogger("vjepa.world")
 
@@ -65,7 +58,7 @@ def build_encoder(cfg: Config) -> nn.Module:
             img_size=cfg.world.frame_size,
             seed=cfg.run.seed,
         )
-    from vjepa.artifacts.sources import load_encoder
+    from vjepa.artifacts.encoder import load_encoder
 
     return load_encoder(cfg.world.encoder)
 
@@ -98,7 +91,7 @@ def prepare(cfg: Config) -> _Prepared:
     train = trajs[: len(trajs) - w.val_episodes]
     encoder = build_encoder(cfg)
     if w.encoder_trainable:
-        # End-to-end: the encoder's weights join the optimizer (FrozenEncoder stays in eval
+        # End-to-end: the encoder's weights join the optimizer (VideoEncoder stays in eval
         # mode: no dropout / drop-path, only its parameters move).
         encoder.requires_grad_(True)
     low, high = action_bounds(train)

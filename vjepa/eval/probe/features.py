@@ -28,7 +28,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from vjepa.artifacts.arch import encoder_arch
+from vjepa.artifacts.encoder import load_encoder, random_encoder
 from vjepa.config import ConfigError, DataConfig, ModelConfig
+from vjepa.data.loader import make_eval_loader
+from vjepa.data.writer import read_manifest
+from vjepa.models.encoder import SIZES
 
 FeatureFormat = Literal["npy", "safetensors"]
 Batch = tuple[list[str], torch.Tensor, torch.Tensor]
@@ -161,8 +166,6 @@ def view_loader(
     shards: str, data_cfg: DataConfig, num_clips: int, num_crops: int, batch_size: int
 ) -> Iterable[dict]:
     """Every sample of ``shards`` once per pass, as deterministic eval views (clips x crops)."""
-    from vjepa.data.loader import make_eval_loader
-
     return make_eval_loader(
         shards,
         data_cfg=data_cfg,
@@ -182,8 +185,6 @@ def train_view_loader(
     label-changing augmentation (a flip swaps SSv2's left / right classes). Each pass over the
     loader (one probe epoch) draws new views, seeded by (seed, pass).
     """
-    from vjepa.data.loader import make_eval_loader
-
     return make_eval_loader(
         shards,
         data_cfg=replace(data_cfg, hflip=False),
@@ -205,24 +206,25 @@ def load_backbone(
     seed: int,
     device: str | torch.device = "cpu",
     num_heads: int | None = None,
-    which: str = "target",
+    which: str | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The frozen encoder named by ``backbone`` and its identity (for reports and caches).
 
-    ``which``: ``target`` or ``context``, the encoder of a run folder or checkpoint to load.
+    ``which``: ``context`` for the context encoder of a run folder or checkpoint; None or
+    ``target`` (``probe.encoder``'s default): the encoder that trained, which is the target
+    encoder unless the teacher was frozen (:func:`vjepa.artifacts.sources.trained_encoder`).
 
     ``backbone == "random"`` builds a random-init encoder of size ``random_model`` (the floor a
     pretrained backbone must beat), initialised under ``seed`` without touching the global RNG.
     ``num_heads``: the heads of an official-format backbone of a non-official width
     (``probe.num_heads``; default: a head-dim-64 guess, said in one line).
     """
-    from vjepa.artifacts.sources import load_encoder
-
     if backbone != "random":
-        which_encoder = None if which == "target" else which
-        encoder = load_encoder(backbone, device=device, num_heads=num_heads, which=which_encoder)
+        which = None if which == "target" else which  # the default: the trained encoder
+        encoder = load_encoder(backbone, device=device, num_heads=num_heads, which=which)
         identity = {"path": backbone, "sha256": encoder.sha256, "source": encoder.source}
-        return encoder, identity | ({"encoder": which} if which != "target" else {})
+        loaded_which = encoder.config["source"].get("encoder", "target")
+        return encoder, identity | ({"encoder": loaded_which} if loaded_which != "target" else {})
     return random_backbone(
         random_model, data_cfg=data_cfg, model_cfg=model_cfg, seed=seed, device=device
     )
@@ -237,37 +239,19 @@ def random_backbone(
     device: str | torch.device = "cpu",
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A random-init encoder of size ``random_model``, wrapped like a loaded one (the floor)."""
-    from vjepa.artifacts.sources import FrozenEncoder
-    from vjepa.data.augment import IMAGENET_MEAN, IMAGENET_STD
-    from vjepa.models.encoder import SIZES, build_encoder
-
     if random_model not in SIZES:
         raise ConfigError(f"probe.random_model {random_model!r} is not one of {', '.join(SIZES)}")
-    model_cfg = replace(model_cfg or ModelConfig(), name=random_model)
-    module = build_encoder(
-        model_cfg,
+    model_cfg = model_cfg or ModelConfig()
+    arch = encoder_arch(
+        random_model,
+        patch_size=model_cfg.patch_size,
+        tubelet_size=model_cfg.tubelet_size,
         num_frames=data_cfg.frames_per_clip,
         img_size=data_cfg.crop_size,
-        generator=torch.Generator().manual_seed(seed),
+        pos_embed=model_cfg.pos_embed,
     )
-    size = SIZES[random_model]
-    arch = {
-        "width": size.width,
-        "depth": size.depth,
-        "heads": size.heads,
-        "num_frames": data_cfg.frames_per_clip,
-        "img_size": data_cfg.crop_size,
-        "patch_size": model_cfg.patch_size,
-        "tubelet_size": model_cfg.tubelet_size,
-        "pos_embed": model_cfg.pos_embed,
-    }
-    config = {
-        "architecture": arch,
-        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-        "source": {"kind": "random", "seed": seed},
-    }
+    encoder = random_encoder(arch, seed)
     # No weights file: the identity of a random backbone is (size, seed), never a sha256.
-    encoder = FrozenEncoder(module, config, source="random", weights_file=Path("random"))
     identity = {"path": "random", "model": random_model, "seed": seed, "sha256": None}
     return encoder.to(device), identity
 
@@ -324,8 +308,6 @@ def extract(
 
 def read_shard_manifest(shards: str) -> dict[str, Any] | None:
     """The ``manifest.json`` beside the shards (a folder, or a pattern's folder), if any."""
-    from vjepa.data.writer import read_manifest
-
     base = Path(shards)
     try:
         return read_manifest(base if base.is_dir() else base.parent)

@@ -320,7 +320,7 @@ def _load_models(pcfg: PlanConfig, device: torch.device) -> tuple[Any, Any]:
     """(world model, its random-init twin) from plan.model; (None, None) for the oracle."""
     if pcfg.model == "oracle":
         return None, None
-    from vjepa.world.model import load_world_model, random_init_like
+    from vjepa.world.io import load_world_model, random_init_like
 
     model = load_world_model(pcfg.model).to(device).eval()
     twin = None

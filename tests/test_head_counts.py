@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from vjepa.artifacts.arch import build_predictor_from_arch
+from vjepa.artifacts.encoder import load_encoder
 from vjepa.artifacts.official import (
     build_from_official,
     guess_heads,
     load_state_strict,
     read_official,
 )
-from vjepa.artifacts.sources import build_predictor_from_arch, load_encoder, read_source
+from vjepa.artifacts.sources import read
 from vjepa.cli import main
 from vjepa.config import load_config
 from vjepa.eval.probe.features import load_backbone
@@ -71,7 +73,7 @@ def test_export_applies_encoder_heads_to_the_encoder_only(odd_official, tmp_path
     assert (config["architecture"]["heads"], config["predictor"]["heads"]) == (3, 2)
     # The exported predictor computes what the original did (a wrong head count would not).
     predictor = build_predictor_from_arch(config["predictor"])
-    loaded = read_source(tmp_path / "b", which="predictor")
+    loaded = read(tmp_path / "b", which="predictor")
     load_state_strict(predictor, loaded.state, "predictor")
     gen = torch.Generator().manual_seed(1)
     ctx = torch.randn(2, 5, 96, generator=gen)  # [B, Kc, D]
