@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vjepa.cli import main
-from vjepa.config import load_config
+from vjepa.config import PretrainRoot, load_config
 from vjepa.data.encode import encode_frames
 from vjepa.eval.surprise.pairs import read_pairs
 from vjepa.eval.surprise.report import compare_surprise
@@ -143,7 +143,8 @@ def test_surprise_is_the_training_l1_on_the_same_tensors(tmp_path: Path) -> None
     # The surprise score and the training loss share JEPA.predict_targets: on one window with
     # the training objective's context / target split, surprise == the loss path's l1 term.
     cfg = _cfg(tmp_path, tmp_path / "unused.csv")
-    jepa = build_jepa(cfg).eval()
+    jepa = build_jepa(PretrainRoot(run=cfg.run, data=cfg.data, mask=cfg.mask, model=cfg.model))
+    jepa = jepa.eval()
     model = SurpriseModel(jepa, 8, SIZE, 8, 2, source="random")
     clip = torch.randn(1, 3, 8, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
     ctx, tgt = context_target_indices((4, SIZE // 8, SIZE // 8), context_frames=4, tubelet=2)
