@@ -29,6 +29,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vjepa.config import ConfigError, DataConfig, ModelConfig
+from vjepa.data.pipeline import make_eval_loader
+from vjepa.data.writer import read_manifest
 
 FeatureFormat = Literal["npy", "safetensors"]
 Batch = tuple[list[str], torch.Tensor, torch.Tensor]
@@ -161,8 +163,6 @@ def view_loader(
     shards: str, data_cfg: DataConfig, num_clips: int, num_crops: int, batch_size: int
 ) -> Iterable[dict]:
     """Every sample of ``shards`` once per pass, as deterministic eval views (clips x crops)."""
-    from vjepa.data.pipeline import make_eval_loader
-
     return make_eval_loader(
         shards,
         data_cfg=data_cfg,
@@ -182,8 +182,6 @@ def train_view_loader(
     label-changing augmentation (a flip swaps SSv2's left / right classes). Each pass over the
     loader (one probe epoch) draws new views, seeded by (seed, pass).
     """
-    from vjepa.data.pipeline import make_eval_loader
-
     return make_eval_loader(
         shards,
         data_cfg=replace(data_cfg, hflip=False),
@@ -324,8 +322,6 @@ def extract(
 
 def read_shard_manifest(shards: str) -> dict[str, Any] | None:
     """The ``manifest.json`` beside the shards (a folder, or a pattern's folder), if any."""
-    from vjepa.data.writer import read_manifest
-
     base = Path(shards)
     try:
         return read_manifest(base if base.is_dir() else base.parent)
