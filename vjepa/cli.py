@@ -46,28 +46,17 @@ def cmd_shards(args: argparse.Namespace) -> int:
     from vjepa.data.writer import print_summary, write_shards
 
     listing = read_source(
-        args.src,
-        fmt=args.format,
-        split=args.split,
-        split_id=args.split_id,
-        root=args.root,
+        args.src, fmt=args.format, split=args.split, split_id=args.split_id, root=args.root,
         labels_from_folders=args.labels_from_folders,
-    )
+    )  # fmt: skip
     manifest = write_shards(
-        listing.items,
-        args.out,
-        prefix=args.prefix,
-        max_shard_size=args.max_shard_size,
-        max_count=args.max_count,
-        short_side=args.short_side,
-        fps=args.fps,
-        workers=args.workers,
-        label_names=listing.label_names,
-        skipped=listing.skipped,
+        listing.items, args.out, prefix=args.prefix, max_shard_size=args.max_shard_size,
+        max_count=args.max_count, short_side=args.short_side, fps=args.fps, workers=args.workers,
+        label_names=listing.label_names, skipped=listing.skipped,
         shuffle_seed=None if args.no_shuffle else args.seed,
         # json `source` paths are stored relative to this, so shards don't leak local paths
         source_root=args.root or (args.src if Path(args.src).is_dir() else Path(args.src).parent),
-    )
+    )  # fmt: skip
     print_summary(manifest)
     return EXIT_OK
 
@@ -209,18 +198,6 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     )
 
 
-def _add_config_command(
-    sub: argparse._SubParsersAction,
-    name: str,
-    func: Callable[[argparse.Namespace], int],
-    help: str,
-    description: str,
-    target: str | None = None,
-) -> None:
-    """A command that takes a config file and key=value overrides, and nothing else."""
-    _add_config_args(_add_command(sub, name, func, help, description, target=target))
-
-
 def _add_command(
     sub: argparse._SubParsersAction,
     name: str,
@@ -229,9 +206,12 @@ def _add_command(
     description: str,
     target: str | None = None,
 ) -> argparse.ArgumentParser:
-    """The parser of one command; ``func`` (and its ``target``) run it."""
+    """The parser of one command; ``func`` runs it. With a ``target`` ("module:function") the
+    command is that function of a config file and key=value overrides (see cmd_config)."""
     p = sub.add_parser(name, help=help, description=description)
     p.set_defaults(func=func, target=target)
+    if target is not None:
+        _add_config_args(p)
     return p
 
 
@@ -371,7 +351,7 @@ def _add_world(sub: argparse._SubParsersAction) -> None:
         description="Action-conditioned world model over a frozen encoder.",
     )
     wsub = p.add_subparsers(dest="world_command", metavar="WORLD_COMMAND", required=True)
-    _add_config_command(
+    _add_command(
         wsub, "train", cmd_config, target="vjepa.world.train:world_train",
         help="train the action-conditioned predictor (resumes from the run folder)",
         description="Train the world model's predictor on trajectory shards (vjepa collect) over "
@@ -417,13 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_shards(sub)
-    _add_config_command(
+    _add_command(
         sub, "pretrain", cmd_config, target="vjepa.train.pretrain:pretrain",
         help="V-JEPA pretraining (resumes from the run folder)",
         description="Pretrain a V-JEPA encoder. Re-running the same command resumes from the "
         "latest complete checkpoint in run.dir. Multi-GPU: accelerate launch -m vjepa pretrain ...",
     )  # fmt: skip
-    _add_config_command(
+    _add_command(
         sub, "probe", cmd_config, target="vjepa.eval.probe.run:run_probe",
         help="frozen-backbone probe (attentive, linear, kNN)",
         description="Train an attentive, linear or kNN probe on a frozen encoder and write "
@@ -435,14 +415,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_world(sub)
     _add_collect(sub)
-    _add_config_command(
+    plan = _add_command(
         sub, "plan", cmd_plan,
         help="MPC with CEM / MPPI on held-out tasks, against random and oracle baselines",
         description="Plan to goal images with a world model (plan.model) or the true simulator "
         "(plan.model=oracle) on plan.episodes tasks of plan.env; writes report.json, "
         "episodes.jsonl, trajectories.png, energy_landscape.png and episode.gif into run.dir.",
     )  # fmt: skip
-    _add_config_command(
+    _add_config_args(plan)
+    _add_command(
         sub, "surprise", cmd_config, target="vjepa.eval.surprise.run:run_surprise",
         help="violation of expectation: pairwise accuracy on possible / impossible videos",
         description="Score possible / impossible video pairs (surprise.pairs CSV) by the "

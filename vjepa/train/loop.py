@@ -335,16 +335,8 @@ def prepare_run(cfg: Config, task: Task, accelerator: Accelerator) -> RunState:
     else:
         fused = accelerator.device.type == "cpu"  # measured faster there (see build_optimizer)
         model, optimizer = accelerator.prepare(model, build_optimizer(model, cfg.optim, fused))
-    return RunState(
-        cfg=cfg,
-        task=task,
-        accelerator=accelerator,
-        model=model,
-        optimizer=optimizer,
-        run_dir=run_dir,
-        counters=Counters(),
-        log=MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process),
-    )
+    log = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
+    return RunState(cfg, task, accelerator, model, optimizer, run_dir, Counters(), log)
 
 
 def _fully_shard(model: nn.Module, task: Task, accelerator: Accelerator) -> nn.Module:
