@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 import torch
 
 from vjepa.config import load_config
+from vjepa.eval.probe.fit import average_view_probs, build_head, fit_on_features, knn_probs, predict
 from vjepa.eval.probe.heads import AttentiveClassifier, LinearProbe, init_head, knn_predict
 from vjepa.eval.probe.report import classification_metrics, format_table, write_report
-from vjepa.eval.probe.run import (
-    FeatureSet,
-    average_view_probs,
-    build_head,
-    cosine_lr,
-    head_inputs,
-    knn_probs,
-    predict,
-    train_heads,
-)
+from vjepa.eval.probe.views import FeatureSet, head_inputs
 
 
 def easy_set(n: int, num_classes: int, dim: int, *, tokens: int = 0, seed: int = 123):
@@ -86,7 +77,7 @@ def test_knn_learns_easy_set():
 def _fit(kind: str, x: torch.Tensor, y: torch.Tensor, grid, epochs: int = 15):
     cfg = load_config(overrides=["probe.heads=4", f"probe.kind={kind}"])
     heads = [build_head(kind, x.shape[-1], 4, cfg, torch.Generator().manual_seed(0)) for _ in grid]
-    losses = train_heads(
+    losses = fit_on_features(
         heads, grid, x[:240, None], y[:240], epochs=epochs, batch_size=32, warmup_epochs=1,
         generator=torch.Generator().manual_seed(1),
     )  # fmt: skip
@@ -184,16 +175,6 @@ def test_head_inputs_concatenate_clips_per_crop():
     assert torch.equal(x[0, 1, :T], feats[0, 0 * crops + 1])
     assert torch.equal(x[0, 1, T:], feats[0, 1 * crops + 1])
     assert head_inputs(fs, "linear") is feats
-
-
-def test_cosine_lr():
-    assert cosine_lr(0, 100, 10, 1.0) == pytest.approx(0.1)
-    assert cosine_lr(9, 100, 10, 1.0) == pytest.approx(1.0)
-    assert cosine_lr(10, 100, 10, 1.0) == pytest.approx(1.0)
-    assert cosine_lr(55, 100, 10, 1.0) == pytest.approx(0.5)
-    assert cosine_lr(100, 100, 10, 1.0) == pytest.approx(0.0, abs=1e-12)
-    assert cosine_lr(0, 10, 0, 2.0) == pytest.approx(2.0)
-    assert math.isfinite(cosine_lr(5, 1, 0, 1.0))
 
 
 def test_classification_metrics_values():

@@ -38,6 +38,22 @@ def test_lr_without_warmup_and_nonzero_final() -> None:
     assert lr_at(100, **kw) == pytest.approx(0.5)
 
 
+def _probe_lr(step: int, total: int, warmup: int, peak: float) -> float:
+    """The probe heads' schedule: warmup from 0 counted from the first step, cosine to 0."""
+    return lr_at(step, warmup_steps=warmup, start_lr=0.0, lr=peak, final_lr=0.0,
+                 total_steps=total, warmup_inclusive=True)  # fmt: skip
+
+
+def test_lr_inclusive_warmup_of_the_probe_heads() -> None:
+    assert _probe_lr(0, 100, 10, 1.0) == pytest.approx(0.1)
+    assert _probe_lr(9, 100, 10, 1.0) == pytest.approx(1.0)
+    assert _probe_lr(10, 100, 10, 1.0) == pytest.approx(1.0)
+    assert _probe_lr(55, 100, 10, 1.0) == pytest.approx(0.5)
+    assert _probe_lr(100, 100, 10, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert _probe_lr(0, 10, 0, 2.0) == pytest.approx(2.0)
+    assert math.isfinite(_probe_lr(5, 1, 0, 1.0))
+
+
 @pytest.mark.parametrize(
     "step, expected",
     [

@@ -23,9 +23,12 @@ from train_utils import (
 
 from vjepa.config import load_config
 from vjepa.train.checkpoint import MARKER, latest_checkpoint, list_checkpoints, load_checkpoint
-from vjepa.train.metrics import read_metrics
+from vjepa.train.loop import resolve_threads, run_training
+from vjepa.train.metrics import MetricsLog, read_metrics
+from vjepa.train.plots import plot_loss
 from vjepa.train.pretrain import TrainingDivergedError, pretrain
 from vjepa.train.schedules import lr_at
+from vjepa.train.task import StepOutput, Task
 
 
 @pytest.fixture(scope="module")
@@ -222,9 +225,6 @@ def test_data_errors_are_counted_and_logged(tmp_path: Path) -> None:
 
 
 def test_metrics_reader_and_loss_plot_handle_torn_lines_and_resume(tmp_path: Path) -> None:
-    from vjepa.train.metrics import MetricsLog
-    from vjepa.train.plots import plot_loss
-
     log = MetricsLog(tmp_path / "metrics.jsonl")
     for step, loss in [(1, 1.0), (2, 0.9), (3, 0.8)]:
         log.write({"step": step, "loss": loss, "lr": 1e-3})
@@ -267,9 +267,7 @@ def _regression_batches(cfg, rank: int, world: int, start: dict | None):
 
 
 def _regression_task():
-    from vjepa.train.loop import StepOutput, Task
-
-    def forward(model, batch, device):
+    def forward(cfg, model, batch, device):
         err = model(batch["x"].to(device)) - batch["y"].to(device)  # [B, 1]
         return StepOutput(loss=err.pow(2).mean(), terms={"mae": err.abs().mean().detach()})
 
@@ -282,8 +280,6 @@ def _regression_task():
 
 
 def test_the_loop_trains_a_second_task_and_resumes_it_exactly(tmp_path: Path) -> None:
-    from vjepa.train.loop import run_training
-
     def cfg(run_dir: Path, steps: int):
         return load_config(
             None,
@@ -323,8 +319,6 @@ def test_the_loop_trains_a_second_task_and_resumes_it_exactly(tmp_path: Path) ->
 
 def test_auto_threads_never_oversubscribe(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
-
-    from vjepa.train.loop import resolve_threads
 
     cores = len(os.sched_getaffinity(0))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")

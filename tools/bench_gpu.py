@@ -7,7 +7,7 @@ step against the re-implemented official step (tools/bench_reference.py).
 
 Parts:
 
-1. MFU: ``vjepa.train.loop.train_step`` (the real pretraining step: Accelerate bf16 autocast, AdamW,
+1. MFU: ``vjepa.train.step.optimizer_step`` (the real pretraining step: Accelerate bf16 autocast, AdamW,
    EMA, the one collective finite check) on a batch already on the GPU; FLOPs counted
    analytically as tools/bench_model.py does (matmuls; trainable parts x3, target x1); MFU =
    achieved FLOP/s / ``--peak-tflops`` (the vendor's dense bf16 figure). A measured

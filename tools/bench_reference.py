@@ -20,7 +20,7 @@ clips and initial weights as ours, so only the step's own mechanics differ:
 - ``float(loss)``, ``float(loss_jepa)``, ``float(loss_reg)``, and two ``float(AllReduce(...))``
   of the input variance per step.
 
-Ours is ``vjepa.train.loop.train_step`` on a prepared run (Accelerate, the one collective finite
+Ours is ``vjepa.train.step.optimizer_step`` on a prepared run (Accelerate, the one collective finite
 check, fused EMA, numbers kept on the device) plus the loop's per-step bookkeeping.
 
 The two steps run alternately, back to back, in one process (``--rounds`` rounds of
@@ -48,9 +48,10 @@ from torch import Tensor
 from vjepa.config import Config, load_config
 from vjepa.jepa.masks import MaskCollator
 from vjepa.jepa.model import JEPA
-from vjepa.train.loop import _after_step, prepare_run, train_step
+from vjepa.train.loop import count_step, prepare_run
 from vjepa.train.pretrain import pretrain_task, token_grid
 from vjepa.train.schedules import ema_at
+from vjepa.train.step import optimizer_step
 
 
 def synthetic_batch(cfg: Config, seed: int = 0) -> dict:
@@ -253,18 +254,18 @@ def make_steps(
         else v.to(accelerator.device)
         for k, v in batch.items()
     }
-    run = prepare_run(cfg, pretrain_task(cfg), accelerator)
+    run = prepare_run(cfg, pretrain_task(), accelerator)
     state = {"step": 0}
 
     def ours() -> None:
         step = state["step"]
-        result = train_step(run, [batch], step=step)
-        _after_step(run, result, step)
+        result = optimizer_step(run, [batch], step=step)
+        count_step(run, result, step)
         if run.counters.step % cfg.run.log_every == 0:
             run.window.reset()  # the log row's one read-back is timed by bench_model
         state["step"] += 1
 
-    ref_model = pretrain_task(cfg).build_model(cfg).to(accelerator.device)  # same seeded weights
+    ref_model = pretrain_task().build_model(cfg).to(accelerator.device)  # same seeded weights
     ref_model.predictor.last_block_targets_only = False  # the official predictor: all tokens
     reference = ReferenceStep(cfg, ref_model, clip_grad=cfg.optim.clip_grad or 10.0)
     clips, ctx, tgt = batch["video"], batch["ctx_idx"], batch["tgt_idx"]

@@ -8,6 +8,7 @@ the traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,49 +46,28 @@ def cmd_shards(args: argparse.Namespace) -> int:
     from vjepa.data.writer import print_summary, write_shards
 
     listing = read_source(
-        args.src,
-        fmt=args.format,
-        split=args.split,
-        split_id=args.split_id,
-        root=args.root,
+        args.src, fmt=args.format, split=args.split, split_id=args.split_id, root=args.root,
         labels_from_folders=args.labels_from_folders,
-    )
+    )  # fmt: skip
     manifest = write_shards(
-        listing.items,
-        args.out,
-        prefix=args.prefix,
-        max_shard_size=args.max_shard_size,
-        max_count=args.max_count,
-        short_side=args.short_side,
-        fps=args.fps,
-        workers=args.workers,
-        label_names=listing.label_names,
-        skipped=listing.skipped,
+        listing.items, args.out, prefix=args.prefix, max_shard_size=args.max_shard_size,
+        max_count=args.max_count, short_side=args.short_side, fps=args.fps, workers=args.workers,
+        label_names=listing.label_names, skipped=listing.skipped,
         shuffle_seed=None if args.no_shuffle else args.seed,
         # json `source` paths are stored relative to this, so shards don't leak local paths
         source_root=args.root or (args.src if Path(args.src).is_dir() else Path(args.src).parent),
-    )
+    )  # fmt: skip
     print_summary(manifest)
     return EXIT_OK
 
 
-def cmd_pretrain(args: argparse.Namespace) -> int:
-    # config errors first, before heavy imports
-    cfg = load_config(args.config, args.overrides, command="pretrain")
-    from vjepa.train.pretrain import LaunchError, pretrain
-
-    try:
-        pretrain(cfg)
-    except LaunchError as err:  # a wrong `accelerate launch` line: the user's to fix
-        raise UsageError(str(err)) from err
-    return EXIT_OK
-
-
-def cmd_probe(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides, command="probe")
-    from vjepa.eval.probe.run import run_probe
-
-    run_probe(cfg)
+def cmd_config(args: argparse.Namespace) -> int:
+    """``vjepa pretrain | probe | surprise | world train``: ``args.target`` ("module:function")
+    of the config. A wrong ``accelerate launch`` line is a LaunchError, a UsageError (exit 2)."""
+    # config errors first, before heavy imports; the command's root rejects other commands' keys
+    cfg = load_config(args.config, args.overrides, command=args.config_command)
+    module, function = args.target.split(":")
+    getattr(importlib.import_module(module), function)(cfg)
     return EXIT_OK
 
 
@@ -148,14 +128,6 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_surprise(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides, command="surprise")
-    from vjepa.eval.surprise.run import run_surprise
-
-    run_surprise(cfg)
-    return EXIT_OK
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.overrides[:1] == ["world"]:  # `vjepa demo world [--env ENV] [k=v ...]`
         return cmd_demo_world(args)
@@ -165,15 +137,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         Path(args.out), overrides=args.overrides, quick=args.quick, corpus=args.corpus,
         eval_split=args.split,
     )  # fmt: skip
-    return EXIT_OK
-
-
-def cmd_world_train(args: argparse.Namespace) -> int:
-    # config errors first, before heavy imports
-    cfg = load_config(args.config, args.overrides, command="world train")
-    from vjepa.world.train import world_train
-
-    world_train(cfg)
     return EXIT_OK
 
 
@@ -194,28 +157,18 @@ def cmd_collect(args: argparse.Namespace) -> int:
         if not args.root:
             raise UsageError("vjepa collect droid needs --root (the folder of DROID trajectories)")
         manifest = droid_to_shards(
-            args.root,
-            args.out,
-            camera=args.camera,
-            frame_step=args.frame_step,
-            short_side=args.short_side,
-            max_count=args.max_count,
-        )
-        print_summary(manifest)
-        return EXIT_OK
-    if args.episodes is None or args.steps is None:
-        raise UsageError(f"vjepa collect {args.env} needs --episodes and --steps")
-    from vjepa.world.collect import collect
+            args.root, args.out, camera=args.camera, frame_step=args.frame_step,
+            short_side=args.short_side, max_count=args.max_count,
+        )  # fmt: skip
+    else:
+        if args.episodes is None or args.steps is None:
+            raise UsageError(f"vjepa collect {args.env} needs --episodes and --steps")
+        from vjepa.world.collect import collect
 
-    manifest = collect(
-        args.env,
-        args.out,
-        episodes=args.episodes,
-        steps=args.steps,
-        seed=args.seed,
-        repeat_prob=args.repeat_prob,
-        max_count=args.max_count,
-    )
+        manifest = collect(
+            args.env, args.out, episodes=args.episodes, steps=args.steps, seed=args.seed,
+            repeat_prob=args.repeat_prob, max_count=args.max_count,
+        )  # fmt: skip
     print_summary(manifest)
     return EXIT_OK
 
@@ -247,6 +200,25 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     )
 
 
+def _add_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    help: str,
+    description: str,
+    target: str | None = None,
+    command: str | None = None,
+) -> argparse.ArgumentParser:
+    """The parser of one command; ``func`` runs it. With a ``target`` ("module:function") the
+    command is that function of a config file and key=value overrides (see cmd_config);
+    ``command`` names its config root (default: ``name``)."""
+    p = sub.add_parser(name, help=help, description=description)
+    p.set_defaults(func=func, target=target, config_command=command or name)
+    if target is not None:
+        _add_config_args(p)
+    return p
+
+
 def _add_heads_args(p: argparse.ArgumentParser, predictor: bool = True) -> None:
     """Head counts of official-format files of a non-official width (weights do not fix them)."""
     default = "default: the official count, else width // 64 (head dim 64), said in one line"
@@ -256,15 +228,15 @@ def _add_heads_args(p: argparse.ArgumentParser, predictor: bool = True) -> None:
 
 
 def _add_shards(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "shards",
+    p = _add_command(
+        sub, "shards", cmd_shards,
         help="write videos into webdataset tar shards",
         description="Turn a folder, a list file or an official annotation set (UCF101, HMDB51, "
         "Kinetics, SSv2) into webdataset shards <prefix>-%%06d.tar (<key>.mp4 + <key>.json) "
         "plus manifest.json, samples in a seeded random order (--no-shuffle keeps the input "
         "order). Files that are not videos and unreadable videos are skipped and listed in "
         "manifest.json with their reason.",
-    )
+    )  # fmt: skip
     p.add_argument("src", help="folder of videos, list/CSV file, or annotation file/folder")
     p.add_argument("--out", required=True, help="output folder for the shards")
     p.add_argument(
@@ -291,38 +263,15 @@ def _add_shards(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-shuffle", action="store_true", help="keep the input order (default: shuffled)"
     )
-    p.set_defaults(func=cmd_shards)
-
-
-def _add_pretrain(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "pretrain",
-        help="V-JEPA pretraining (resumes from the run folder)",
-        description="Pretrain a V-JEPA encoder. Re-running the same command resumes from the "
-        "latest complete checkpoint in run.dir. Multi-GPU: accelerate launch -m vjepa pretrain ...",
-    )
-    _add_config_args(p)
-    p.set_defaults(func=cmd_pretrain)
-
-
-def _add_probe(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "probe",
-        help="frozen-backbone probe (attentive, linear, kNN)",
-        description="Train an attentive, linear or kNN probe on a frozen encoder and write "
-        "report.json, confusion.png and a table.",
-    )
-    _add_config_args(p)
-    p.set_defaults(func=cmd_probe)
 
 
 def _add_extract(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "extract",
+    p = _add_command(
+        sub, "extract", cmd_extract,
         help="write frozen features of a shard set to disk",
         description="Stream a shard set through a frozen encoder and write pooled [N, D] or "
         "per-token features with keys and labels (.npy or .safetensors).",
-    )
+    )  # fmt: skip
     p.add_argument(
         "backbone", help="export folder, run folder, checkpoint, official file or 'random'"
     )
@@ -337,56 +286,42 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     _add_heads_args(p, predictor=False)
     _add_config_args(p, required=False)
-    p.set_defaults(func=cmd_extract)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
+    p = _add_command(
+        sub, "export", cmd_export,
         help="export a frozen encoder (safetensors, TorchScript, ONNX, Hugging Face)",
         description="Export the target (default), context encoder or predictor of a run folder, "
         "checkpoint or official V-JEPA file as model.safetensors + config.json + README.md.",
-    )
+    )  # fmt: skip
     p.add_argument("src", help="run folder, checkpoint folder, export folder or official .pt file")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--which", default=None, choices=["target", "context", "predictor"])
     p.add_argument("--format", help="extra formats, comma-separated: torchscript,onnx,hf")
     p.add_argument("--probe-report", help="a probe report.json to include in the model card")
     _add_heads_args(p)
-    p.set_defaults(func=cmd_export)
 
 
 def _add_import(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "import",
+    p = _add_command(
+        sub, "import", cmd_import,
         help="convert an official V-JEPA / V-JEPA 2 checkpoint",
         description="Convert an official V-JEPA or V-JEPA 2 checkpoint file into an export "
         "folder of ours (target encoder, context encoder and predictor).",
-    )
+    )  # fmt: skip
     p.add_argument("file", help="official checkpoint (.pt / .pth.tar)")
     p.add_argument("--out", required=True, help="output folder")
     _add_heads_args(p)
-    p.set_defaults(func=cmd_import)
-
-
-def _add_surprise(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "surprise",
-        help="violation of expectation: pairwise accuracy on possible / impossible videos",
-        description="Score possible / impossible video pairs (surprise.pairs CSV) by the "
-        "predictor's error on future frames; writes report.json and surprise.png.",
-    )
-    _add_config_args(p)
-    p.set_defaults(func=cmd_surprise)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "demo",
+    p = _add_command(
+        sub, "demo", cmd_demo,
         help="shards + short CPU pretraining + probe comparison on the sample corpus",
         description="Write shards of data/sample, pretrain the tiny model for a few minutes, then "
         "probe the pretrained and a random-init encoder and print both accuracies.",
-    )
+    )  # fmt: skip
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     p.add_argument(
@@ -411,7 +346,6 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         help="pretraining overrides; `vjepa demo world [--env ENV] [k=v ...]` runs the world-model "
         "chain (collect, pretrain, world train, plan) instead",
     )
-    p.set_defaults(func=cmd_demo)
 
 
 def _add_world(sub: argparse._SubParsersAction) -> None:
@@ -421,25 +355,23 @@ def _add_world(sub: argparse._SubParsersAction) -> None:
         description="Action-conditioned world model over a frozen encoder.",
     )
     wsub = p.add_subparsers(dest="world_command", metavar="WORLD_COMMAND", required=True)
-    t = wsub.add_parser(
-        "train",
+    _add_command(
+        wsub, "train", cmd_config, target="vjepa.world.train:world_train", command="world train",
         help="train the action-conditioned predictor (resumes from the run folder)",
         description="Train the world model's predictor on trajectory shards (vjepa collect) over "
         "a frozen encoder (world.encoder). Same loop, checkpoints and resume as pretraining.",
-    )
-    _add_config_args(t)
-    t.set_defaults(func=cmd_world_train)
+    )  # fmt: skip
 
 
 def _add_collect(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "collect",
+    p = _add_command(
+        sub, "collect", cmd_collect,
         help="random-action trajectories of an env as trajectory shards",
         description="Roll out random actions with persistence in ENV (a gymnasium id, "
         "path/file.py:Class or package.module:Class) and write trajectory shards: <key>.mp4 "
         "(lossless frames), <key>.actions.npy [T-1, A], <key>.states.npy [T, S], <key>.json, "
         "plus manifest.json. The same seed gives the same shards.",
-    )
+    )  # fmt: skip
     p.add_argument(
         "env",
         help="env: gymnasium id, path/file.py:Class or package.module:Class; or droid "
@@ -459,19 +391,6 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--short-side", type=int, default=256, help="droid: resize frames to this short side"
     )
-    p.set_defaults(func=cmd_collect)
-
-
-def _add_plan(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "plan",
-        help="MPC with CEM / MPPI on held-out tasks, against random and oracle baselines",
-        description="Plan to goal images with a world model (plan.model) or the true simulator "
-        "(plan.model=oracle) on plan.episodes tasks of plan.env; writes report.json, "
-        "episodes.jsonl, trajectories.png, energy_landscape.png and episode.gif into run.dir.",
-    )
-    _add_config_args(p)
-    p.set_defaults(func=cmd_plan)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -482,16 +401,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_shards(sub)
-    _add_pretrain(sub)
-    _add_probe(sub)
+    _add_command(
+        sub, "pretrain", cmd_config, target="vjepa.train.pretrain:pretrain",
+        help="V-JEPA pretraining (resumes from the run folder)",
+        description="Pretrain a V-JEPA encoder. Re-running the same command resumes from the "
+        "latest complete checkpoint in run.dir. Multi-GPU: accelerate launch -m vjepa pretrain ...",
+    )  # fmt: skip
+    _add_command(
+        sub, "probe", cmd_config, target="vjepa.eval.probe.run:run_probe",
+        help="frozen-backbone probe (attentive, linear, kNN)",
+        description="Train an attentive, linear or kNN probe on a frozen encoder and write "
+        "report.json, confusion.png and a table.",
+    )  # fmt: skip
     _add_extract(sub)
     _add_export(sub)
     _add_import(sub)
     _add_demo(sub)
     _add_world(sub)
     _add_collect(sub)
-    _add_plan(sub)
-    _add_surprise(sub)
+    plan = _add_command(
+        sub, "plan", cmd_plan,
+        help="MPC with CEM / MPPI on held-out tasks, against random and oracle baselines",
+        description="Plan to goal images with a world model (plan.model) or the true simulator "
+        "(plan.model=oracle) on plan.episodes tasks of plan.env; writes report.json, "
+        "episodes.jsonl, trajectories.png, energy_landscape.png and episode.gif into run.dir.",
+    )  # fmt: skip
+    _add_config_args(plan)
+    _add_command(
+        sub, "surprise", cmd_config, target="vjepa.eval.surprise.run:run_surprise",
+        help="violation of expectation: pairwise accuracy on possible / impossible videos",
+        description="Score possible / impossible video pairs (surprise.pairs CSV) by the "
+        "predictor's error on future frames; writes report.json and surprise.png.",
+    )  # fmt: skip
     return parser
 
 

@@ -18,6 +18,7 @@ its output is already complete, so re-running resumes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sysconfig
 from collections.abc import Sequence
@@ -26,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from vjepa.config import Config, load_config
+from vjepa.data.formats import read_source
+from vjepa.data.surprise_pairs import write_pairs
+from vjepa.data.synthetic import STYLES, write_split
+from vjepa.data.writer import write_shards
 from vjepa.errors import UsageError
+from vjepa.eval.probe.report import compare_reports, format_comparison
+from vjepa.eval.probe.run import run_probe
+from vjepa.eval.surprise.run import surprise_vs_random
+from vjepa.train.pretrain import pretrain
 
 _MARKER = "configs/pretrain/demo_cpu.yaml"
 
@@ -71,10 +80,6 @@ def write_demo_corpus(
 
     Returns the shard folder of every split and the class names.
     """
-    from vjepa.data.formats import read_source
-    from vjepa.data.synthetic import STYLES, write_split
-    from vjepa.data.writer import write_shards
-
     if corpus not in CORPORA:
         raise UsageError(f"unknown demo corpus {corpus!r}; expected one of {sorted(CORPORA)}")
     spec = CORPORA[corpus]
@@ -131,11 +136,6 @@ def surprise_check(out: Path, run_dir: Path, cfg: Config, quick: bool = False) -
     scores them with the encoder + predictor of ``run_dir`` and with the same architecture at
     random init (``model`` / ``mask`` / ``data`` of the pretraining config ``cfg``).
     """
-    import dataclasses
-
-    from vjepa.data.surprise_pairs import write_pairs
-    from vjepa.eval.surprise.run import surprise_vs_random
-
     pairs = write_pairs(out / "surprise_pairs", num_pairs=4 if quick else 100, seed=0)
     scfg = load_config(
         SURPRISE_CONFIG,
@@ -162,10 +162,6 @@ def run_demo(
 
     ``eval_split="dev"`` evaluates on the dev split instead (for choosing settings).
     """
-    from vjepa.eval.probe.report import compare_reports, format_comparison
-    from vjepa.eval.probe.run import run_probe
-    from vjepa.train.pretrain import pretrain
-
     out = Path(out)
     shards, names = write_demo_corpus(out, corpus, quick)
     if eval_split not in shards:

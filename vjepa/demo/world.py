@@ -24,14 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vjepa.config import load_config
+from vjepa.demo.pretrain import resource_root
+from vjepa.train.pretrain import pretrain
+from vjepa.world.collect import collect
+from vjepa.world.envs import action_bounds, make_env, render_frame
+from vjepa.world.planning.mpc import run_plan
+from vjepa.world.train import world_train
 
 log = logging.getLogger("vjepa.world")
 
 
 def _configs() -> Path:
     """configs/ of the checkout, or of the installed copy (see vjepa.demo.pretrain.resource_root)."""
-    from vjepa.demo.pretrain import resource_root
-
     return resource_root() / "configs"
 
 
@@ -57,8 +61,6 @@ class DemoSizes:
 
 def sizes_for(env_spec: str) -> DemoSizes:
     """Frame side, patch size and pooling that fit the env's renders and actions."""
-    from vjepa.world.envs import action_bounds, make_env, render_frame
-
     env = make_env(env_spec)
     env.reset(seed=0)
     frame = render_frame(env)
@@ -101,11 +103,6 @@ def run_world_demo(
     steps: int = 0,
 ) -> dict:
     """Run the chain into ``out``; returns plan's report dict (also ``out/plan/report.json``)."""
-    from vjepa.train.pretrain import pretrain
-    from vjepa.world.collect import collect
-    from vjepa.world.planning.mpc import run_plan
-    from vjepa.world.train import world_train
-
     env = env or DEFAULT_ENV
     pre_over, over = _split(list(overrides))
     # Parse every stage's config before the first heavy step: a bad key fails in a second.

@@ -1,7 +1,7 @@
 """AdamW with two parameter groups and per-step schedule application.
 
-Weight decay only on matrices: biases, norm scales, every other 1-D parameter, mask tokens and
-position embeddings are excluded (decaying them towards zero hurts and does not regularise).
+Weight decay only on matrices: biases, norm scales, every other 1-D parameter, mask tokens,
+position embeddings and the probe's query tokens are excluded (decaying them towards zero hurts and does not regularise).
 The schedules (vjepa.train.schedules) are applied by :func:`set_schedules` before every optimizer
 step, so there are no scheduler objects to checkpoint.
 """
@@ -15,7 +15,7 @@ from torch import nn
 
 from vjepa.config import OptimConfig
 
-NO_DECAY_NAMES = ("pos_embed", "mask_token")
+NO_DECAY_NAMES = ("pos_embed", "mask_token", "query_tokens")
 """Substrings of parameter names that never get weight decay, whatever their shape."""
 
 

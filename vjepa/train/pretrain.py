@@ -24,16 +24,16 @@ import torch
 from torch import nn
 
 from vjepa.config import Config
-from vjepa.train.loop import (
-    Counters,
-    LaunchError,
-    StepOutput,
-    Task,
-    TrainingDivergedError,
-    parameter_digest,
-    run_training,
-    schedule_values,
-)
+from vjepa.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize
+from vjepa.data.loader import make_pretrain_loader
+from vjepa.data.shards import expand_urls
+from vjepa.jepa.masks import MaskCollator
+from vjepa.jepa.model import build_jepa
+from vjepa.train.loop import LaunchError, TrainingDivergedError, parameter_digest, run_training
+from vjepa.train.plots import plot_masks
+from vjepa.train.state import Counters
+from vjepa.train.step import schedule_values
+from vjepa.train.task import StepOutput, Task
 
 __all__ = [
     "Counters",
@@ -55,8 +55,6 @@ def token_grid(cfg: Config) -> tuple[int, int, int]:
 
 def build_model(cfg: Config) -> nn.Module:
     """The JEPA of ``cfg`` (seeded from run.seed), compiled in place when ``model.compile``."""
-    from vjepa.jepa.model import build_jepa
-
     model = build_jepa(cfg)
     if cfg.model.compile:
         # In place (nn.Module.compile): state-dict keys stay the same, so checkpoints do too.
@@ -71,9 +69,6 @@ def make_batches(cfg: Config, rank: int, world_size: int, start: dict | None) ->
     ``start`` (this rank's saved ``loader_state``) resumes exactly in exact mode; in resampled
     mode the loader reseeds from its batch count instead (resampled by design).
     """
-    from vjepa.data.loader import make_pretrain_loader
-    from vjepa.jepa.masks import MaskCollator
-
     loader = make_pretrain_loader(
         cfg.data,
         mask_fn=MaskCollator(cfg.mask, token_grid(cfg)),
@@ -87,8 +82,6 @@ def make_batches(cfg: Config, rank: int, world_size: int, start: dict | None) ->
 
 def _video_on_device(batch: dict, cfg: Config, device: torch.device) -> torch.Tensor:
     """[B, C, T, H, W] float32 on ``device``; uint8 batches are normalised here (cheaper)."""
-    from vjepa.data.augment import normalize
-
     video = batch["video"].to(device, non_blocking=True)
     if cfg.data.normalize_on_device or video.dtype == torch.uint8:
         video = normalize(video)  # [B, C, T, H, W] float32
@@ -109,8 +102,6 @@ def _update_target(model: nn.Module, momentum: float) -> None:
 
 def _clip_frames(video: torch.Tensor) -> np.ndarray:
     """[C, T, H, W] (uint8, or ImageNet-normalised float) -> uint8 [T, H, W, 3] for plotting."""
-    from vjepa.data.augment import IMAGENET_MEAN, IMAGENET_STD
-
     if video.dtype != torch.uint8:
         mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
@@ -120,23 +111,21 @@ def _clip_frames(video: torch.Tensor) -> np.ndarray:
 
 def _plot_masks(cfg: Config, batch: dict, run_dir: Path) -> None:
     """masks.png: clip 0 of the first batch with the context / target masks of each pair."""
-    from vjepa.train.plots import plot_masks
-
     frames = _clip_frames(batch["video"][0].detach().cpu())  # [T, H, W, 3]
     pairs = [(c[0].cpu(), t[0].cpu()) for c, t in zip(batch["ctx_idx"], batch["tgt_idx"])]
     plot_masks(frames, pairs, token_grid(cfg), run_dir / "masks.png")
 
 
-def pretrain_task(cfg: Config) -> Task:
-    """Pretraining as a :class:`vjepa.train.loop.Task` (bound to ``cfg`` for the data geometry)."""
+def pretrain_task() -> Task:
+    """Pretraining as a :class:`vjepa.train.task.Task` (every part takes the loop's config)."""
     return Task(
         name="pretrain",
         build_model=build_model,
         batches=make_batches,
-        forward=lambda model, batch, device: _forward(cfg, model, batch, device),
+        forward=_forward,
         update_target=_update_target,
         rows=lambda batch: int(batch["video"].shape[0]),  # B * data.num_clips clips
-        plot_first_batch=lambda batch, run_dir: _plot_masks(cfg, batch, run_dir),
+        plot_first_batch=_plot_masks,
     )
 
 
@@ -145,7 +134,5 @@ def pretrain(cfg: Config, *, nan_steps: Collection[int] = ()) -> Path:
 
     ``nan_steps``: steps whose loss is replaced by NaN (test hook for the skip / stop path).
     """
-    from vjepa.data.shards import expand_urls
-
     expand_urls(cfg.data.shards)  # a wrong shard path fails here, before the run folder exists
-    return run_training(cfg, pretrain_task(cfg), nan_steps=nan_steps)
+    return run_training(cfg, pretrain_task(), nan_steps=nan_steps)

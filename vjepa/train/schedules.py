@@ -4,7 +4,8 @@ Being pure (no state, no scheduler objects) is what makes resume trivial: the lo
 step counter and every schedule continues exactly where it left off.
 
 - learning rate: linear warmup ``start_lr -> lr`` over ``warmup_steps``, then a half cosine
-  ``lr -> final_lr`` reaching ``final_lr`` at ``total_steps``;
+  ``lr -> final_lr`` reaching ``final_lr`` at ``total_steps`` (pretraining and the probe heads:
+  they differ only in where the warmup counts from, see ``warmup_inclusive``);
 - weight decay: half cosine ``start -> end`` over ``total_steps`` (V-JEPA raises it);
 - EMA momentum of the target encoder: linear ``start -> end`` over ``total_steps``.
 
@@ -36,10 +37,18 @@ def lr_at(
     lr: float,
     final_lr: float,
     total_steps: int,
+    warmup_inclusive: bool = False,
 ) -> float:
-    """Learning rate at optimizer ``step``: linear warmup then cosine decay."""
+    """Learning rate at optimizer ``step``: linear warmup then cosine decay.
+
+    ``warmup_inclusive``: warmup step ``s`` trains at ``(s + 1) / warmup_steps`` of the way, so
+    the first step already moves and the last warmup step reaches ``lr`` (the probe heads, as
+    V-JEPA's evaluation does); otherwise step ``s`` at ``s / warmup_steps``, step 0 at
+    ``start_lr`` (pretraining).
+    """
     if step < warmup_steps:
-        return start_lr + (lr - start_lr) * max(step, 0) / warmup_steps
+        done = max(step, 0) + (1 if warmup_inclusive else 0)
+        return start_lr + (lr - start_lr) * done / warmup_steps
     return _cosine(lr, final_lr, _progress(step - warmup_steps, total_steps - warmup_steps))
 
 

@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 from vjepa.config import Config
-from vjepa.train.loop import StepOutput, Task, run_training
+from vjepa.train.loop import run_training
+from vjepa.train.task import StepOutput, Task
 from vjepa.world.data import (
     Trajectory,
     WindowSampler,
@@ -176,7 +177,7 @@ def world_task(cfg: Config, prep: _Prepared | None = None) -> Task:
         name="world",
         build_model=lambda c: _model(c, prep),
         batches=lambda c, rank, world, start: _batches(c, prep, rank, start),
-        forward=lambda model, batch, device: _forward(cfg, model, batch, device),
+        forward=_forward,
         rows=lambda batch: int(batch["z"].shape[0]),
     )
 

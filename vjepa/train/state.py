@@ -1,0 +1,137 @@
+"""The live state of a training run, and its checkpoint: save and resume.
+
+:class:`RunState` holds what the loop's small functions share (the prepared model and
+optimizer, counters, the data position of every worker, the metrics window). :func:`save`
+writes it atomically (vjepa.train.checkpoint.save_training_state: one safetensors file per
+top-level child module of the model); :func:`restore` loads it back on every rank: weights,
+optimizer, step, counters, RNG and the data position of every rank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+from torch import Tensor, nn
+
+from vjepa.config import Config, to_dict
+from vjepa.data.loader import loader_state
+from vjepa.train.checkpoint import restore_training_state, save_training_state
+from vjepa.train.metrics import MetricsLog, Throughput
+from vjepa.train.task import Task
+
+
+@dataclass
+class Counters:
+    """Everything besides weights and optimizer that a resume must restore (plain values)."""
+
+    step: int = 0
+    """Optimizer steps attempted (good + skipped): the schedules follow it."""
+    skipped_steps: int = 0
+    """Steps skipped for a non-finite loss or gradient, whole run."""
+    bad_in_row: int = 0
+    """Current run of consecutive skipped steps."""
+    batches: int = 0
+    """Micro-batches this rank has taken from its loader (its exact data position)."""
+    data_errors_before_resume: dict[str, int] = field(default_factory=dict)
+    """Skipped samples by reason, all ranks, counted before the last resume (the loader's own
+    counts restart at zero in a new process)."""
+
+
+@dataclass
+class Window:
+    """Sums of the good steps' numbers since the last log row, kept on the device."""
+
+    sums: dict[str, Tensor] = field(default_factory=dict)
+    count: int = 0
+
+    def add(self, values: dict[str, Tensor]) -> None:
+        for name, value in values.items():
+            value = value.detach().float()
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.count += 1
+
+    def reset(self) -> None:
+        self.sums, self.count = {}, 0
+
+
+@dataclass
+class RunState:
+    """The live objects of a run, passed between the loop's small functions."""
+
+    cfg: Config
+    task: Task
+    accelerator: Accelerator
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    run_dir: Path
+    counters: Counters
+    log: MetricsLog
+    batches: Iterator[dict] | None = None
+    data_states: dict[int, dict] = field(default_factory=dict)  # worker -> last data_state
+    data_errors: dict[int, dict] = field(default_factory=dict)  # worker -> cumulative counts
+    fallbacks: dict[int, dict] = field(default_factory=dict)  # worker -> decoder fallbacks
+    window: Window = field(default_factory=Window)  # good steps' numbers, this log window
+    schedules: dict[str, float] = field(default_factory=dict)  # lr, wd, ema of the last step
+    throughput: Throughput = field(default_factory=Throughput)
+    plotted: bool = False
+    last_checkpoint: Path | None = None
+    # Cached for the optimizer step: unwrap_model walks every module (~3 ms a step on the demo).
+    unwrapped: nn.Module | None = None
+    trainable: list[Tensor] | None = None  # the parameters that get gradients
+
+    def unwrapped_model(self) -> nn.Module:
+        """``accelerator.unwrap_model(model)``, computed once per run."""
+        if self.unwrapped is None:
+            self.unwrapped = self.accelerator.unwrap_model(self.model)
+        return self.unwrapped
+
+
+def summed_over_ranks(per_worker: dict[int, dict], start: dict[str, int]) -> dict[str, int]:
+    """``start`` plus every rank's per-worker counts, by reason (collective)."""
+    totals = dict(start)
+    for rank_counts in gather_object([per_worker]):
+        for counts in rank_counts.values():
+            for reason, n in counts.items():
+                totals[reason] = totals.get(reason, 0) + int(n)
+    return totals
+
+
+def data_error_totals(run: RunState) -> dict[str, int]:
+    """Skipped samples by reason over the whole run and all ranks (collective)."""
+    return summed_over_ranks(run.data_errors, run.counters.data_errors_before_resume)
+
+
+def save(run: RunState) -> None:
+    """Checkpoint the run (collective: every rank calls it; rank 0 writes, all wait)."""
+    acc, c = run.accelerator, run.counters
+    counters = asdict(c) | {"data_errors_before_resume": data_error_totals(run)}
+    folder = save_training_state(
+        acc,
+        acc.unwrap_model(run.model),
+        run.optimizer,
+        run_dir=run.run_dir,
+        step=c.step,
+        per_rank={"data": loader_state(c.batches, run.data_states), "batches": c.batches},
+        extra={"counters": counters, "config": to_dict(run.cfg)},
+        keep_last=run.cfg.train.keep_last,
+    )
+    run.last_checkpoint = folder or run.run_dir / "checkpoints" / f"step-{c.step:08d}"
+
+
+def restore(run: RunState, path: Path) -> dict | None:
+    """Load a checkpoint into the run on every rank; returns this rank's loader ``start``."""
+    ckpt, mine = restore_training_state(
+        run.accelerator, run.accelerator.unwrap_model(run.model), run.optimizer, path
+    )
+    run.counters = Counters(**ckpt["counters"])
+    run.last_checkpoint = path
+    if mine is None:  # another world size: the data position cannot map rank to rank
+        run.counters.batches = 0
+        return None
+    run.counters.batches = int(mine["batches"])
+    return mine["data"]
