@@ -1,4 +1,4 @@
-"""The world model: a frozen video encoder + the action-conditioned predictor, and its losses.
+"""The world model: a video encoder + the action-conditioned predictor.
 
 - ``encode``: every frame on its own, repeated to fill one tubelet (as V-JEPA 2-AC does), so
   the token map of frame t never sees another frame; optional average pooling of the token
@@ -9,8 +9,7 @@
 - ``energy``: mean L1 between a predicted latent map and the goal image's latent map.
 - ``plan``: CEM / MPPI (vjepa.world.planning.planners) over action sequences with that energy.
 
-:func:`world_losses` is the training objective: teacher forcing over a window plus a rollout
-term over k autoregressive steps, both L1 against the layer-normed encoder latents.
+``forward`` is the training objective (vjepa.world.losses.world_losses, plus SIGReg end to end).
 """
 
 from __future__ import annotations
@@ -27,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vjepa.jepa.losses import sigreg_loss
+from vjepa.world.losses import world_losses
 from vjepa.world.predictor import ACPredictor
-
-StepFn = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 
 
 @dataclass
@@ -77,68 +76,17 @@ class WorldSpec:
 
 
 # ----------------------------------------------------------------------------------------
-# Losses (pure)
-# ----------------------------------------------------------------------------------------
-
-
-def latent_l1(pred: Tensor, target: Tensor, exp: float = 1.0) -> Tensor:
-    """mean(|pred - target|^exp) / exp (exp 1: L1)."""
-    err = (pred - target).abs()
-    if exp != 1.0:
-        err = err**exp
-    return err.mean() / exp
-
-
-def world_losses(
-    step: StepFn,
-    z: Tensor,
-    actions: Tensor,
-    states: Tensor | None = None,
-    *,
-    rollout_steps: int,
-    exp: float = 1.0,
-) -> tuple[Tensor, Tensor | None]:
-    """(teacher-forcing loss, rollout loss or None) of one window.
-
-    ``z`` [B, W, N, D] layer-normed target latents of W frames; ``actions`` [B, W-1, A] (a_t
-    moves frame t to t+1); ``states`` [B, W, S] or None; ``step(ctx, a, s)`` predicts the next
-    latent map after every context step ([B, T, N, D] -> [B, T, N, D]).
-
-    Teacher forcing: one pass over frames 0..W-2 predicts frames 1..W-1.
-    Rollout (k = ``rollout_steps``): start from frame 0 and the teacher-forced prediction of
-    frame 1, z_tf[:, 0], then feed each prediction back for k - 1 more steps, and compare the
-    k predicted maps with frames 1..k. The original V-JEPA 2-AC code seeded the rollout with
-    z_tf[:, 1] (the prediction of frame **2**) in frame 1's slot, so it predicted frame 3 from
-    frames 1 and an estimate of frame 3; vjepa2 commit 93366fe (PR #25) fixed it to z_tf[:, 0].
-    """
-    B, W = z.shape[:2]
-    if actions.shape[1] != W - 1:
-        raise ValueError(f"a window of {W} frames needs {W - 1} actions, got {actions.shape[1]}")
-    s_ctx = states[:, :-1] if states is not None else None
-    z_tf = step(z[:, :-1], actions, s_ctx)  # [B, W-1, N, D]: predictions of frames 1..W-1
-    tf = latent_l1(z_tf, z[:, 1:], exp)
-    if rollout_steps <= 0:
-        return tf, None
-    if rollout_steps > W - 1:
-        raise ValueError(f"rollout_steps {rollout_steps} > window - 1 = {W - 1}")
-    ctx = torch.cat([z[:, :1], z_tf[:, :1]], dim=1)  # [B, 2, N, D]: frame 0, predicted frame 1
-    for n in range(1, rollout_steps):
-        s = states[:, : n + 1] if states is not None else None
-        nxt = step(ctx, actions[:, : n + 1], s)[:, -1:]  # [B, 1, N, D]: predicted frame n+1
-        ctx = torch.cat([ctx, nxt], dim=1)
-    z_ar = ctx[:, 1:]  # [B, k, N, D]: predicted frames 1..k
-    return tf, latent_l1(z_ar, z[:, 1 : rollout_steps + 1], exp)
-
-
-# ----------------------------------------------------------------------------------------
 # The model
 # ----------------------------------------------------------------------------------------
 
 
 class WorldModel(nn.Module):
-    """Frozen encoder + trainable :class:`ACPredictor` (see the module docstring).
+    """Video encoder + trainable :class:`ACPredictor` (see the module docstring).
 
-    ``encoder``: a vjepa.artifacts.sources.FrozenEncoder (forward [B,3,T,H,W] normalised -> [B,N,D]).
+    ``encoder``: a vjepa.artifacts.sources.FrozenEncoder (forward [B,3,T,H,W] normalised ->
+    [B,N,D]). Despite the class name it is frozen only on the pretrained-encoder path: end to
+    end (``world.encoder_trainable``, the default world config) its parameters require
+    gradients and train with the predictor; see :attr:`encoder_trainable`.
     """
 
     def __init__(
@@ -206,14 +154,20 @@ class WorldModel(nn.Module):
     def context_frames(self) -> int:
         return self.spec.window - 1
 
+    @property
+    def encoder_trainable(self) -> bool:
+        """Whether the encoder trains with the predictor (end to end) or stays frozen."""
+        return any(p.requires_grad for p in self.encoder.parameters())
+
     # -- training ----------------------------------------------------------------------------
 
     def forward(
         self,
-        z: Tensor,
         actions: Tensor,
         states: Tensor | None = None,
         *,
+        latents: Tensor | None = None,
+        frames: Tensor | None = None,
         rollout_steps: int,
         rollout_weight: float = 1.0,
         exp: float = 1.0,
@@ -222,16 +176,18 @@ class WorldModel(nn.Module):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Training objective of one window batch: (loss, detached terms).
 
-        ``z`` [B, W, N, D] encoded window, or uint8 frames [B, W, H, W, 3] for end-to-end
-        training (encoded here, with gradients into the encoder; the targets are the same
-        encoder's latents without stop-gradient, as LeWM: SIGReg, not a stop-gradient or an
-        EMA target, is what prevents collapse). ``actions`` [B, W-1, r*A] model actions in
-        env units, ``states`` [B, W, S] or None. See :func:`world_losses`.
-        ``sigreg_weight`` > 0 adds SIGReg (vjepa.jepa.losses.sigreg_loss, LeJEPA / LeWM) on the
-        latents of every frame of the batch, directions drawn from ``sigreg_generator``.
+        Exactly one of ``latents`` [B, W, N, D] (the window encoded beforehand by the frozen
+        encoder) or ``frames`` uint8 [B, W, H, W, 3] (end to end: encoded here, with gradients
+        into the encoder; the targets are the same encoder's latents without stop-gradient, as
+        LeWM: SIGReg, not a stop-gradient or an EMA target, is what prevents collapse).
+        ``actions`` [B, W-1, r*A] model actions in env units, ``states`` [B, W, S] or None. See
+        :func:`vjepa.world.losses.world_losses`. ``sigreg_weight`` > 0 adds SIGReg
+        (vjepa.jepa.losses.sigreg_loss, LeJEPA / LeWM) on the latents of every frame of the
+        batch, directions drawn from ``sigreg_generator``.
         """
-        if z.dtype == torch.uint8:
-            z = self.encode_train(z)  # [B, W, N, D], differentiable
+        if (latents is None) == (frames is None):
+            raise ValueError("pass exactly one of latents (encoded windows) or frames (uint8)")
+        z = latents if frames is None else self.encode_train(frames)  # [B, W, N, D]
         tf, ar = world_losses(self.step, z, actions, states, rollout_steps=rollout_steps, exp=exp)
         terms = {"teacher_forcing": tf.detach()}
         loss = tf
@@ -239,8 +195,6 @@ class WorldModel(nn.Module):
             terms["rollout"] = ar.detach()
             loss = loss + rollout_weight * ar
         if sigreg_weight > 0:
-            from vjepa.jepa.losses import sigreg_loss
-
             gen = sigreg_generator if sigreg_generator is not None else torch.Generator()
             sig = sigreg_loss(z.flatten(0, 1), gen)  # over B*W frames, per token position
             terms["sigreg"] = sig.detach()
