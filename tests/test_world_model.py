@@ -166,16 +166,3 @@ def test_blurred_energy_is_zero_at_the_goal_and_grows_away_from_it() -> None:
     z = model.encode(torch.from_numpy(np.stack([goal, obs]))[:, None])[:, 0]  # [2, N, D]
     e = model.energy(z, z[:1])
     assert e[0] == 0 and e[1] > 0
-
-
-def test_plan_returns_a_seeded_action_sequence_within_the_bounds() -> None:
-    model = tiny_model(frameskip=2, pool=2).eval()
-    obs = np.full((32, 32, 3), 200, dtype=np.uint8)
-    goal = obs.copy()
-    goal[4:10, 20:26] = 30
-    kw = dict(horizon=4, samples=8, iterations=2, elites=4)
-    a = model.plan(obs, goal, generator=torch.Generator().manual_seed(0), **kw)
-    b = model.plan(obs, goal, generator=torch.Generator().manual_seed(0), planner="cem", **kw)
-    again = model.plan(obs, goal, generator=torch.Generator().manual_seed(0), **kw)
-    assert a.shape == b.shape == (4, 2) and a.abs().max() <= 1.0
-    torch.testing.assert_close(a, again, rtol=0, atol=0)

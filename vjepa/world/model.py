@@ -7,7 +7,8 @@
   predictor sees at most ``window - 1`` frames of context (what it was trained on; RoPE is
   relative in time, so a sliding window needs no re-indexing).
 - ``energy``: mean L1 between a predicted latent map and the goal image's latent map.
-- ``plan``: CEM / MPPI (vjepa.world.planning.planners) over action sequences with that energy.
+- ``plan``: a thin entry to the one planning path (vjepa.world.planning: the latent cost of
+  ``costs.ModelCost`` searched by ``planners.plan_actions`` with the ``plan`` config section).
 
 ``forward`` is the training objective (vjepa.world.losses.world_losses, plus SIGReg end to end).
 """
@@ -16,18 +17,19 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vjepa.config import PlanConfig
 from vjepa.jepa.losses import sigreg_loss
 from vjepa.world.losses import world_losses
+from vjepa.world.planning.costs import ModelCost
+from vjepa.world.planning.planners import Cost, plan_actions
 from vjepa.world.predictor import ACPredictor
 
 
@@ -333,72 +335,35 @@ class WorldModel(nn.Module):
     # -- planning ----------------------------------------------------------------------------
 
     def plan_cost(
-        self, z: Tensor, z_goal: Tensor, objective: Literal["final", "sum", "min"] = "min"
-    ) -> Callable[[Tensor], Tensor]:
-        """The planners' cost: env action sequences [M, r*H, A] -> energies [M].
-
-        ``z`` [1, 1, N, D] the current latent map, ``z_goal`` [1, N, D]. ``final``: the energy at
-        the horizon; ``sum``: summed over the horizon; ``min``: its minimum over the horizon
-        (the names of ``plan.energy``).
-        """
-
-        @torch.no_grad()
-        def cost(actions: Tensor) -> Tensor:
-            M = actions.shape[0]
-            pred = self.rollout(z.expand(M, -1, -1, -1), actions)  # [M, H, N, D]
-            if objective == "final":
-                return self.energy(pred[:, -1], z_goal)
-            H = pred.shape[1]
-            e = self.energy(pred.flatten(0, 1), z_goal).view(M, H)  # [M, H]
-            return e.sum(dim=1) if objective == "sum" else e.amin(dim=1)
-
-        return cost
+        self, obs: Tensor | np.ndarray, goal_obs: Tensor | np.ndarray, energy: str
+    ) -> Cost:
+        """The energy ``vjepa plan`` minimises from frame ``obs`` to frame ``goal_obs`` (uint8
+        [H, W, 3]): env action sequences [M, r*H, A] -> [M] (``energy``: ``plan.energy``)."""
+        obs, goal_obs = np.asarray(obs), np.asarray(goal_obs)
+        return ModelCost(self, energy, self.device)(obs, None, goal_obs, None)
 
     @torch.no_grad()
     def plan(
         self,
         obs: Tensor | np.ndarray,
         goal_obs: Tensor | np.ndarray,
+        pcfg: PlanConfig | None = None,
         *,
-        planner: Literal["cem", "mppi"] = "mppi",
-        horizon: int = 20,
-        samples: int = 64,
-        iterations: int = 4,
-        elites: int = 16,
-        temperature: float = 0.05,
-        init_std: float = 1.0,
-        objective: Literal["final", "sum", "min"] = "min",
+        init: Tensor | None = None,
         generator: torch.Generator | None = None,
-        init_mean: Tensor | None = None,
     ) -> Tensor:
-        """The best env action sequence [horizon, A] from frame ``obs`` to frame ``goal_obs``.
+        """The best env action sequence [plan.horizon, A] from frame ``obs`` to ``goal_obs``.
 
-        ``horizon`` counts env steps (a multiple of the frameskip). Frames are uint8 [H, W, 3]. Execute the first action(s), observe, plan again (MPC);
-        pass the rest of the plan, shifted, as ``init_mean`` to warm-start. ``init_std`` is in
-        units of the action half-range.
+        The planner and its settings are ``pcfg``'s (the ``plan`` config section; default:
+        ``PlanConfig()``, as ``vjepa plan``); the horizon counts env steps (a multiple of the
+        frameskip). Execute the first action(s), observe, plan again (MPC); pass the rest of
+        the plan, shifted, as ``init`` to warm-start. ``generator`` defaults to seed 0.
         """
-        from vjepa.world.planning import planners
-
-        z = self.encode(torch.as_tensor(np.asarray(obs))[None])  # [1, 1, N, D]
-        z_goal = self.encode(torch.as_tensor(np.asarray(goal_obs))[None])[:, 0]  # [1, N, D]
-        cost = self.plan_cost(z, z_goal, objective)
-        gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        common = dict(
-            horizon=horizon,
-            action_low=self.action_low,
-            action_high=self.action_high,
-            samples=samples,
-            iterations=iterations,
-            elites=elites,
-            generator=gen,
-            init_mean=init_mean,
-            init_std=init_std,
-        )
-        if planner == "cem":
-            return planners.cem(cost, **common)
-        if planner == "mppi":
-            return planners.mppi(cost, temperature=temperature, **common)
-        raise ValueError(f"planner must be 'cem' or 'mppi', got {planner!r}")
+        pcfg = pcfg if pcfg is not None else PlanConfig()
+        gen = generator if generator is not None else torch.Generator(self.device).manual_seed(0)
+        low, high = self.action_low.to(self.device), self.action_high.to(self.device)
+        cost = self.plan_cost(obs, goal_obs, pcfg.energy)
+        return plan_actions(cost, pcfg, low, high, init, generator=gen)  # [H, A]
 
 
 # ----------------------------------------------------------------------------------------
