@@ -12,7 +12,7 @@ h5py = pytest.importorskip("h5py")
 from videos import make_mp4  # noqa: E402
 
 from vjepa.cli import main  # noqa: E402
-from vjepa.world.collect import load_trajectories  # noqa: E402
+from vjepa.config import DataConfig  # noqa: E402
 from vjepa.world.droid import (  # noqa: E402
     droid_to_shards,
     euler_to_matrix,
@@ -20,6 +20,7 @@ from vjepa.world.droid import (  # noqa: E402
     poses_to_actions,
     read_droid_trajectory,
 )
+from vjepa.world.trajectories import load_trajectories  # noqa: E402
 
 T = 12
 WRIST, EXT1, EXT2 = "13062452", "22008760", "24400334"
@@ -125,7 +126,7 @@ def test_droid_to_shards_skips_bad_trajectories(tmp_path):
     reasons = {s["source"]: s["reason"] for s in manifest["skipped"]}
     assert reasons == {"success/b": "missing_actions", "success/c": "missing_video"}
     assert "gripper_position" in manifest["skipped"][0]["detail"]
-    trajs, errors = load_trajectories(str(tmp_path / "shards"))
+    trajs, errors = load_trajectories(str(tmp_path / "shards"), DataConfig.decoder)
     assert errors.total == 0 and len(trajs) == 2
     assert trajs[0].frames.shape == (T, 32, 42, 3)  # short side 32, even width
     assert trajs[0].actions.shape == (T - 1, 7) and trajs[0].states.shape == (T, 7)
@@ -152,6 +153,6 @@ def test_droid_cli(tmp_path, capsys):
         == 0
     )
     assert "wrote 1 samples" in capsys.readouterr().out
-    trajs, _ = load_trajectories(str(out))
+    trajs, _ = load_trajectories(str(out), DataConfig.decoder)
     assert trajs[0].frames.shape[0] == T // 2
     assert main(["collect", "droid", "--out", str(out)]) == 2  # --root is required for droid

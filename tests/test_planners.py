@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vjepa.world.planning.planners import cem, mppi
+from vjepa.config import PlanConfig
+from vjepa.world.planning.planners import cem, mppi, plan_actions
 
 H, A = 5, 2
 LOW, HIGH = -torch.ones(A), torch.ones(A)
@@ -73,3 +74,25 @@ def test_warm_start_and_errors():
     nan_cost = lambda s: torch.where(s[:, 0, 0] > 0, torch.nan, _quadratic(target)(s))  # noqa: E731
     plan = _run(cem, nan_cost)
     assert plan[0, 0] <= 0
+
+
+def test_plan_actions_runs_the_configured_planner_with_its_settings() -> None:
+    target = torch.full((H, A), 0.3)
+    cost = _quadratic(target)
+    for planner, run in (("cem", cem), ("mppi", mppi)):
+        pcfg = PlanConfig(planner=planner, horizon=H, samples=64, iterations=5, elites=80)
+        got = plan_actions(cost, pcfg, LOW, HIGH, generator=torch.Generator().manual_seed(0))
+        kw = dict(temperature=pcfg.temperature) if planner == "mppi" else {}
+        expected = run(
+            cost,
+            horizon=H,
+            action_low=LOW,
+            action_high=HIGH,
+            samples=64,
+            iterations=5,
+            elites=64,  # elites are capped at the population
+            generator=torch.Generator().manual_seed(0),
+            init_std=pcfg.init_std,
+            **kw,
+        )
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)

@@ -12,9 +12,11 @@ import pytest
 pytest.importorskip("gymnasium")
 
 from vjepa.cli import main  # noqa: E402
+from vjepa.config import DataConfig  # noqa: E402
 from vjepa.data.writer import read_manifest  # noqa: E402
-from vjepa.world.collect import collect, load_trajectories, npy_bytes  # noqa: E402
+from vjepa.world.collect import collect  # noqa: E402
 from vjepa.world.envs import TWO_ROOMS_ID, make_env, reset_to  # noqa: E402
+from vjepa.world.trajectories import load_trajectories, npy_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,7 @@ def test_round_trip_frames_actions_states_exact(shards):
     manifest = read_manifest(shards)
     assert manifest["count"] == 3 and len(manifest["shards"]) == 2  # max_count=2 rolls over
     assert manifest["env"] == TWO_ROOMS_ID and manifest["skipped"] == []
-    trajs, errors = load_trajectories(str(shards))
+    trajs, errors = load_trajectories(str(shards), DataConfig.decoder)
     assert errors.total == 0 and [t.key for t in trajs] == ["000000", "000001", "000002"]
     env = make_env(TWO_ROOMS_ID)
     for traj in trajs:
@@ -86,7 +88,7 @@ def test_bad_trajectories_are_counted_and_the_rest_loads(shards, tmp_path):
     _rewrite(shards / "shard-000000.tar", bad / "shard-000000.tar", edit)
     _rewrite(shards / "shard-000001.tar", bad / "shard-000001.tar", lambda n, d: d)
     (bad / "shard-000002.tar").write_bytes(b"not a tar at all")
-    trajs, errors = load_trajectories(str(bad))
+    trajs, errors = load_trajectories(str(bad), DataConfig.decoder)
     assert [t.key for t in trajs] == ["000002"]  # the good one still loads
     assert errors.counts["missing_actions"] == 1
     assert errors.counts["action_dim_mismatch"] == 1
@@ -98,7 +100,7 @@ def test_collect_cli(tmp_path, capsys):
     args = ["collect", "vjepa/Reacher-v0", "--episodes", "2", "--steps", "5", "--out", str(out)]
     assert main(args + ["--seed", "1"]) == 0
     assert "wrote 2 samples" in capsys.readouterr().out
-    trajs, _ = load_trajectories(str(out))
+    trajs, _ = load_trajectories(str(out), DataConfig.decoder)
     assert [t.frames.shape[0] for t in trajs] == [5, 5]
     assert json.loads((out / "manifest.json").read_text())["steps"] == 5
     assert main(args[:-2] + ["--out", str(tmp_path / "x"), "--steps", "1"]) == 2  # bad argument

@@ -18,7 +18,9 @@ import torch
 
 from vjepa.config import load_config
 from vjepa.world.envs import action_bounds, make_env, reset_to
-from vjepa.world.planning.mpc import ModelCost, OracleCost, _plan, task_seed
+from vjepa.world.planning.costs import ModelCost
+from vjepa.world.planning.mpc import oracle_cost, task_seed
+from vjepa.world.planning.planners import plan_actions
 
 
 def main() -> None:
@@ -33,7 +35,7 @@ def main() -> None:
     env = make_env(pcfg.env)
     device = torch.device(pcfg.device)
     if pcfg.model == "oracle":
-        builder = OracleCost(env, pcfg.env, pcfg.energy)
+        builder = oracle_cost(env, pcfg.env, pcfg.energy)
     else:
         from vjepa.world.io import load_world_model
 
@@ -46,7 +48,7 @@ def main() -> None:
     for i in range(args.repeats + 1):
         t0 = time.perf_counter()
         cost = builder(frame, env.unwrapped.get_state(), goal_frame, goal)
-        _plan(cost, pcfg, low, high, None, torch.Generator(device).manual_seed(i))
+        plan_actions(cost, pcfg, low, high, generator=torch.Generator(device).manual_seed(i))
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i:  # the first call warms up (lazy imports, allocator)

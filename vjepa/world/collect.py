@@ -1,4 +1,4 @@
-"""`vjepa collect ENV`: random-action trajectories of an env as trajectory shards; reading them.
+"""`vjepa collect ENV`: random-action trajectories of an env as trajectory shards.
 
 Each episode starts from the env's own random reset (seeded) and takes random actions with
 persistence, as PLDM does: at each step the previous action is kept with probability
@@ -6,7 +6,7 @@ persistence, as PLDM does: at each step the previous action is kept with probabi
 the agent travel instead of jittering in place, so episodes cover the space (and, in Two
 Rooms, cross the door).
 
-A trajectory shard sample (the contract in WORLD.md, written by the shard writer):
+A trajectory shard sample (the format: vjepa.world.trajectories):
 
 - ``<key>.mp4``: the T frames [T, H, W, 3], lossless (H.264 RGB at qp 0: decodes bit-exact);
 - ``<key>.actions.npy``: float32 [T-1, A]; action t moves frame t to frame t+1;
@@ -15,70 +15,25 @@ A trajectory shard sample (the contract in WORLD.md, written by the shard writer
   action_high, state_dim (plus the source / label fields of video shards, so the same shards
   feed ``vjepa pretrain``).
 
-The same (env, episodes, steps, seed) give byte-identical shards. :func:`load_trajectories`
-reads them back; a sample with missing or malformed actions / states is counted by reason
-through the one data-error handler and skipped, and the rest still loads.
+The same (env, episodes, steps, seed) give byte-identical shards;
+vjepa.world.trajectories.load_trajectories reads them back.
 """
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from vjepa.data.decode import DecodeError, open_video
-from vjepa.data.encode import encode_frames
-from vjepa.data.errors import DataErrors
-from vjepa.data.shards import expand_urls
 from vjepa.data.stages import seed_for
 from vjepa.data.writer import write_sample_shards
 from vjepa.errors import UsageError
 from vjepa.world.envs import action_bounds, make_env, render_frame
+from vjepa.world.trajectories import TRAJECTORY_FORMAT, encode_lossless, npy_bytes
 
 _EPISODE, _ACTIONS = 21, 22
-TRAJECTORY_FORMAT = "vjepa-trajectories/1"
-
-
-class TrajectoryError(UsageError):
-    """A trajectory sample that cannot be used; ``reason`` is the error-count key."""
-
-    def __init__(self, reason: str, msg: str) -> None:
-        super().__init__(f"{reason}: {msg}")
-        self.reason = reason
-
-
-@dataclass
-class Trajectory:
-    """One episode: frames uint8 [T, H, W, 3], actions float32 [T-1, A], states [T, S] or None."""
-
-    key: str
-    frames: np.ndarray
-    actions: np.ndarray
-    states: np.ndarray | None
-    meta: dict
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
-def encode_lossless(frames: np.ndarray, fps: float) -> bytes:
-    """Frames [T, H, W, 3] as an mp4 that decodes bit-exact (H.264 RGB, qp 0, one thread)."""
-    return encode_frames(
-        frames,
-        fps=fps,
-        codec="libx264rgb",
-        pix_fmt="rgb24",
-        options={"qp": "0", "preset": "veryfast", "threads": "1"},
-        container_options={"fflags": "+bitexact"},
-    )
 
 
 def random_actions(
@@ -164,72 +119,3 @@ def collect(
     )
     env.close()
     return manifest
-
-
-# ----------------------------------------------------------------------------------------
-# Reading trajectory shards back
-# ----------------------------------------------------------------------------------------
-
-
-def _npy(sample: dict, name: str, key: str) -> np.ndarray | None:
-    if name not in sample:
-        return None
-    try:
-        return np.load(io.BytesIO(sample[name]), allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise TrajectoryError(f"bad_{name.split('.')[0]}", f"{key}: {err}") from None
-
-
-def parse_trajectory(sample: dict, decoder: str = "decord") -> Trajectory:
-    """A tar sample -> Trajectory; raises TrajectoryError naming what is missing or wrong."""
-    key = str(sample.get("__key__", "?"))
-    for member in ("json", "mp4"):
-        if member not in sample:
-            raise TrajectoryError(f"missing_{member}", f"{key} has no {member}")
-    meta = json.loads(sample["json"])
-    actions = _npy(sample, "actions.npy", key)
-    if actions is None:
-        raise TrajectoryError("missing_actions", f"{key} has no actions.npy")
-    states = _npy(sample, "states.npy", key)
-    try:
-        with open_video(sample["mp4"], decoder) as reader:
-            frames = reader.get_frames(list(range(reader.num_frames)))  # [T, H, W, 3]
-    except DecodeError as err:
-        raise TrajectoryError(err.reason, f"{key}: {err}") from None
-    t = frames.shape[0]
-    adim = len(meta.get("action_low") or [])
-    if actions.ndim != 2 or actions.shape[0] != t - 1:
-        raise TrajectoryError(
-            "bad_actions",
-            f"{key}: actions {list(actions.shape)} for {t} frames (want [{t - 1}, A])",
-        )
-    if adim and actions.shape[1] != adim:
-        raise TrajectoryError(
-            "action_dim_mismatch",
-            f"{key}: actions are {actions.shape[1]}-D, the json's action bounds {adim}-D",
-        )
-    if states is not None and (states.ndim != 2 or states.shape[0] != t):
-        raise TrajectoryError("bad_states", f"{key}: states {list(states.shape)} for {t} frames")
-    states = None if states is None else states.astype(np.float32)
-    return Trajectory(key, frames, actions.astype(np.float32), states, meta)
-
-
-def iter_trajectories(
-    shards: str, errors: DataErrors | None = None, decoder: str = "decord"
-) -> Iterator[Trajectory]:
-    """Every usable trajectory in ``shards`` (folder, glob or brace pattern), in shard order."""
-    from webdataset.tariterators import tarfile_samples
-
-    errors = errors if errors is not None else DataErrors("trajectories: ")
-    urls = expand_urls(shards)
-    for sample in tarfile_samples(({"url": u} for u in urls), handler=errors.webdataset_handler):
-        try:
-            yield parse_trajectory(sample, decoder)
-        except TrajectoryError as err:
-            errors.count(err.reason, str(sample.get("__key__", "?")), err)
-
-
-def load_trajectories(shards: str, decoder: str = "decord") -> tuple[list[Trajectory], DataErrors]:
-    """All usable trajectories of ``shards`` and the error counts of the skipped ones."""
-    errors = DataErrors("trajectories: ")
-    return list(iter_trajectories(shards, errors, decoder)), errors

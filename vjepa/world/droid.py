@@ -31,13 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from vjepa.data.decode import DecodeError, open_video
 from vjepa.data.encode import encode_frames
 from vjepa.data.formats import SkippedInput
 from vjepa.data.writer import write_sample_shards
 from vjepa.errors import UsageError
-from vjepa.world.collect import TRAJECTORY_FORMAT, TrajectoryError, npy_bytes
+from vjepa.world.trajectories import TRAJECTORY_FORMAT, TrajectoryError, npy_bytes
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +167,6 @@ def _resize(frames: np.ndarray, short_side: int | None) -> np.ndarray:
     """Frames [T, H, W, 3] with the short side at ``short_side`` (antialiased; even sides)."""
     if short_side is None:
         return frames
-    import torch
-    import torch.nn.functional as F
-
     t, h, w, _ = frames.shape
     scale = short_side / min(h, w)
     nh, nw = max(2, round(h * scale) // 2 * 2), max(2, round(w * scale) // 2 * 2)

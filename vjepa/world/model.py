@@ -1,4 +1,4 @@
-"""The world model: a frozen video encoder + the action-conditioned predictor, and its losses.
+"""The world model: a video encoder + the action-conditioned predictor.
 
 - ``encode``: every frame on its own, repeated to fill one tubelet (as V-JEPA 2-AC does), so
   the token map of frame t never sees another frame; optional average pooling of the token
@@ -7,27 +7,28 @@
   predictor sees at most ``window - 1`` frames of context (what it was trained on; RoPE is
   relative in time, so a sliding window needs no re-indexing).
 - ``energy``: mean L1 between a predicted latent map and the goal image's latent map.
-- ``plan``: CEM / MPPI (vjepa.world.planning.planners) over action sequences with that energy.
+- ``plan``: a thin entry to the one planning path (vjepa.world.planning: the latent cost of
+  ``costs.ModelCost`` searched by ``planners.plan_actions`` with the ``plan`` config section).
 
-:func:`world_losses` is the training objective: teacher forcing over a window plus a rollout
-term over k autoregressive steps, both L1 against the layer-normed encoder latents.
+``forward`` is the training objective (vjepa.world.losses.world_losses, plus SIGReg end to end).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vjepa.config import PlanConfig
+from vjepa.jepa.losses import sigreg_loss
+from vjepa.world.losses import world_losses
+from vjepa.world.planning.costs import ModelCost
+from vjepa.world.planning.planners import Cost, plan_actions
 from vjepa.world.predictor import ACPredictor
-
-StepFn = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 
 
 @dataclass
@@ -75,68 +76,17 @@ class WorldSpec:
 
 
 # ----------------------------------------------------------------------------------------
-# Losses (pure)
-# ----------------------------------------------------------------------------------------
-
-
-def latent_l1(pred: Tensor, target: Tensor, exp: float = 1.0) -> Tensor:
-    """mean(|pred - target|^exp) / exp (exp 1: L1)."""
-    err = (pred - target).abs()
-    if exp != 1.0:
-        err = err**exp
-    return err.mean() / exp
-
-
-def world_losses(
-    step: StepFn,
-    z: Tensor,
-    actions: Tensor,
-    states: Tensor | None = None,
-    *,
-    rollout_steps: int,
-    exp: float = 1.0,
-) -> tuple[Tensor, Tensor | None]:
-    """(teacher-forcing loss, rollout loss or None) of one window.
-
-    ``z`` [B, W, N, D] layer-normed target latents of W frames; ``actions`` [B, W-1, A] (a_t
-    moves frame t to t+1); ``states`` [B, W, S] or None; ``step(ctx, a, s)`` predicts the next
-    latent map after every context step ([B, T, N, D] -> [B, T, N, D]).
-
-    Teacher forcing: one pass over frames 0..W-2 predicts frames 1..W-1.
-    Rollout (k = ``rollout_steps``): start from frame 0 and the teacher-forced prediction of
-    frame 1, z_tf[:, 0], then feed each prediction back for k - 1 more steps, and compare the
-    k predicted maps with frames 1..k. The original V-JEPA 2-AC code seeded the rollout with
-    z_tf[:, 1] (the prediction of frame **2**) in frame 1's slot, so it predicted frame 3 from
-    frames 1 and an estimate of frame 3; vjepa2 commit 93366fe (PR #25) fixed it to z_tf[:, 0].
-    """
-    B, W = z.shape[:2]
-    if actions.shape[1] != W - 1:
-        raise ValueError(f"a window of {W} frames needs {W - 1} actions, got {actions.shape[1]}")
-    s_ctx = states[:, :-1] if states is not None else None
-    z_tf = step(z[:, :-1], actions, s_ctx)  # [B, W-1, N, D]: predictions of frames 1..W-1
-    tf = latent_l1(z_tf, z[:, 1:], exp)
-    if rollout_steps <= 0:
-        return tf, None
-    if rollout_steps > W - 1:
-        raise ValueError(f"rollout_steps {rollout_steps} > window - 1 = {W - 1}")
-    ctx = torch.cat([z[:, :1], z_tf[:, :1]], dim=1)  # [B, 2, N, D]: frame 0, predicted frame 1
-    for n in range(1, rollout_steps):
-        s = states[:, : n + 1] if states is not None else None
-        nxt = step(ctx, actions[:, : n + 1], s)[:, -1:]  # [B, 1, N, D]: predicted frame n+1
-        ctx = torch.cat([ctx, nxt], dim=1)
-    z_ar = ctx[:, 1:]  # [B, k, N, D]: predicted frames 1..k
-    return tf, latent_l1(z_ar, z[:, 1 : rollout_steps + 1], exp)
-
-
-# ----------------------------------------------------------------------------------------
 # The model
 # ----------------------------------------------------------------------------------------
 
 
 class WorldModel(nn.Module):
-    """Frozen encoder + trainable :class:`ACPredictor` (see the module docstring).
+    """Video encoder + trainable :class:`ACPredictor` (see the module docstring).
 
-    ``encoder``: a vjepa.artifacts.encoder.VideoEncoder (forward [B,3,T,H,W] normalised -> [B,N,D]).
+    ``encoder``: a vjepa.artifacts.encoder.VideoEncoder (forward [B,3,T,H,W] normalised ->
+    [B,N,D]). It is frozen only on the pretrained-encoder path: end to
+    end (``world.encoder_trainable``, the default world config) its parameters require
+    gradients and train with the predictor; see :attr:`encoder_trainable`.
     """
 
     def __init__(
@@ -204,14 +154,20 @@ class WorldModel(nn.Module):
     def context_frames(self) -> int:
         return self.spec.window - 1
 
+    @property
+    def encoder_trainable(self) -> bool:
+        """Whether the encoder trains with the predictor (end to end) or stays frozen."""
+        return any(p.requires_grad for p in self.encoder.parameters())
+
     # -- training ----------------------------------------------------------------------------
 
     def forward(
         self,
-        z: Tensor,
         actions: Tensor,
         states: Tensor | None = None,
         *,
+        latents: Tensor | None = None,
+        frames: Tensor | None = None,
         rollout_steps: int,
         rollout_weight: float = 1.0,
         exp: float = 1.0,
@@ -220,16 +176,18 @@ class WorldModel(nn.Module):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Training objective of one window batch: (loss, detached terms).
 
-        ``z`` [B, W, N, D] encoded window, or uint8 frames [B, W, H, W, 3] for end-to-end
-        training (encoded here, with gradients into the encoder; the targets are the same
-        encoder's latents without stop-gradient, as LeWM: SIGReg, not a stop-gradient or an
-        EMA target, is what prevents collapse). ``actions`` [B, W-1, r*A] model actions in
-        env units, ``states`` [B, W, S] or None. See :func:`world_losses`.
-        ``sigreg_weight`` > 0 adds SIGReg (vjepa.jepa.losses.sigreg_loss, LeJEPA / LeWM) on the
-        latents of every frame of the batch, directions drawn from ``sigreg_generator``.
+        Exactly one of ``latents`` [B, W, N, D] (the window encoded beforehand by the frozen
+        encoder) or ``frames`` uint8 [B, W, H, W, 3] (end to end: encoded here, with gradients
+        into the encoder; the targets are the same encoder's latents without stop-gradient, as
+        LeWM: SIGReg, not a stop-gradient or an EMA target, is what prevents collapse).
+        ``actions`` [B, W-1, r*A] model actions in env units, ``states`` [B, W, S] or None. See
+        :func:`vjepa.world.losses.world_losses`. ``sigreg_weight`` > 0 adds SIGReg
+        (vjepa.jepa.losses.sigreg_loss, LeJEPA / LeWM) on the latents of every frame of the
+        batch, directions drawn from ``sigreg_generator``.
         """
-        if z.dtype == torch.uint8:
-            z = self.encode_train(z)  # [B, W, N, D], differentiable
+        if (latents is None) == (frames is None):
+            raise ValueError("pass exactly one of latents (encoded windows) or frames (uint8)")
+        z = latents if frames is None else self.encode_train(frames)  # [B, W, N, D]
         tf, ar = world_losses(self.step, z, actions, states, rollout_steps=rollout_steps, exp=exp)
         terms = {"teacher_forcing": tf.detach()}
         loss = tf
@@ -237,8 +195,6 @@ class WorldModel(nn.Module):
             terms["rollout"] = ar.detach()
             loss = loss + rollout_weight * ar
         if sigreg_weight > 0:
-            from vjepa.jepa.losses import sigreg_loss
-
             gen = sigreg_generator if sigreg_generator is not None else torch.Generator()
             sig = sigreg_loss(z.flatten(0, 1), gen)  # over B*W frames, per token position
             terms["sigreg"] = sig.detach()
@@ -377,72 +333,35 @@ class WorldModel(nn.Module):
     # -- planning ----------------------------------------------------------------------------
 
     def plan_cost(
-        self, z: Tensor, z_goal: Tensor, objective: Literal["final", "sum", "min"] = "min"
-    ) -> Callable[[Tensor], Tensor]:
-        """The planners' cost: env action sequences [M, r*H, A] -> energies [M].
-
-        ``z`` [1, 1, N, D] the current latent map, ``z_goal`` [1, N, D]. ``final``: the energy at
-        the horizon; ``sum``: summed over the horizon; ``min``: its minimum over the horizon
-        (the names of ``plan.energy``).
-        """
-
-        @torch.no_grad()
-        def cost(actions: Tensor) -> Tensor:
-            M = actions.shape[0]
-            pred = self.rollout(z.expand(M, -1, -1, -1), actions)  # [M, H, N, D]
-            if objective == "final":
-                return self.energy(pred[:, -1], z_goal)
-            H = pred.shape[1]
-            e = self.energy(pred.flatten(0, 1), z_goal).view(M, H)  # [M, H]
-            return e.sum(dim=1) if objective == "sum" else e.amin(dim=1)
-
-        return cost
+        self, obs: Tensor | np.ndarray, goal_obs: Tensor | np.ndarray, energy: str
+    ) -> Cost:
+        """The energy ``vjepa plan`` minimises from frame ``obs`` to frame ``goal_obs`` (uint8
+        [H, W, 3]): env action sequences [M, r*H, A] -> [M] (``energy``: ``plan.energy``)."""
+        obs, goal_obs = np.asarray(obs), np.asarray(goal_obs)
+        return ModelCost(self, energy, self.device)(obs, None, goal_obs, None)
 
     @torch.no_grad()
     def plan(
         self,
         obs: Tensor | np.ndarray,
         goal_obs: Tensor | np.ndarray,
+        pcfg: PlanConfig | None = None,
         *,
-        planner: Literal["cem", "mppi"] = "mppi",
-        horizon: int = 20,
-        samples: int = 64,
-        iterations: int = 4,
-        elites: int = 16,
-        temperature: float = 0.05,
-        init_std: float = 1.0,
-        objective: Literal["final", "sum", "min"] = "min",
+        init: Tensor | None = None,
         generator: torch.Generator | None = None,
-        init_mean: Tensor | None = None,
     ) -> Tensor:
-        """The best env action sequence [horizon, A] from frame ``obs`` to frame ``goal_obs``.
+        """The best env action sequence [plan.horizon, A] from frame ``obs`` to ``goal_obs``.
 
-        ``horizon`` counts env steps (a multiple of the frameskip). Frames are uint8 [H, W, 3]. Execute the first action(s), observe, plan again (MPC);
-        pass the rest of the plan, shifted, as ``init_mean`` to warm-start. ``init_std`` is in
-        units of the action half-range.
+        The planner and its settings are ``pcfg``'s (the ``plan`` config section; default:
+        ``PlanConfig()``, as ``vjepa plan``); the horizon counts env steps (a multiple of the
+        frameskip). Execute the first action(s), observe, plan again (MPC); pass the rest of
+        the plan, shifted, as ``init`` to warm-start. ``generator`` defaults to seed 0.
         """
-        from vjepa.world.planning import planners
-
-        z = self.encode(torch.as_tensor(np.asarray(obs))[None])  # [1, 1, N, D]
-        z_goal = self.encode(torch.as_tensor(np.asarray(goal_obs))[None])[:, 0]  # [1, N, D]
-        cost = self.plan_cost(z, z_goal, objective)
-        gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        common = dict(
-            horizon=horizon,
-            action_low=self.action_low,
-            action_high=self.action_high,
-            samples=samples,
-            iterations=iterations,
-            elites=elites,
-            generator=gen,
-            init_mean=init_mean,
-            init_std=init_std,
-        )
-        if planner == "cem":
-            return planners.cem(cost, **common)
-        if planner == "mppi":
-            return planners.mppi(cost, temperature=temperature, **common)
-        raise ValueError(f"planner must be 'cem' or 'mppi', got {planner!r}")
+        pcfg = pcfg if pcfg is not None else PlanConfig()
+        gen = generator if generator is not None else torch.Generator(self.device).manual_seed(0)
+        low, high = self.action_low.to(self.device), self.action_high.to(self.device)
+        cost = self.plan_cost(obs, goal_obs, pcfg.energy)
+        return plan_actions(cost, pcfg, low, high, init, generator=gen)  # [H, A]
 
 
 # ----------------------------------------------------------------------------------------

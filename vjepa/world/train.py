@@ -8,15 +8,16 @@ its own:
   ``vjepa pretrain`` run on the trajectory videos, or ``random``) and a fresh
   :class:`~vjepa.world.predictor.ACPredictor` sized from the data (action dim x frameskip,
   state dim) and ``world.pred_*``; only the predictor trains;
-- the data: ``data.shards`` trajectory shards, decoded once (vjepa.world.data) and encoded
+- the data: ``data.shards`` trajectory shards, decoded once (vjepa.world.trajectories) and encoded
   once by the frozen encoder (every frame on its own); batches are windows of
   ``world.window`` frames drawn by a seeded sampler, a pure function of (seed, rank, batch),
   so a resumed run sees exactly the batches an uninterrupted one would;
 - the loss: teacher forcing + ``world.rollout_weight`` x the k-step rollout term, L1 against
-  the layer-normed latents (vjepa.world.model.world_losses);
-- end-to-end (``world.encoder_trainable``, LeWM / PLDM style): the encoder trains too; the
-  batches are windows of uint8 frames encoded in the step, the targets are the same
-  encoder's latents (no stop-gradient) and ``world.sigreg_weight`` adds SIGReg on them;
+  the layer-normed latents (vjepa.world.losses.world_losses); batches carry ``latents``;
+- end-to-end (``world.encoder_trainable``, LeWM / PLDM style): the encoder trains too (a
+  VideoEncoder that is not frozen: its weights join the optimizer); the
+  batches carry ``frames``, windows of uint8 frames encoded in the step, the targets are the
+  same encoder's latents (no stop-gradient) and ``world.sigreg_weight`` adds SIGReg on them;
 - ``world.json`` in the run folder: the spec, encoder and predictor architectures, so
   ``vjepa.load_world_model(run_dir)`` rebuilds the model from a checkpoint.
 """
@@ -33,24 +34,27 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vjepa.artifacts.encoder import load_encoder
 from vjepa.config import Config
+from vjepa.data.shards import expand_urls
 from vjepa.train.loop import run_training
 from vjepa.train.task import StepOutput, Task
-from vjepa.world.data import (
+from vjepa.world.io import WORLD_FILE, load_world_model, random_encoder, world_description
+from vjepa.world.model import WorldModel, WorldSpec, build_world_model
+from vjepa.world.trajectories import (
     Trajectory,
     WindowSampler,
     action_bounds,
     gather_windows,
     read_trajectories,
 )
-from vjepa.world.io import WORLD_FILE, load_world_model, random_encoder, world_description
-from vjepa.world.model import WorldModel, WorldSpec, build_world_model
 
 log = logging.getLogger("vjepa.world")
 
 
 def build_encoder(cfg: Config) -> nn.Module:
-    """The frozen encoder of ``world.encoder`` (a path, or ``random``: seeded from run.seed)."""
+    """The encoder of ``world.encoder`` (a path, or ``random``: seeded from run.seed); frozen
+    here, :func:`prepare` makes it trainable with ``world.encoder_trainable``."""
     if cfg.world.encoder == "random":
         return random_encoder(
             cfg.model.name,
@@ -59,8 +63,6 @@ def build_encoder(cfg: Config) -> nn.Module:
             img_size=cfg.world.frame_size,
             seed=cfg.run.seed,
         )
-    from vjepa.artifacts.encoder import load_encoder
-
     return load_encoder(cfg.world.encoder)
 
 
@@ -72,7 +74,8 @@ class _Prepared:
     val: list[Trajectory]
     encoder: nn.Module
     spec: WorldSpec
-    latents: list[torch.Tensor] | None = None  # per trajectory [T, N, D], made on first use
+    series: list[torch.Tensor] | None = None  # per trajectory, made on first use: latents
+    # [T, N, D] (frozen encoder) or uint8 frames [T, H, W, 3] (end to end)
 
 
 def prepare(cfg: Config) -> _Prepared:
@@ -134,19 +137,20 @@ def _batches(
     cfg: Config, prep: _Prepared, rank: int, start: dict | None
 ) -> Iterator[dict[str, torch.Tensor | None]]:
     w = cfg.world
-    if prep.latents is None and w.encoder_trainable:
+    key = "frames" if w.encoder_trainable else "latents"
+    if prep.series is None and w.encoder_trainable:
         # End-to-end: windows of uint8 frames, encoded in the step (the encoder trains).
-        prep.latents = [torch.from_numpy(t.frames) for t in prep.trajs]  # [T, H, W, 3]
-    if prep.latents is None:
+        prep.series = [torch.from_numpy(t.frames) for t in prep.trajs]  # [T, H, W, 3]
+    if prep.series is None:
         # A throwaway model around the shared frozen encoder: encode() needs only it.
-        prep.latents = encode_trajectories(_model(cfg, prep), prep.trajs)
+        prep.series = encode_trajectories(_model(cfg, prep), prep.trajs)  # [T, N, D] each
     span = (w.window - 1) * w.frameskip + 1
     sampler = WindowSampler([len(t.frames) for t in prep.trajs], span, seed=cfg.run.seed, rank=rank)
     batch = int((start or {}).get("batches", 0))
     while True:
         traj, first = sampler.sample(batch, cfg.data.batch_size)
         win = gather_windows(
-            prep.latents, prep.trajs, traj, first, window=w.window, frameskip=w.frameskip
+            prep.series, prep.trajs, traj, first, window=w.window, frameskip=w.frameskip, key=key
         )
         win["index"] = batch  # seeds SIGReg's directions: resume draws the same ones
         yield win
@@ -155,10 +159,13 @@ def _batches(
 
 def _forward(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -> StepOutput:
     states = batch["states"].to(device) if batch.get("states") is not None else None
+    frames = batch.get("frames")
+    latents = batch.get("latents")
     loss, terms = model(
-        batch["z"].to(device),  # [B, W, N, D]
         batch["actions"].to(device),  # [B, W-1, r*A]
         states,
+        latents=latents.to(device) if latents is not None else None,  # [B, W, N, D]
+        frames=frames.to(device) if frames is not None else None,  # [B, W, H, W, 3] uint8
         rollout_steps=cfg.world.rollout_steps,
         rollout_weight=cfg.world.rollout_weight,
         exp=cfg.world.loss_exp,
@@ -178,7 +185,7 @@ def world_task(cfg: Config, prep: _Prepared | None = None) -> Task:
         build_model=lambda c: _model(c, prep),
         batches=lambda c, rank, world, start: _batches(c, prep, rank, start),
         forward=_forward,
-        rows=lambda batch: int(batch["z"].shape[0]),
+        rows=lambda batch: int(batch["actions"].shape[0]),
     )
 
 
@@ -200,9 +207,9 @@ def validation_loss(cfg: Config, model: WorldModel, prep: _Prepared, batches: in
         traj, first = sampler.sample(b, cfg.data.batch_size)
         win = gather_windows(latents, prep.val, traj, first, window=w.window, frameskip=w.frameskip)
         _, terms = model(
-            win["z"],
             win["actions"],
             win["states"],
+            latents=win["latents"],
             rollout_steps=w.rollout_steps,
             rollout_weight=w.rollout_weight,
         )
@@ -213,8 +220,6 @@ def validation_loss(cfg: Config, model: WorldModel, prep: _Prepared, batches: in
 
 def world_train(cfg: Config) -> Path:
     """Run (or resume) world-model training into ``cfg.run.dir``; returns the run folder."""
-    from vjepa.data.shards import expand_urls
-
     expand_urls(cfg.data.shards)  # a wrong shard path fails here, before the run folder exists
     prep = prepare(cfg)
     run_dir = Path(cfg.run.dir)

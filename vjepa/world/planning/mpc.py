@@ -18,7 +18,9 @@ Energies:
 Baselines on the same tasks: ``random`` (uniform random actions), ``random_model`` (the same
 planner with a random-init world model of the same architecture) and ``oracle``.
 
-The run folder gets ``report.json`` (success rates in percent with Wilson 95 % intervals,
+The energies are :mod:`vjepa.world.planning.costs`, the search
+:func:`vjepa.world.planning.planners.plan_actions`, the summaries
+:mod:`vjepa.world.planning.report`. The run folder gets ``report.json`` (success rates in percent with Wilson 95 % intervals,
 ``mean_final_distance``, ``seconds_per_action``, ``episodes``, the baselines),
 ``episodes.jsonl`` (one row per episode and method), ``config.yaml`` and the plots:
 ``trajectories.png`` (start, goal and path over the map), ``energy_landscape.png`` (the energy
@@ -29,10 +31,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -45,29 +45,16 @@ from vjepa.config import Config, PlanConfig, save_config
 from vjepa.data.stages import seed_for
 from vjepa.errors import UsageError
 from vjepa.world.envs import action_bounds, check_protocol, make_env, render_frame, reset_to
-from vjepa.world.planning.planners import Cost, cem, mppi
+from vjepa.world.io import load_world_model, random_init_like
+from vjepa.world.planning import plots
+from vjepa.world.planning.costs import CostBuilder, ModelCost, OracleCost, has_batched_dynamics
+from vjepa.world.planning.planners import plan_actions
+from vjepa.world.planning.report import Episode, build_report, format_report
 
 log = logging.getLogger(__name__)
 
 # Domain tags keep the random streams of different methods apart.
 _PLANNER, _RANDOM = 11, 12
-
-# (frame, state, goal frame, goal state) -> the energy of action sequences from here.
-CostBuilder = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Cost]
-
-
-@dataclass
-class Episode:
-    """One evaluated task."""
-
-    method: str
-    task: int
-    success: bool
-    final_distance: float
-    steps: int
-    plan_seconds: float
-    states: list[list[float]] = field(default_factory=list)
-
 
 # Val task i is sample_task(task_seed + VAL_OFFSET + i), dev task i sample_task(task_seed + i):
 # settings are chosen on dev tasks and reported on val tasks never used to choose them.
@@ -81,111 +68,15 @@ def task_seed(pcfg: PlanConfig, task: int) -> int:
     return pcfg.task_seed + task + (VAL_OFFSET if pcfg.tasks == "val" else 0)
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a success rate, in percent (sound at 0 % and 100 %)."""
-    if n == 0:
-        return (0.0, 100.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (100 * max(0.0, centre - half), 100 * min(1.0, centre + half))
+def oracle_cost(env: gym.Env, spec: str, energy: str) -> OracleCost:
+    """The oracle's cost builder for ``env`` (with a private copy of it when it has no batched
+    dynamics)."""
+    return OracleCost(env, energy, sim=None if has_batched_dynamics(env) else make_env(spec))
 
 
-# ----------------------------------------------------------------------------------------
-# Energies
-# ----------------------------------------------------------------------------------------
-
-
-def _reduce(distances: Tensor, energy: str) -> Tensor:
-    """[N, H] per-step energies -> [N]."""
-    if energy == "final":
-        return distances[:, -1]
-    if energy == "min":
-        return distances.min(1).values
-    return distances.sum(1)
-
-
-class OracleCost:
-    """Energies from the true simulator: roll the sequences out from the true state.
-
-    Uses the env's batched ``step_states`` / ``state_distance`` when it has them, else a
-    private copy of the env, reset into the state and stepped sequence by sequence.
-    """
-
-    def __init__(self, env: gym.Env, spec: str, energy: str) -> None:
-        self.base = env.unwrapped
-        self.energy = energy
-        self.batched = hasattr(self.base, "step_states") and hasattr(self.base, "state_distance")
-        self.sim = None if self.batched else make_env(spec).unwrapped
-
-    def _rollout(self, state: np.ndarray, goal: np.ndarray, seqs: np.ndarray) -> np.ndarray:
-        """Goal distances [N, H] along sequences [N, H, A] from ``state``."""
-        n, h, _ = seqs.shape
-        dist = np.empty((n, h))
-        if self.batched:
-            s = np.repeat(np.asarray(state)[None], n, axis=0)  # [N, S]
-            for t in range(h):
-                s = self.base.step_states(s, seqs[:, t])
-                dist[:, t] = self.base.state_distance(s, goal)
-            return dist
-        for i in range(n):
-            self.sim.reset(options={"state": state})
-            for t in range(h):
-                self.sim.step(seqs[i, t])
-                dist[i, t] = self.sim.goal_distance(goal)
-        return dist
-
-    def __call__(
-        self, frame: np.ndarray, state: np.ndarray, goal_frame: np.ndarray, goal: np.ndarray
-    ) -> Cost:
-        def cost(seqs: Tensor) -> Tensor:  # [N, H, A] -> [N]
-            dist = self._rollout(state, goal, seqs.detach().cpu().numpy())
-            return _reduce(torch.from_numpy(dist).to(seqs.device), self.energy)
-
-        return cost
-
-
-class ModelCost:
-    """Energies from a world model: L1 between predicted latents and the goal image's latents.
-
-    Codes to the WorldModel contract (vjepa/world/model.py): ``encode`` uint8 frames
-    [B, T, H, W, 3] -> latents [B, T, N, D]; ``rollout(z, actions)`` -> [B, H, N, D];
-    ``energy(z_pred [B, N, D], z_goal [1, N, D]) -> [B]``.
-    """
-
-    def __init__(self, model: Any, energy: str, device: torch.device) -> None:
-        self.model, self.energy, self.device = model, energy, device
-        self._goal_key: int | None = None
-        self._z_goal: Tensor | None = None
-
-    @torch.no_grad()
-    def _encode(self, frame: np.ndarray) -> Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)[None, None]
-        return self.model.encode(x)  # [1, 1, N, D]
-
-    def __call__(
-        self, frame: np.ndarray, state: np.ndarray, goal_frame: np.ndarray, goal: np.ndarray
-    ) -> Cost:
-        key = hash(goal_frame.tobytes())
-        if key != self._goal_key:  # one goal encoding per episode
-            self._goal_key, self._z_goal = key, self._encode(goal_frame)[:, 0]  # [1, N, D]
-        z0 = self._encode(frame)  # [1, 1, N, D]
-        z_goal = self._z_goal
-
-        @torch.no_grad()
-        def cost(seqs: Tensor) -> Tensor:  # [N, H, A] -> [N]
-            z = z0.expand(seqs.shape[0], *z0.shape[1:])  # [N, 1, Ntok, D]
-            # [N, H / r, Ntok, D]: one latent map per model step (r = the model's frameskip)
-            pred = self.model.rollout(z, seqs)
-            if self.energy == "final":
-                return self.model.energy(pred[:, -1], z_goal)
-            per_step = torch.stack(
-                [self.model.energy(pred[:, t], z_goal) for t in range(pred.shape[1])], 1
-            )  # [N, H / r]
-            return _reduce(per_step, self.energy)
-
-        return cost
+def model_cost(model: Any, pcfg: PlanConfig, device: torch.device) -> ModelCost:
+    """The cost builder of a world model with ``plan.energy`` (what ``WorldModel.plan`` uses)."""
+    return ModelCost(model, pcfg.energy, device)
 
 
 def check_model_env(model: Any, env: gym.Env, spec: str, pcfg: PlanConfig) -> None:
@@ -208,21 +99,9 @@ def check_model_env(model: Any, env: gym.Env, spec: str, pcfg: PlanConfig) -> No
 # ----------------------------------------------------------------------------------------
 
 
-def _plan(cost: Cost, pcfg: PlanConfig, low: Tensor, high: Tensor, init: Tensor | None, gen):
-    common = dict(
-        horizon=pcfg.horizon,
-        action_low=low,
-        action_high=high,
-        samples=pcfg.samples,
-        iterations=pcfg.iterations,
-        elites=min(pcfg.elites, pcfg.samples),
-        generator=gen,
-        init_mean=init,
-        init_std=pcfg.init_std,
-    )
-    if pcfg.planner == "cem":
-        return cem(cost, **common)
-    return mppi(cost, temperature=pcfg.temperature, **common)
+def _bounds(env: gym.Env, device: torch.device) -> tuple[Tensor, Tensor]:
+    low, high = action_bounds(env)
+    return torch.from_numpy(low).to(device), torch.from_numpy(high).to(device)
 
 
 def run_episode(
@@ -241,7 +120,7 @@ def run_episode(
     frame = reset_to(env, start)
     device = torch.device(pcfg.device)
     low_np, high_np = action_bounds(env)
-    low, high = torch.from_numpy(low_np).to(device), torch.from_numpy(high_np).to(device)
+    low, high = _bounds(env, device)
     gen = torch.Generator(device).manual_seed(seed_for(seed, _PLANNER, task))
     rng = np.random.default_rng(seed_for(seed, _RANDOM, task))
     states = [np.asarray(base.get_state(), dtype=np.float64).tolist()]
@@ -259,10 +138,9 @@ def run_episode(
             init = None
             if plan is not None:  # warm start: the rest of the last plan, then its last action
                 init = torch.cat([plan[pcfg.execute :], plan[-1:].expand(pcfg.execute, -1)])
+                init = init[: pcfg.horizon]  # [H, A]
             cost = builder(frame, base.get_state(), goal_frame, goal)
-            plan = _plan(
-                cost, pcfg, low, high, init[: pcfg.horizon] if init is not None else None, gen
-            )
+            plan = plan_actions(cost, pcfg, low, high, init, generator=gen)  # [H, A]
             plan_seconds += time.perf_counter() - t0
             actions = plan[: pcfg.execute].cpu().numpy()
         for a in actions[: pcfg.max_steps - steps]:
@@ -295,20 +173,71 @@ def evaluate(
     return episodes
 
 
-def summarize(episodes: list[Episode]) -> dict[str, Any]:
-    """Success rate (percent) with its 95 % interval, mean final distance, time per action."""
-    n = len(episodes)
-    k = sum(e.success for e in episodes)
-    lo, hi = wilson_interval(k, n)
-    actions = sum(e.steps for e in episodes)
-    plan_seconds = sum(e.plan_seconds for e in episodes)
-    return {
-        "success_rate": 100.0 * k / n if n else 0.0,
-        "success_rate_ci95": [lo, hi],
-        "mean_final_distance": float(np.mean([e.final_distance for e in episodes])) if n else None,
-        "seconds_per_action": plan_seconds / actions if actions else 0.0,
-        "episodes": n,
-    }
+# ----------------------------------------------------------------------------------------
+# What the plots show (computed here; plots.py only draws)
+# ----------------------------------------------------------------------------------------
+
+
+def task_views(env: gym.Env, pcfg: PlanConfig, tasks: list[int]) -> list[plots.TaskView]:
+    """Start render, start and goal state (and goal render) of each of ``tasks``."""
+    views = []
+    for task in tasks:
+        start, goal = env.unwrapped.sample_task(task_seed(pcfg, task))
+        goal_frame = reset_to(env, goal)
+        views.append(plots.TaskView(task, reset_to(env, start), goal_frame, start, goal))
+    return views
+
+
+def energy_landscape(
+    env: gym.Env, pcfg: PlanConfig, builder: CostBuilder, seed: int = 0
+) -> plots.Landscape | None:
+    """The energy at the first task's start over a grid of first actions (action dims 0 and
+    1 over their bounds), the rest of the sequence held at the plan the planner chooses
+    there (generator seeded with ``seed``); None for 1-D actions."""
+    start, goal = env.unwrapped.sample_task(task_seed(pcfg, 0))
+    goal_frame = reset_to(env, goal)
+    frame = reset_to(env, start)
+    device = torch.device(pcfg.device)
+    low, high = _bounds(env, device)
+    cost = builder(frame, env.unwrapped.get_state(), goal_frame, goal)
+    gen = torch.Generator(device).manual_seed(seed)
+    plan = plan_actions(cost, pcfg, low, high, None, generator=gen)  # [H, A]
+    if low.shape[0] < 2:
+        return None
+    G = plots.GRID
+    g0 = torch.linspace(float(low[0]), float(high[0]), G, device=device)  # [G]
+    g1 = torch.linspace(float(low[1]), float(high[1]), G, device=device)  # [G]
+    seqs = plan.expand(G * G, -1, -1).clone()  # [G*G, H, A]
+    a0, a1 = torch.meshgrid(g0, g1, indexing="ij")
+    seqs[:, 0, 0], seqs[:, 0, 1] = a0.reshape(-1), a1.reshape(-1)
+    # Larger chunks than the planner's population: one batched pass per 1024 sequences.
+    energy = torch.cat([cost(chunk) for chunk in seqs.split(max(pcfg.samples, 1024))])
+    return plots.Landscape(
+        g0=g0.cpu().numpy(),
+        g1=g1.cpu().numpy(),
+        energy=energy.reshape(G, G).cpu().numpy(),  # [G, G]
+        planned=plan[0, :2].cpu().numpy(),
+        low=(float(low[0]), float(low[1])),
+        high=(float(high[0]), float(high[1])),
+    )
+
+
+def write_plots(
+    out: Path,
+    env: gym.Env,
+    pcfg: PlanConfig,
+    results: dict[str, list[Episode]],
+    frames: list[np.ndarray],
+    builder: CostBuilder,
+) -> None:
+    """trajectories.png, energy_landscape.png and episode.gif of a finished run."""
+    main = next(iter(results))
+    views = task_views(env, pcfg, [e.task for e in results[main][: plots.TRAJECTORY_TASKS]])
+    plots.plot_trajectories(env, pcfg.env, results, views, out / "trajectories.png")
+    landscape = energy_landscape(env, pcfg, builder, seed=0)
+    if landscape is not None:
+        plots.plot_energy_landscape(landscape, pcfg.energy, out / "energy_landscape.png")
+    plots.write_gif(frames, task_views(env, pcfg, [0])[0].goal_frame, out / "episode.gif")
 
 
 # ----------------------------------------------------------------------------------------
@@ -320,8 +249,6 @@ def _load_models(pcfg: PlanConfig, device: torch.device) -> tuple[Any, Any]:
     """(world model, its random-init twin) from plan.model; (None, None) for the oracle."""
     if pcfg.model == "oracle":
         return None, None
-    from vjepa.world.io import load_world_model, random_init_like
-
     model = load_world_model(pcfg.model).to(device).eval()
     twin = None
     if "random_model" in pcfg.baselines:
@@ -345,8 +272,8 @@ def run_plan(cfg: Config) -> dict[str, Any]:
     if model is not None:
         check_model_env(model, env, pcfg.env, pcfg)
     save_config(cfg, out / "config.yaml")
-    oracle = OracleCost(env, pcfg.env, pcfg.energy)
-    main_builder: CostBuilder = oracle if model is None else ModelCost(model, pcfg.energy, device)
+    oracle = oracle_cost(env, pcfg.env, pcfg.energy)
+    main_builder: CostBuilder = oracle if model is None else model_cost(model, pcfg, device)
     method = "oracle" if model is None else "model"
 
     frames: list[np.ndarray] = []
@@ -356,52 +283,18 @@ def run_plan(cfg: Config) -> dict[str, Any]:
     if "random" in pcfg.baselines:
         results["random"] = evaluate(env, pcfg, None, cfg.run.seed, "random")
     if twin is not None:
-        twin_cost = ModelCost(twin, pcfg.energy, device)
+        twin_cost = model_cost(twin, pcfg, device)
         results["random_model"] = evaluate(env, pcfg, twin_cost, cfg.run.seed, "random_model")
     if "oracle" in pcfg.baselines and method != "oracle":
         results["oracle"] = evaluate(env, pcfg, oracle, cfg.run.seed, "oracle")
 
-    report = _report(pcfg, method, results)
+    report = build_report(pcfg, method, results, task_seed(pcfg, 0))
     with open(out / "episodes.jsonl", "w") as f:
         for eps in results.values():
             for e in eps:
                 f.write(json.dumps(asdict(e)) + "\n")
     if pcfg.plots:
-        from vjepa.world.planning import plots as plan_plots
-
-        plan_plots.write_all(out, env, pcfg, results, frames, main_builder)
+        write_plots(out, env, pcfg, results, frames, main_builder)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(format_report(report))
     return report
-
-
-def _report(pcfg: PlanConfig, method: str, results: dict[str, list[Episode]]) -> dict:
-    main = summarize(results[method])
-    report: dict[str, Any] = {
-        "env": pcfg.env,
-        "model": pcfg.model,
-        "planner": pcfg.planner,
-        "tasks": pcfg.tasks,
-        "first_task_seed": task_seed(pcfg, 0),
-        **main,
-    }
-    for name in ("random", "random_model", "oracle"):
-        rate = None
-        if name == "oracle" and method == "oracle":
-            rate = main["success_rate"]
-        elif name in results:
-            rate = summarize(results[name])["success_rate"]
-        report[f"{name}_success_rate"] = rate
-    report["methods"] = {name: summarize(eps) for name, eps in results.items()}
-    return report
-
-
-def format_report(report: dict) -> str:
-    lines = [f"{'method':<14} {'success %':>10} {'95% CI':>15} {'final dist':>11} {'s/action':>9}"]
-    for name, r in report["methods"].items():
-        lo, hi = r["success_rate_ci95"]
-        lines.append(
-            f"{name:<14} {r['success_rate']:>10.1f} {f'[{lo:.1f}, {hi:.1f}]':>15} "
-            f"{r['mean_final_distance']:>11.3f} {r['seconds_per_action']:>9.3f}"
-        )
-    return "\n".join(lines)

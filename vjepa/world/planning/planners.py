@@ -13,6 +13,10 @@ random draw comes from the ``generator`` passed in; no global RNG.
 
 ``init_mean`` warm-starts the search (MPC passes the previous plan shifted by the executed
 steps); ``init_std`` is a fraction of the half-range of the action box.
+
+:func:`plan_actions` runs the planner that ``plan.planner`` names with the settings of the
+``plan`` config section: the one entry point of ``vjepa plan``, its plots and
+``WorldModel.plan``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+from vjepa.config import PlanConfig
 
 Cost = Callable[[Tensor], Tensor]
 
@@ -156,3 +162,34 @@ def mppi(
         var = torch.einsum("k,kha->ha", weights, (elite - mean) ** 2)
         std = torch.maximum(var.sqrt(), min_std * half)  # [H, A]
     return mean
+
+
+def plan_actions(
+    cost: Cost,
+    pcfg: PlanConfig,
+    low: Tensor,
+    high: Tensor,
+    init: Tensor | None = None,
+    *,
+    generator: torch.Generator,
+) -> Tensor:
+    """The action sequence [plan.horizon, A] that ``pcfg.planner`` finds for ``cost``.
+
+    ``low`` / ``high`` [A] bound the actions; ``init`` [H, A] warm-starts the search.
+    """
+    common = dict(
+        horizon=pcfg.horizon,
+        action_low=low,
+        action_high=high,
+        samples=pcfg.samples,
+        iterations=pcfg.iterations,
+        elites=min(pcfg.elites, pcfg.samples),
+        generator=generator,
+        init_mean=init,
+        init_std=pcfg.init_std,
+    )
+    if pcfg.planner == "cem":
+        return cem(cost, **common)
+    if pcfg.planner == "mppi":
+        return mppi(cost, temperature=pcfg.temperature, **common)
+    raise ValueError(f"plan.planner must be 'cem' or 'mppi', got {pcfg.planner!r}")

@@ -1,19 +1,34 @@
-"""`vjepa plan`: MPC on held-out tasks, report.json, plots, baselines and clear errors."""
+"""`vjepa plan` (world/planning/mpc.py): MPC on held-out tasks, report.json, plots, baselines
+and clear errors; and, slow, a plan on a tiny really trained world model beats random actions.
+
+The slow test runs the whole chain at toy size: ``vjepa collect`` a few episodes of a Two Rooms
+variant whose tasks are short (goal 0.2 from the start, in the same room: no door to find),
+train a tiny end-to-end world model for a few seconds, then ``vjepa plan`` with it on a few
+tasks against random actions on the same tasks. Seeded throughout, so the numbers are the same
+every run.
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import save_file
 
 pytest.importorskip("gymnasium")
 
 from vjepa.cli import main  # noqa: E402
 from vjepa.config import load_config  # noqa: E402
+from vjepa.world.collect import collect  # noqa: E402
 from vjepa.world.envs import TWO_ROOMS_ID, make_env  # noqa: E402
-from vjepa.world.planning.mpc import check_model_env, run_plan, wilson_interval  # noqa: E402
-from vjepa.world.two_rooms import room_of  # noqa: E402
+from vjepa.world.io import random_encoder, world_description  # noqa: E402
+from vjepa.world.model import WorldSpec, build_world_model  # noqa: E402
+from vjepa.world.planning.mpc import check_model_env, run_plan, task_seed  # noqa: E402
+from vjepa.world.train import world_train  # noqa: E402
+from vjepa.world.two_rooms import TwoRoomsEnv, _blocked, room_of  # noqa: E402
 
 REPORT_KEYS = {
     "success_rate",
@@ -25,14 +40,6 @@ REPORT_KEYS = {
     "random_model_success_rate",
     "oracle_success_rate",
 }
-
-
-def test_wilson_interval():
-    lo, hi = wilson_interval(0, 20)
-    assert lo == 0.0 and 13.0 < hi < 17.0  # 0/20 still leaves up to ~16 %
-    lo, hi = wilson_interval(19, 20)
-    assert 75.0 < lo < 77.0 and 99.0 < hi <= 100.0
-    assert wilson_interval(10, 20)[0] < 50 < wilson_interval(10, 20)[1]
 
 
 def test_oracle_solves_two_rooms_hard_tasks_and_random_does_not(tmp_path):
@@ -106,12 +113,6 @@ def test_plan_cli_user_errors(tmp_path, capsys):
 
 def _tiny_world_export(path, frameskip: int = 2):
     """A real world-model export folder (random-init tiny model), as `vjepa export` writes it."""
-    import torch
-    from safetensors.torch import save_file
-
-    from vjepa.world.io import random_encoder, world_description
-    from vjepa.world.model import WorldSpec, build_world_model
-
     enc = random_encoder("tiny_cpu", patch_size=8, tubelet_size=2, img_size=32, seed=0)
     spec = WorldSpec(
         frame_size=32,
@@ -168,8 +169,6 @@ def test_plan_with_a_world_model_runs_every_baseline(tmp_path):
 
 
 def test_dev_and_val_tasks_are_disjoint_and_val_is_the_default(tmp_path):
-    from vjepa.world.planning.mpc import task_seed
-
     env = make_env(TWO_ROOMS_ID).unwrapped
     dev = load_config(None, ["plan.tasks=dev", "plan.episodes=50"]).plan
     val = load_config(None, ["plan.episodes=50"]).plan
@@ -199,3 +198,73 @@ def test_dev_and_val_tasks_are_disjoint_and_val_is_the_default(tmp_path):
     )
     report = run_plan(cfg)
     assert report["tasks"] == "dev" and report["first_task_seed"] == dev.task_seed
+
+
+# ----------------------------------------------------------------------------------------
+# Slow: a tiny trained world model plans better than random actions
+# ----------------------------------------------------------------------------------------
+
+GOAL_DISTANCE = 0.2
+
+
+class NearGoalRooms(TwoRoomsEnv):
+    """Two Rooms with short tasks: the goal lies GOAL_DISTANCE from the start, same room."""
+
+    def sample_task(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        margin = 0.1
+        while True:
+            start = self._free_position(rng, room=int(rng.integers(2)))
+            angle = rng.uniform(0, 2 * np.pi)
+            goal = start + GOAL_DISTANCE * np.array([np.cos(angle), np.sin(angle)])
+            inside = np.all(goal > margin) and np.all(goal < 1 - margin)
+            if inside and not _blocked(goal) and room_of(goal) == room_of(start):
+                return start, goal.astype(np.float32)
+
+
+@pytest.mark.slow
+def test_planning_with_a_tiny_trained_world_model_beats_random_actions(tmp_path: Path) -> None:
+    env = f"{Path(__file__)}:NearGoalRooms"
+    collect(env, tmp_path / "traj", episodes=40, steps=30, seed=0)
+    world = load_config(
+        "configs/world/tworooms_e2e.yaml",
+        [
+            f"run.dir={tmp_path / 'world'}",
+            f"data.shards={tmp_path / 'traj'}",
+            "run.log_every=50",
+            "data.batch_size=16",
+            "world.latent_dim=32",
+            "world.window=3",
+            "world.frameskip=2",
+            "world.pred_width=64",
+            "world.pred_depth=2",
+            "world.val_episodes=0",
+            "train.max_steps=250",
+            "train.checkpoint_every=250",
+            "optim.lr=0.002",
+            "optim.warmup_steps=10",
+        ],
+    )
+    world_train(world)
+    plan = load_config(
+        "configs/plan/two_rooms_world.yaml",
+        [
+            f"run.dir={tmp_path / 'plan'}",
+            f"plan.env={env}",
+            f"plan.model={tmp_path / 'world'}",
+            "plan.tasks=dev",
+            "plan.episodes=8",
+            "plan.max_steps=30",
+            "plan.horizon=10",
+            "plan.execute=2",
+            "plan.samples=32",
+            "plan.iterations=2",
+            "plan.baselines=[random]",
+            "plan.plots=false",
+        ],
+    )
+    report = run_plan(plan)
+    print(report["methods"])
+    model, rand = report["methods"]["model"], report["methods"]["random"]
+    assert model["success_rate"] >= rand["success_rate"] + 30.0, report["methods"]
+    assert model["mean_final_distance"] < rand["mean_final_distance"] - 0.05, report["methods"]

@@ -1,0 +1,83 @@
+"""What a `vjepa plan` run reports: one :class:`Episode` per task and method, their summaries
+(success rate with its Wilson 95 % interval, mean final distance, planning seconds per
+action), ``report.json``'s dict and the printed table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vjepa.config import PlanConfig
+from vjepa.stats import wilson_interval
+
+# The z of the report's intervals since its first version (stats.Z95 is 1.959963984540054):
+# kept so reports stay comparable number for number.
+REPORT_Z = 1.96
+
+
+@dataclass
+class Episode:
+    """One evaluated task."""
+
+    method: str
+    task: int
+    success: bool
+    final_distance: float
+    steps: int
+    plan_seconds: float
+    states: list[list[float]] = field(default_factory=list)
+
+
+def summarize(episodes: list[Episode]) -> dict[str, Any]:
+    """Success rate (percent) with its 95 % interval, mean final distance, time per action."""
+    n = len(episodes)
+    k = sum(e.success for e in episodes)
+    lo, hi = wilson_interval(k, n, z=REPORT_Z)
+    actions = sum(e.steps for e in episodes)
+    plan_seconds = sum(e.plan_seconds for e in episodes)
+    return {
+        "success_rate": 100.0 * k / n if n else 0.0,
+        "success_rate_ci95": [100 * lo, 100 * hi],
+        "mean_final_distance": float(np.mean([e.final_distance for e in episodes])) if n else None,
+        "seconds_per_action": plan_seconds / actions if actions else 0.0,
+        "episodes": n,
+    }
+
+
+def build_report(
+    pcfg: PlanConfig, method: str, results: dict[str, list[Episode]], first_task_seed: int
+) -> dict[str, Any]:
+    """report.json's dict: the main method's summary, each baseline's success rate (None when
+    it did not run) and every method's summary under ``methods``."""
+    main = summarize(results[method])
+    report: dict[str, Any] = {
+        "env": pcfg.env,
+        "model": pcfg.model,
+        "planner": pcfg.planner,
+        "tasks": pcfg.tasks,
+        "first_task_seed": first_task_seed,
+        **main,
+    }
+    for name in ("random", "random_model", "oracle"):
+        rate = None
+        if name == "oracle" and method == "oracle":
+            rate = main["success_rate"]
+        elif name in results:
+            rate = summarize(results[name])["success_rate"]
+        report[f"{name}_success_rate"] = rate
+    report["methods"] = {name: summarize(eps) for name, eps in results.items()}
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The printed table: one row per method."""
+    lines = [f"{'method':<14} {'success %':>10} {'95% CI':>15} {'final dist':>11} {'s/action':>9}"]
+    for name, r in report["methods"].items():
+        lo, hi = r["success_rate_ci95"]
+        lines.append(
+            f"{name:<14} {r['success_rate']:>10.1f} {f'[{lo:.1f}, {hi:.1f}]':>15} "
+            f"{r['mean_final_distance']:>11.3f} {r['seconds_per_action']:>9.3f}"
+        )
+    return "\n".join(lines)
