@@ -62,6 +62,9 @@ SHIPPED_ENVS: dict[str, tuple[str, dict]] = {
     "vjepa/IceLavaRoom-v0": ("vjepa.world.patch_room:PatchRoomEnv", {"ice": True}),
     # long horizons (issue #22)
     "vjepa/Maze-v0": ("vjepa.world.maze:MazeEnv", {}),
+    # the field's benchmarks under stable-worldmodel's protocol (optional extra: benchmarks)
+    "vjepa/PushT-v0": ("vjepa.world.pusht:PushTEnv", {}),
+    "vjepa/DMCReacher-v0": ("vjepa.world.dmc_reacher:DMCReacherEnv", {}),
 }
 """The shipped envs: gymnasium id -> (entry point, constructor keyword arguments)."""
 
