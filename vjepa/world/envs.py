@@ -19,7 +19,9 @@ uint8 and a ``Box`` action space. Planning also needs the **task protocol** on
 
 Optional, for speed and plots: ``step_states(states [N, S], actions [N, A]) -> [N, S]`` and
 ``state_distance(states [N, S], goal [S]) -> [N]`` (batched true dynamics for the oracle),
-``state_xy(states [N, S]) -> [N, 2]`` (pixel coordinates of the agent in a render).
+``state_xy(states [N, S]) -> [N, 2]`` (pixel coordinates of the agent in a render),
+``max_episode_steps`` (the episode budget), ``info["violation"]`` at every step with a batched
+``violation_states(states [N, S]) -> [N] bool`` (guardrails).
 """
 
 from __future__ import annotations
@@ -44,16 +46,33 @@ class EnvSpecError(UsageError):
     """An env name that cannot be resolved, or an env that lacks what it is used for."""
 
 
+SHIPPED_ENVS: dict[str, tuple[str, dict]] = {
+    TWO_ROOMS_ID: ("vjepa.world.two_rooms:TwoRoomsEnv", {}),
+    "vjepa/TwoRoomsAny-v0": ("vjepa.world.two_rooms:TwoRoomsEnv", {"split": "any"}),
+    REACHER_ID: ("vjepa.world.reacher:ReacherEnv", {}),
+    # the scene varies per task (issue #25): wall and door, plus a large moving distractor
+    "vjepa/VariedRooms-v0": ("vjepa.world.varied_rooms:VariedRoomsEnv", {}),
+    "vjepa/VariedRoomsPlain-v0": (
+        "vjepa.world.varied_rooms:VariedRoomsEnv",
+        {"distractor": False},
+    ),
+    # guardrails and a non-deterministic world (issue #21)
+    "vjepa/LavaRoom-v0": ("vjepa.world.patch_room:PatchRoomEnv", {}),
+    "vjepa/IceRoom-v0": ("vjepa.world.patch_room:PatchRoomEnv", {"lava": False, "ice": True}),
+    "vjepa/IceLavaRoom-v0": ("vjepa.world.patch_room:PatchRoomEnv", {"ice": True}),
+    # long horizons (issue #22)
+    "vjepa/Maze-v0": ("vjepa.world.maze:MazeEnv", {}),
+    # the field's benchmarks under stable-worldmodel's protocol (optional extra: benchmarks)
+    "vjepa/PushT-v0": ("vjepa.world.pusht:PushTEnv", {}),
+    "vjepa/DMCReacher-v0": ("vjepa.world.dmc_reacher:DMCReacherEnv", {}),
+}
+"""The shipped envs: gymnasium id -> (entry point, constructor keyword arguments)."""
+
+
 def register_envs() -> None:
     """Register the shipped envs with gymnasium (idempotent; called by :func:`make_env`)."""
-    ours = {
-        TWO_ROOMS_ID: "vjepa.world.two_rooms:TwoRoomsEnv",
-        "vjepa/TwoRoomsAny-v0": "vjepa.world.two_rooms:TwoRoomsEnv",
-        REACHER_ID: "vjepa.world.reacher:ReacherEnv",
-    }
-    for env_id, entry in ours.items():
+    for env_id, (entry, kwargs) in SHIPPED_ENVS.items():
         if env_id not in gym.registry:
-            kwargs = {"split": "any"} if env_id.startswith("vjepa/TwoRoomsAny") else {}
             gym.register(env_id, entry_point=entry, kwargs=kwargs)
 
 

@@ -28,6 +28,7 @@ class PlanarEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     state_desc = "2 values"  # what a state is, for the error on a bad reset state
+    state_dim = 2  # values in a state (a scene that varies per task is part of the state)
 
     def __init__(
         self,
@@ -52,19 +53,19 @@ class PlanarEnv(gym.Env):
     # -- what a subclass supplies ----------------------------------------------------------
 
     def step_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """Next states [N, 2] from states [N, 2] and actions [N, 2] (batched, pure)."""
+        """Next states [N, S] from states [N, S] and actions [N, 2] (batched, pure)."""
         raise NotImplementedError
 
     def state_distance(self, states: np.ndarray, goal_state: np.ndarray) -> np.ndarray:
-        """Distances [N] from states [N, 2] to the goal state [2]."""
+        """Distances [N] from states [N, S] to the goal state [S]."""
         raise NotImplementedError
 
     def _random_state(self, rng: np.random.Generator) -> np.ndarray:
-        """A uniform random valid state [2] (the start of a plain reset)."""
+        """A uniform random valid state [S] (the start of a plain reset)."""
         raise NotImplementedError
 
     def _checked_state(self, state: np.ndarray) -> np.ndarray:
-        """``options["state"]`` of a reset as the env's state [2]; raise if it is not one."""
+        """``options["state"]`` of a reset as the env's state [S]; raise if it is not one."""
         return state
 
     # -- gymnasium API and task protocol ----------------------------------------------------
@@ -75,7 +76,7 @@ class PlanarEnv(gym.Env):
         super().reset(seed=seed)
         if options and "state" in options:
             state = np.asarray(options["state"], dtype=np.float32).reshape(-1)
-            if state.shape != (2,):
+            if state.shape != (self.state_dim,):
                 name = type(self).__name__
                 raise ValueError(f"{name} state must have {self.state_desc}, got {state.shape}")
             self._state = self._checked_state(state)
