@@ -100,3 +100,18 @@ def test_only_the_main_process_takes_it(tmp_path: Path) -> None:
             assert not other_rank.held
         assert read_lock(tmp_path)["pid"] == os.getpid()  # rank 1 did not release it
     assert read_lock(tmp_path) is None
+
+
+def test_requeued_slurm_job_takes_over_its_own_lock(tmp_path: Path, monkeypatch, caplog) -> None:
+    # The first run of job 4242 was killed on node-a; the requeued run starts on another node.
+    old = {"host": "node-a", "pid": 77, "started": "2026-01-01T00:00:00Z", "job": "4242"}
+    (tmp_path / LOCK_FILE).write_text(json.dumps(old))
+    monkeypatch.setenv("SLURM_JOB_ID", "4343")  # another job: refused
+    with pytest.raises(RunLockedError, match="pid 77 on node-a"):
+        RunLock(tmp_path, is_main=True).acquire()
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # the same job, requeued: taken over
+    with caplog.at_level(logging.WARNING, logger="vjepa.train"):
+        with RunLock(tmp_path, is_main=True):
+            assert read_lock(tmp_path)["job"] == "4242"
+            assert read_lock(tmp_path)["pid"] == os.getpid()
+    assert any("earlier run of this SLURM job" in r.getMessage() for r in caplog.records)

@@ -2,7 +2,7 @@
 
 Starting the same command twice is a common slip; without a lock both processes would write
 checkpoints and ``metrics.jsonl`` into one folder. The lock is ``<run.dir>/run.lock``, a
-small JSON file ``{"host", "pid", "started"}`` created atomically with
+small JSON file ``{"host", "pid", "started", "job"}`` (``job``: ``SLURM_JOB_ID`` or null) created atomically with
 ``O_CREAT | O_EXCL`` (atomic on local filesystems and on NFSv3+ shared by several nodes).
 
 - A second run on a held folder raises :class:`RunLockedError` (a :class:`UsageError`: the
@@ -10,6 +10,9 @@ small JSON file ``{"host", "pid", "started"}`` created atomically with
 - A lock left by a dead process (same host, pid gone) is taken over, with one log line. A lock
   from another host cannot be checked from here and is respected; its message says to delete
   the file if that run is gone.
+- A lock written by an earlier incarnation of the same SLURM job (``SLURM_JOB_ID`` equal; a
+  requeued job keeps its id but may land on other nodes) is taken over the same way: that
+  process is gone, SLURM ended it before the requeue.
 - Only the main process takes it (``is_main``): the other ranks of the same run, on this
   node or others, share the folder legitimately.
 
@@ -92,6 +95,7 @@ class RunLock:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "job": os.environ.get("SLURM_JOB_ID"),
         }
         with os.fdopen(fd, "w") as f:
             json.dump(record, f)
@@ -100,8 +104,12 @@ class RunLock:
         return True
 
     def _stale(self, holder: dict) -> bool:
-        """True when the holder is a dead process on this host (or the file is unreadable)."""
+        """True when the holder is a dead process on this host, an earlier run of this SLURM job
+        (requeued), or the file is unreadable."""
         if not holder:  # empty / corrupt: its writer died between create and write
+            return True
+        job = os.environ.get("SLURM_JOB_ID")
+        if job and holder.get("job") == job:
             return True
         if holder.get("host") != socket.gethostname():
             return False  # cannot probe another host's pids: respect it
@@ -126,10 +134,13 @@ class RunLock:
                     f"or delete {self.path} if that run is gone"
                 )
             log.warning(
-                "taking over the stale run lock %s of pid %s on %s (no such process)",
+                "taking over the stale run lock %s of pid %s on %s (%s)",
                 self.path,
                 holder.get("pid"),
                 holder.get("host"),
+                "an earlier run of this SLURM job"
+                if holder.get("job") and holder.get("job") == os.environ.get("SLURM_JOB_ID")
+                else "no such process",
             )
             try:
                 os.unlink(self.path)
