@@ -317,3 +317,11 @@ def test_json_members_are_what_was_written(corpus) -> None:
     members = tarfile.open(fileobj=io.BytesIO(shards["/data/shard-000000.tar"])).getnames()
     assert len(members) == 2 * PER_SHARD
     assert json.loads(b'{"label": 1}') == {"label": 1}
+
+
+def test_an_endless_shard_stream_stops_on_a_dead_network() -> None:
+    port = _free_port()
+    endless = (f"http://127.0.0.1:{port}/shard-{i}.tar" for i in iter(int, 1))  # resampled
+    with pytest.raises(TransportError, match="Connection refused"):
+        for _ in shard_samples(endless, DataErrors(), FAST):
+            pass

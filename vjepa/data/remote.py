@@ -18,8 +18,8 @@ through :class:`ResumableStream`:
   reason, ``shard_unreachable`` (nothing could be read) or ``shard_truncated`` (cut for good),
   through the data-error counter (:class:`vjepa.data.pipeline.DataErrors`); a sample cut in
   the middle is dropped whole, never delivered half.
-- when the first ``give_up_after`` shards of a stream ALL fail for one and the same cause
-  before any shard was read (no credentials, wrong bucket, no network),
+- when ``give_up_after`` shards in a row fail for one and the same cause before any shard
+  of the stream was read (no credentials, wrong bucket, no network),
   :class:`TransportError` (a UsageError: one line, exit 2) carries that cause.
 
 Transports: ``http(s)://`` natively with urllib (no curl); ``s3://`` with boto3, an optional
@@ -40,7 +40,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -384,11 +384,13 @@ def shard_samples(
     Unreadable shards are skipped and counted on ``errors`` (``shard_unreachable``,
     ``shard_truncated``; a corrupt tar as ``bad_shard``). ``retries`` (optional) accumulates
     the recovered faults by kind (``open``, ``transfer``). Raises :class:`TransportError`
-    when the first ``policy.give_up_after`` shards (or all, if fewer) fail for one cause
-    before any shard was read.
+    when ``policy.give_up_after`` shards in a row (or all of them, if fewer) fail for one cause
+    before any shard was read. ``urls`` may be endless (resampled shards).
     """
     policy = policy or RetryPolicy()
-    urls = list(urls)
+    limit = policy.give_up_after
+    if isinstance(urls, Sized):
+        limit = max(1, min(limit, len(urls)))
     read_any = False
     failed: list[tuple[str, str]] = []  # (url, cause) while nothing was read yet
     for url in urls:
@@ -407,9 +409,9 @@ def shard_samples(
             errors.count(err.reason, url, err.cause)
             if not read_any:
                 failed.append((url, err.cause))
-                causes = {c for _, c in failed}
-                if len(causes) == 1 and len(failed) >= min(policy.give_up_after, len(urls)):
-                    raise TransportError(failed[0][1], [u for u, _ in failed]) from None
+                last = failed[-limit:]
+                if len(last) == limit and len({cause for _, cause in last}) == 1:
+                    raise TransportError(last[0][1], [u for u, _ in failed]) from None
         except UsageError:  # boto3 missing, a bad s3 URL: the user's to fix, not a data error
             raise
         except Exception as err:  # a corrupt tar, a local file gone: the usual handler
