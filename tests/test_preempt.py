@@ -79,3 +79,55 @@ def test_handlers_are_restored_and_flag_set() -> None:
         assert pre.received == signal.SIGUSR1
     assert {s: signal.getsignal(s) for s in before} == before
     assert any_rank_requested(True) is True and any_rank_requested(False) is False
+
+
+# Two gloo ranks; only rank 1 gets the signal: both must stop after the same step.
+RANKS = """
+import sys, time
+from pathlib import Path
+import torch.distributed as dist
+from vjepa.train.preempt import Preemption, any_rank_requested, exit_preempted
+rank, port, out = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+log = open(out / f"rank{rank}.log", "a", buffering=1)
+with Preemption() as pre:
+    for step in range(1000):
+        log.write(f"start {step}\\n")
+        time.sleep(0.1)
+        dist.barrier()                      # the step's collective work
+        log.write(f"done {step}\\n")
+        if any_rank_requested(pre.requested()):
+            log.write(f"stop {step + 1} {pre.requested()}\\n")
+            dist.destroy_process_group()
+            exit_preempted(pre.received.name if pre.received else "peer", step + 1, "-")
+"""
+
+
+def test_a_signal_on_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RANKS, str(r), port, str(tmp_path)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
+    log1 = tmp_path / "rank1.log"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (log1.exists() and "done 2" in log1.read_text()):
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGTERM)
+    errs = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [75, 75], errs
+    stops = [(tmp_path / f"rank{r}.log").read_text().split("\n")[-2] for r in range(2)]
+    step0, step1 = (line.split()[1] for line in stops)
+    assert step0 == step1  # the same step on both ranks
+    assert stops[0].endswith("False") and stops[1].endswith("True")  # rank 0 was told
+    assert "preempted (peer)" in errs[0] and "preempted (SIGTERM)" in errs[1]
