@@ -1,0 +1,79 @@
+"""A video whose AVI header overstates its frame count: every backend's decodable count."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+
+import av
+import numpy as np
+import pytest
+
+from vjepa.data.decode import available_backends, open_video
+from vjepa.data.framecount import decodable_frames, frame_counts
+
+FRAMES, CLAIMED = 48, 200
+
+
+def _avi(n: int = FRAMES, w: int = 64, h: int = 48) -> bytes:
+    """An MPEG-4 Part 2 AVI of n frames (a keyframe every 12), each frame different."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=24)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.codec_context.gop_size = 12
+        for i in range(n):
+            img = np.zeros((h, w, 3), np.uint8)  # [H, W, 3]
+            img[:, : (i * w) // n] = 255
+            img[..., 1] = i * 5
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def _overstate(data: bytes, frames: int) -> bytes:
+    """Patch the AVI main header's dwTotalFrames and the video stream header's dwLength."""
+    b = bytearray(data)
+    avih = b.find(b"avih")
+    struct.pack_into("<I", b, avih + 8 + 16, frames)  # after 'avih', size; 5th DWORD
+    strh = b.find(b"strh")
+    assert b[strh + 8 : strh + 12] == b"vids"
+    struct.pack_into("<I", b, strh + 8 + 32, frames)  # 9th DWORD of AVISTREAMHEADER
+    return bytes(b)
+
+
+@pytest.fixture(scope="module")
+def lying() -> bytes:
+    return _overstate(_avi(), CLAIMED)
+
+
+def test_pyav_reports_the_header_and_the_search_finds_the_truth(lying: bytes) -> None:
+    with open_video(lying, "pyav") as reader:
+        assert reader.num_frames == CLAIMED  # the lie reaches PyAV
+    t0 = time.perf_counter()
+    counts = frame_counts(lying, "pyav")
+    seconds = time.perf_counter() - t0
+    print(
+        f"\npyav: header {counts.reported}, decodable {counts.decodable}, "
+        f"{counts.probes} probes, {seconds * 1e3:.0f} ms"
+    )
+    assert (counts.reported, counts.decodable) == (CLAIMED, FRAMES) and counts.lies
+    assert counts.probes <= 2 + int(np.ceil(np.log2(CLAIMED)))
+    with open_video(lying, "pyav") as reader:  # the last counted frame really decodes
+        assert reader.get_frames([FRAMES - 1]).shape == (1, 48, 64, 3)
+
+
+@pytest.mark.parametrize("backend", ["torchcodec", "decord", "auto"])
+def test_other_backends_agree(lying: bytes, backend: str) -> None:
+    if backend != "auto" and backend not in available_backends():
+        pytest.skip(f"{backend} is not usable here")
+    assert decodable_frames(lying, backend) == FRAMES
+
+
+def test_an_honest_header_costs_one_probe() -> None:
+    counts = frame_counts(_avi(), "pyav")
+    assert counts == type(counts)(reported=FRAMES, decodable=FRAMES, probes=1)
+    assert not counts.lies

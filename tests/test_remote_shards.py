@@ -1,0 +1,327 @@
+"""Shards over a flaky network: vjepa.data.remote against real servers on 127.0.0.1.
+
+A local HTTP server drops every third transfer half-way and answers every fifth request 503
+(the setup of issue #26, where a run lost 38 samples to 24 faults); moto's S3 server stands
+in for an object store, directly and behind the same faults.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import socket
+import tarfile
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from vjepa.data.pipeline import DataErrors
+from vjepa.data.remote import (
+    RetryPolicy,
+    TransportError,
+    expand_remote,
+    shard_samples,
+)
+
+FAST = RetryPolicy(tries=4, base_s=0.01, max_s=0.05, timeout_s=10.0)
+SHARDS, PER_SHARD = 24, 10
+
+
+def _shard(index: int, n: int = PER_SHARD) -> tuple[bytes, dict[str, bytes]]:
+    """A tar shard of n samples (``.mp4`` of 3-9 KB random bytes + ``.json``), and its mp4s."""
+    rng = np.random.default_rng(index)
+    buf, videos = io.BytesIO(), {}
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for i in range(n):
+            key = f"s{index:02d}_{i:03d}"
+            videos[key] = rng.integers(0, 256, int(rng.integers(3000, 9000)), np.uint8).tobytes()
+            for name, data in ((f"{key}.mp4", videos[key]), (f"{key}.json", b'{"label": 1}')):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue(), videos
+
+
+class Faults:
+    """Every ``every_503``-th request answered 503; every ``every_cut``-th transfer cut half-way.
+
+    ``doomed``: paths whose first transfer is cut half-way and every later request gets 503.
+    """
+
+    def __init__(self, every_503: int = 5, every_cut: int = 3, doomed: tuple[str, ...] = ()):
+        self.every_503, self.every_cut, self.doomed = every_503, every_cut, set(doomed)
+        self.lock = threading.Lock()
+        self.requests = self.transfers = self.n503 = self.cuts = self.n404 = 0
+        self.seen: set[str] = set()
+
+    def decide(self, path: str) -> str:
+        """'503', 'cut' or 'ok' for the next request of ``path``."""
+        with self.lock:
+            self.requests += 1
+            if path in self.doomed:
+                first = path not in self.seen
+                self.seen.add(path)
+                return "cut" if first else "503"
+            if self.every_503 and self.requests % self.every_503 == 0:
+                return "503"
+            self.transfers += 1
+            if self.every_cut and self.transfers % self.every_cut == 0:
+                return "cut"
+            return "ok"
+
+
+def _serve(fetch: Callable[[str], bytes | None], faults: Faults) -> Iterator[str]:
+    """Run a faulty HTTP server on 127.0.0.1 (free port); yields its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+        def do_GET(self) -> None:
+            body = fetch(self.path)
+            if body is None:
+                with faults.lock:
+                    faults.n404 += 1
+                self.send_error(404)
+                return
+            what = faults.decide(self.path)
+            if what == "503":
+                with faults.lock:
+                    faults.n503 += 1
+                self.send_error(503)
+                return
+            start = 0
+            m = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+            if m:
+                start = int(m.group(1))
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            else:
+                self.send_response(200)
+            part = body[start:]
+            self.send_header("Content-Length", str(len(part)))
+            self.end_headers()
+            if what == "cut":
+                with faults.lock:
+                    faults.cuts += 1
+                self.wfile.write(part[: len(part) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(part)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def corpus() -> tuple[dict[str, bytes], dict[str, bytes]]:
+    shards, videos = {}, {}
+    for i in range(SHARDS):
+        shards[f"/data/shard-{i:06d}.tar"], v = _shard(i)
+        videos.update(v)
+    return shards, videos
+
+
+def _read(urls: list[str], policy: RetryPolicy = FAST):
+    errors, retries = DataErrors("test: "), {}
+    got = {s["__key__"]: s for s in shard_samples(urls, errors, policy, retries=retries)}
+    return got, errors, retries
+
+
+def test_flaky_http_server_loses_nothing(corpus) -> None:
+    shards, videos = corpus
+    faults = Faults(every_503=5, every_cut=3)
+    for base in _serve(shards.get, faults):
+        urls = expand_remote(f"{base}/data/shard-{{000000..{SHARDS - 1:06d}}}.tar")
+        got, errors, retries = _read(urls)
+    injected = faults.n503 + faults.cuts
+    lost = len(videos) - len(got)
+    print(
+        f"\nflaky http: {len(got)} delivered, {lost} lost, {injected} faults "
+        f"({faults.n503} x 503, {faults.cuts} cuts), retries {retries}, errors {errors.counts}"
+    )
+    assert len(urls) == SHARDS and injected >= 15  # the faults really happened
+    assert lost <= injected / 4
+    assert lost == 0 and errors.total == 0
+    assert all(got[k]["mp4"] == v and got[k]["json"] == b'{"label": 1}' for k, v in videos.items())
+    assert retries["open"] + retries["transfer"] == injected  # every fault seen and recovered
+
+
+def test_a_shard_past_its_tries_is_skipped_and_counted(corpus) -> None:
+    shards, videos = corpus
+    doomed = "/data/shard-000003.tar"
+    faults = Faults(every_503=0, every_cut=0, doomed=(doomed,))
+    for base in _serve(shards.get, faults):
+        urls = [f"{base}/data/shard-{i:06d}.tar" for i in range(6)] + [f"{base}/data/gone.tar"]
+        got, errors, retries = _read(urls)
+    assert errors.counts == {"shard_truncated": 1, "shard_unreachable": 1}
+    from_doomed = sorted(k for k in got if k.startswith("s03_"))
+    assert 0 < len(from_doomed) < PER_SHARD  # the samples before the cut arrive, whole
+    assert from_doomed == [f"s03_{i:03d}" for i in range(len(from_doomed))]
+    assert all(got[k]["mp4"] == videos[k] and "json" in got[k] for k in got)
+    assert len(got) == 5 * PER_SHARD + len(from_doomed)
+    assert retries["transfer"] == FAST.tries - 1  # 3 resumes answered 503, then given up
+    assert faults.requests == 5 + FAST.tries  # 5 whole shards, 1 + 3 tries of the doomed one
+    assert faults.n404 == 1  # a 404 is permanent: asked once
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_no_server_at_all_is_one_usage_error_with_the_cause() -> None:
+    urls = [f"http://127.0.0.1:{_free_port()}/shard-{i}.tar" for i in range(5)]
+    with pytest.raises(TransportError) as info:
+        _read(urls)
+    message = str(info.value)
+    assert "\n" not in message and "Connection refused" in message
+    assert message.startswith(f"cannot read shards ({urls[0]} and 2 more)")
+
+
+# ----------------------------------------------------------------------------------------
+# S3: moto's server on 127.0.0.1
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_s3(corpus) -> Iterator[str]:
+    boto3 = pytest.importorskip("boto3")
+    server_mod = pytest.importorskip("moto.server")
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            region_name="us-east-1",
+        )
+        s3.create_bucket(Bucket="bucket")
+        shards, _ = corpus
+        for i in range(SHARDS):
+            s3.put_object(
+                Bucket="bucket",
+                Key=f"prefix/shard-{i:06d}.tar",
+                Body=shards[f"/data/shard-{i:06d}.tar"],
+            )
+        yield endpoint
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    import vjepa.data.remote as remote
+
+    monkeypatch.setattr(remote, "_S3_CLIENT", {})  # a fresh client per test (env changes)
+    for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return monkeypatch
+
+
+def test_s3_urls_as_users_write_them(moto_s3, corpus, aws_env) -> None:
+    _, videos = corpus
+    aws_env.setenv("AWS_ENDPOINT_URL_S3", moto_s3)
+    aws_env.setenv("AWS_ACCESS_KEY_ID", "test")
+    aws_env.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    urls = expand_remote("s3://bucket/prefix/shard-{000000..000003}.tar")
+    assert urls == [f"s3://bucket/prefix/shard-{i:06d}.tar" for i in range(4)]
+    got, errors, _ = _read(urls)
+    assert errors.total == 0 and len(got) == 4 * PER_SHARD
+    assert all(got[k]["mp4"] == videos[k] for k in got)
+
+
+def test_s3_through_the_same_faults(moto_s3, corpus, aws_env) -> None:
+    _, videos = corpus
+    aws_env.setenv("AWS_ACCESS_KEY_ID", "test")
+    aws_env.setenv("AWS_SECRET_ACCESS_KEY", "test")
+
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_s3,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        region_name="us-east-1",
+    )
+
+    def from_moto(path: str) -> bytes | None:  # the S3 API answers; the proxy adds the faults
+        bucket, _, key = path.split("?")[0].lstrip("/").partition("/")
+        try:
+            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return None
+
+    faults = Faults(every_503=5, every_cut=3)
+    for proxy in _serve(from_moto, faults):
+        aws_env.setenv("AWS_ENDPOINT_URL_S3", proxy)
+        urls = expand_remote(f"s3://bucket/prefix/shard-{{000000..{SHARDS - 1:06d}}}.tar")
+        got, errors, retries = _read(urls)
+    injected = faults.n503 + faults.cuts
+    print(
+        f"\nflaky s3: {len(got)} delivered, {len(videos) - len(got)} lost, {injected} faults "
+        f"({faults.n503} x 503, {faults.cuts} cuts), retries {retries}, errors {errors.counts}"
+    )
+    assert injected >= 15 and errors.total == 0 and len(got) == len(videos)
+    assert retries["open"] + retries["transfer"] == injected
+    assert all(got[k]["mp4"] == videos[k] for k in got)
+
+
+def test_s3_without_credentials_is_one_line_with_the_cause(moto_s3, aws_env) -> None:
+    aws_env.setenv("AWS_ENDPOINT_URL_S3", moto_s3)
+    aws_env.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    aws_env.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    urls = expand_remote("s3://bucket/prefix/shard-{000000..000003}.tar")
+    with pytest.raises(TransportError) as info:
+        _read(urls)
+    assert str(info.value) == (
+        "cannot read shards (s3://bucket/prefix/shard-000000.tar and 2 more): "
+        "Unable to locate credentials"
+    )
+
+
+def test_s3_wrong_bucket_is_one_line_with_the_cause(moto_s3, aws_env) -> None:
+    aws_env.setenv("AWS_ENDPOINT_URL_S3", moto_s3)
+    aws_env.setenv("AWS_ACCESS_KEY_ID", "test")
+    aws_env.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    with pytest.raises(TransportError, match="NoSuchBucket") as info:
+        _read(expand_remote("s3://nobucket/prefix/shard-{000000..000003}.tar"))
+    assert "\n" not in str(info.value)
+
+
+def test_json_members_are_what_was_written(corpus) -> None:
+    shards, _ = corpus
+    members = tarfile.open(fileobj=io.BytesIO(shards["/data/shard-000000.tar"])).getnames()
+    assert len(members) == 2 * PER_SHARD
+    assert json.loads(b'{"label": 1}') == {"label": 1}
+
+
+def test_an_endless_shard_stream_stops_on_a_dead_network() -> None:
+    port = _free_port()
+    endless = (f"http://127.0.0.1:{port}/shard-{i}.tar" for i in iter(int, 1))  # resampled
+    with pytest.raises(TransportError, match="Connection refused"):
+        for _ in shard_samples(endless, DataErrors(), FAST):
+            pass

@@ -1,0 +1,117 @@
+"""One run per folder: vjepa.train.runlock with real processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vjepa.errors import UsageError
+from vjepa.train.runlock import LOCK_FILE, RunLock, RunLockedError, read_lock
+
+# A run that takes the lock, says so, then holds it until its stdin closes.
+HOLDER = """
+import sys
+from vjepa.train.runlock import RunLock
+with RunLock(sys.argv[1], is_main=True):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+# A second run on the same folder: exit 2 with the one-line message, as the CLI does.
+SECOND = """
+import sys
+from vjepa.errors import UsageError
+from vjepa.train.runlock import RunLock
+try:
+    with RunLock(sys.argv[1], is_main=True):
+        print("acquired", flush=True)
+except UsageError as err:
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def _python(code: str, *args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, text=True, **kw)
+
+
+def test_second_process_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    holder = _python(HOLDER, str(tmp_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        record = read_lock(tmp_path)
+        assert record["pid"] == holder.pid and record["host"] == socket.gethostname()
+
+        t0 = time.monotonic()
+        second = _python(SECOND, str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = second.communicate(timeout=30)
+        elapsed = time.monotonic() - t0
+        assert second.returncode == 2, (out, err)
+        assert "acquired" not in out
+        lines = err.strip().splitlines()
+        assert len(lines) == 1  # one line, no traceback
+        assert f"pid {holder.pid}" in lines[0] and socket.gethostname() in lines[0]
+        assert elapsed < 5.0, elapsed
+    finally:
+        holder.stdin.close()
+        assert holder.wait(timeout=30) == 0
+    # Released on exit: the folder is free again.
+    assert not (tmp_path / LOCK_FILE).exists()
+    again = _python(SECOND, str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = again.communicate(timeout=30)
+    assert again.returncode == 0 and out.strip() == "acquired", err
+
+
+def test_stale_lock_of_a_dead_pid_is_taken_over(tmp_path: Path, caplog) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(timeout=30)  # reaped: its pid no longer exists
+    stale = {"host": socket.gethostname(), "pid": dead.pid, "started": "2026-01-01T00:00:00Z"}
+    (tmp_path / LOCK_FILE).write_text(json.dumps(stale))
+    with caplog.at_level(logging.WARNING, logger="vjepa.train"):
+        with RunLock(tmp_path, is_main=True) as lock:
+            assert lock.held
+            assert read_lock(tmp_path)["pid"] == os.getpid()
+    takeovers = [r.getMessage() for r in caplog.records if "stale run lock" in r.getMessage()]
+    assert len(takeovers) == 1 and str(dead.pid) in takeovers[0]
+    assert read_lock(tmp_path) is None
+
+
+def test_lock_of_another_host_is_respected(tmp_path: Path) -> None:
+    other = {"host": "node-elsewhere", "pid": 1, "started": "2026-01-01T00:00:00Z"}
+    (tmp_path / LOCK_FILE).write_text(json.dumps(other))
+    with pytest.raises(RunLockedError, match="pid 1 on node-elsewhere") as info:
+        RunLock(tmp_path, is_main=True).acquire()
+    assert isinstance(info.value, UsageError)
+    assert json.loads((tmp_path / LOCK_FILE).read_text()) == other  # untouched
+
+
+def test_only_the_main_process_takes_it(tmp_path: Path) -> None:
+    with RunLock(tmp_path, is_main=True):
+        with RunLock(tmp_path, is_main=False) as other_rank:  # rank 1 of the same run
+            assert not other_rank.held
+        assert read_lock(tmp_path)["pid"] == os.getpid()  # rank 1 did not release it
+    assert read_lock(tmp_path) is None
+
+
+def test_requeued_slurm_job_takes_over_its_own_lock(tmp_path: Path, monkeypatch, caplog) -> None:
+    # The first run of job 4242 was killed on node-a; the requeued run starts on another node.
+    old = {"host": "node-a", "pid": 77, "started": "2026-01-01T00:00:00Z", "job": "4242"}
+    (tmp_path / LOCK_FILE).write_text(json.dumps(old))
+    monkeypatch.setenv("SLURM_JOB_ID", "4343")  # another job: refused
+    with pytest.raises(RunLockedError, match="pid 77 on node-a"):
+        RunLock(tmp_path, is_main=True).acquire()
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # the same job, requeued: taken over
+    with caplog.at_level(logging.WARNING, logger="vjepa.train"):
+        with RunLock(tmp_path, is_main=True):
+            assert read_lock(tmp_path)["job"] == "4242"
+            assert read_lock(tmp_path)["pid"] == os.getpid()
+    assert any("earlier run of this SLURM job" in r.getMessage() for r in caplog.records)
