@@ -13,10 +13,12 @@ and image sets are used beside video (V-JEPA 2 pretrains on ImageNet too). This 
   :func:`input_bytes`, which returns a video file's own bytes and encodes frame folders /
   images, so the writer has one call for every kind of input.
 
-Images: ``image_frames`` is how many frames an image becomes. 1 stores a one-frame clip (the
-clip sampler then pads it by repeating that frame); 2 (= the tubelet size) stores it repeated to
-fill one tubelet, which is what V-JEPA 2's encoder does with an image input (it repeats a
-``[B, C, H, W]`` image ``tubelet_size`` times along time).
+Images: ``image_frames`` is how many frames an image becomes (default 1). 1 stores a one-frame
+clip (the clip sampler pads a short video by repeating its last frame, so a clip of any length
+is that image); 2 (= the tubelet size) stores it repeated to fill one tubelet, which is how
+V-JEPA 2's code feeds a single image to the video encoder (``x.unsqueeze(2).repeat(1, 1,
+tubelet_size, 1, 1)``, e.g. its action-conditioned planner's ``encode``). The stored bytes
+differ, the decoded clips do not: 1 is smaller.
 
 Storage (measured by ``tools/bench_frames.py``, docs in the benchmark's output): an mp4 is the
 format every loader stage already reads; the alternative, a tar of the original JPEG frames
