@@ -11,6 +11,8 @@ from PIL import Image
 from vjepa.data.decode import DecodeError, open_video
 from vjepa.data.formats import ListFormatError
 from vjepa.data.frames import (
+    DEFAULT_CRF,
+    LOSSLESS,
     encode_frame_source,
     input_bytes,
     load_frames,
@@ -70,7 +72,7 @@ def test_ssv2_layout_lossless_round_trip(tmp_path: Path) -> None:
     assert listing.label_names is None and all(i.label is None for i in listing.items)
     for item in listing.items:
         want = clips[Path(item.path).name]
-        data = encode_frame_source(item.path, fps=12)  # lossless
+        data = encode_frame_source(item.path, fps=12, crf=LOSSLESS)
         for backend in ("pyav", "torchcodec"):
             got = decode_all(data, backend)
             assert got.shape == want.shape
@@ -91,7 +93,7 @@ def test_kinetics_layout_unpadded_names_and_labels(tmp_path: Path) -> None:
         ("jump/vidB", 0, "jump"),
         ("run/vidA", 1, "run"),
     ]
-    got = decode_all(encode_frame_source(listing.items[1].path, fps=25))
+    got = decode_all(encode_frame_source(listing.items[1].path, fps=25, crf=LOSSLESS))
     assert np.array_equal(got, want)  # frames in order 1, 2, ..., 11
 
 
@@ -104,7 +106,8 @@ def test_labels_from_folders_needs_class_folders(tmp_path: Path) -> None:
 def test_jpeg_frames_crf_round_trip_error_bound(tmp_path: Path) -> None:
     frames = square_frames(16, size=(65, 33), seed=5)  # odd sides: cropped to 64 x 32
     write_folder(tmp_path / "v", frames, pattern="{:05d}.jpg")
-    data = encode_frame_source(tmp_path / "v", fps=30, crf=18)
+    data = encode_frame_source(tmp_path / "v", fps=30)  # the default CRF
+    assert DEFAULT_CRF == 18
     got = decode_all(data)
     assert got.shape == (16, 32, 64, 3)
     err = np.abs(got.astype(np.int16) - frames[:, :32, :64].astype(np.int16))
@@ -149,7 +152,8 @@ def test_image_as_clip(tmp_path: Path, image_frames: int) -> None:
     listing = read_images(tmp_path, labels_from_folders=True)
     assert listing.label_names == ["cat"]
     assert [i.key for i in listing.items] == ["cat/x", "cat/y"]
-    got = decode_all(input_bytes(listing.items[0].path, fps=1, image_frames=image_frames))
+    data = input_bytes(listing.items[0].path, fps=1, crf=LOSSLESS, image_frames=image_frames)
+    got = decode_all(data)
     assert got.shape == (image_frames, 30, 40, 3)
     assert all(np.array_equal(f, img) for f in got)
 

@@ -15,6 +15,10 @@ patterns through :func:`vjepa.data.shards.expand_urls`; remote URLs through webd
 - json metadata that disagrees with the decoded video, and shards that are not readable tars.
 
 :func:`format_check` renders the report as a summary table; ``out`` writes it as ``check.json``.
+
+Speed (``tools/bench_frames.py``, under the shared CPU lock, 2 cores; 64-frame 320x240 CRF-18
+mp4s, decoder auto = torchcodec): 118 samples/s decoding first + last frame, 27 samples/s with
+``full``. One process (no worker pool yet).
 """
 
 from __future__ import annotations

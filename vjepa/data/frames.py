@@ -20,9 +20,23 @@ V-JEPA 2's code feeds a single image to the video encoder (``x.unsqueeze(2).repe
 tubelet_size, 1, 1)``, e.g. its action-conditioned planner's ``encode``). The stored bytes
 differ, the decoded clips do not: 1 is smaller.
 
-Storage (measured by ``tools/bench_frames.py``, docs in the benchmark's output): an mp4 is the
-format every loader stage already reads; the alternative, a tar of the original JPEG frames
-decoded with PIL, is provided as :func:`pack_frames_tar` / :func:`read_frames_tar` for that
+Storage, measured with ``tools/bench_frames.py`` (under the shared CPU lock, 2-core machine; 12
+synthetic videos of 64 JPEG q90 frames, 320x240, a drifting texture with +-6 grey-level noise
+and a moving square; one 16-frame clip at step 4 / all 64 frames, per video):
+
+=====================  ==========  ==============================  =========================
+store                  kB / video  clip ms (PyAV / torchcodec)     all frames ms
+=====================  ==========  ==============================  =========================
+JPEG frames in a tar   1778        9.6 (PIL)                       36.7 (PIL)
+mp4 lossless (qp 0)    8192        425 / 776                       467 / 925
+mp4 CRF 18 (default)   216         47 / 52                         71 / 42
+=====================  ==========  ==============================  =========================
+
+Lossless H.264 of camera-like frames is 4.6x the JPEGs and 9x slower to decode, so the
+default is CRF 18 (:data:`DEFAULT_CRF`; mean absolute error 6.8-7.0 grey levels against the
+decoded JPEGs on these noisy frames, most of it the noise; CRF 23: 87 kB, 7.9-8.1). The tar
+of JPEGs decodes a clip about 5x faster than the CRF-18 mp4 but is 8x larger, and every loader
+stage reads mp4: it is provided as :func:`pack_frames_tar` / :func:`read_frames_tar` for the
 benchmark only.
 
 Every failure is a :class:`~vjepa.data.decode.DecodeError` whose ``reason`` the writer counts
@@ -50,6 +64,9 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 LOSSLESS = None
 """``crf=LOSSLESS``: libx264rgb at ``qp 0`` on RGB, bit-exact frames."""
+
+DEFAULT_CRF = 18
+"""The CRF frame folders and images are stored at unless told otherwise (see the table above)."""
 
 
 def natural_key(name: str) -> tuple:
@@ -195,12 +212,12 @@ def _even(frames: np.ndarray) -> np.ndarray:
     return frames[:, : h - h % 2, : w - w % 2]
 
 
-def encode_video(frames: np.ndarray, *, fps: float, crf: int | None = LOSSLESS) -> bytes:
+def encode_video(frames: np.ndarray, *, fps: float, crf: int | None = DEFAULT_CRF) -> bytes:
     """uint8 ``[T, H, W, 3]`` -> mp4 bytes, keyframe every second (at most 32 frames), no B-frames.
 
     ``crf=None`` (:data:`LOSSLESS`): libx264rgb ``qp 0`` on rgb24, the decoded frames equal the
-    input exactly. An int: libx264 yuv420p at that CRF (odd sides lose their last row/column);
-    about 2-3 grey levels of mean error at CRF 18, far smaller files.
+    input exactly (large and slow to decode, see the module doc). An int: libx264 yuv420p at
+    that CRF (odd sides lose their last row/column).
     The short GOP keeps random access to a clip cheap, as in the writer's transcode.
     """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -214,7 +231,7 @@ def encode_video(frames: np.ndarray, *, fps: float, crf: int | None = LOSSLESS) 
 
 
 def encode_frame_source(
-    path: str | Path, *, fps: float, crf: int | None = LOSSLESS, image_frames: int = 1
+    path: str | Path, *, fps: float, crf: int | None = DEFAULT_CRF, image_frames: int = 1
 ) -> bytes:
     """A frame folder or an image -> the mp4 bytes a shard stores (see :func:`encode_video`)."""
     return encode_video(load_frames(path, image_frames=image_frames), fps=fps, crf=crf)
@@ -227,7 +244,7 @@ def is_frame_source(path: str | Path) -> bool:
 
 
 def input_bytes(
-    path: str | Path, *, fps: float, crf: int | None = LOSSLESS, image_frames: int = 1
+    path: str | Path, *, fps: float, crf: int | None = DEFAULT_CRF, image_frames: int = 1
 ) -> bytes:
     """The bytes a shard stores for any input: a video file as it is, a frame folder or an
     image encoded. Raises :class:`DecodeError` (``missing``, ``unreadable``, ...)."""
