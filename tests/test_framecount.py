@@ -10,7 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from vjepa.data.decode import available_backends, open_video
+from vjepa.data.backends import available_backends
+from vjepa.data.decode import open_video
 from vjepa.data.framecount import decodable_frames, frame_counts
 
 FRAMES, CLAIMED = 48, 200

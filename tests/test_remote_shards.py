@@ -18,8 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from vjepa.data.pipeline import DataErrors
 
+from vjepa.data.errors import DataErrors
 from vjepa.data.remote import (
     RetryPolicy,
     TransportError,

@@ -16,7 +16,7 @@ through :class:`ResumableStream`:
   total is bounded by the object's size.
 - after the tries the shard's remaining samples are skipped and counted once per shard by
   reason, ``shard_unreachable`` (nothing could be read) or ``shard_truncated`` (cut for good),
-  through the data-error counter (:class:`vjepa.data.pipeline.DataErrors`); a sample cut in
+  through the data-error counter (:class:`vjepa.data.errors.DataErrors`); a sample cut in
   the middle is dropped whole, never delivered half.
 - when ``give_up_after`` shards in a row fail for one and the same cause before any shard
   of the stream was read (no credentials, wrong bucket, no network),
@@ -55,7 +55,7 @@ log = logging.getLogger("vjepa.data")
 
 
 class ErrorCounter(Protocol):
-    """What this module needs of :class:`vjepa.data.pipeline.DataErrors`."""
+    """What this module needs of :class:`vjepa.data.errors.DataErrors`."""
 
     def count(self, reason: str, key: str = "?", err: BaseException | str | None = None) -> None:
         """Count one skipped item under ``reason``."""

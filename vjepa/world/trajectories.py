@@ -10,7 +10,7 @@ A trajectory sample (the contract in docs/world.md, written by the shard writer)
 
 Reading: :func:`iter_trajectories` / :func:`load_trajectories` parse every sample; a sample with
 missing or malformed actions / states is counted by reason through the one data-error handler
-(vjepa.data.pipeline.DataErrors: ``missing_actions``, ``bad_actions``, ``action_dim_mismatch``,
+(vjepa.data.errors.DataErrors: ``missing_actions``, ``bad_actions``, ``action_dim_mismatch``,
 ``missing_states``, ``bad_states``, plus the video reasons), the first of each logged with its
 key, and skipped; the rest loads. The video decoder is the caller's (``data.decoder``).
 
