@@ -226,6 +226,17 @@ class TrainConfig:
     across the clips of the batch against N(0, 1) (~0.05; 0 = off)."""
     sigreg_slices: int = 256
     """SIGReg: random projection directions per step."""
+    target_mode: Literal["raw", "centred", "delta"] = "raw"
+    """Targets relative in time (issue 27, the slow-feature trap). raw: the layer-normed teacher
+    features (V-JEPA). delta: minus the same spatial token's target at the first time step (the
+    context of mask.kind future): the predictor regresses what changed since the context, and a
+    static background contributes exactly 0. centred: minus the clip's temporal mean per spatial
+    token. With sparse targets L1's optimum is the median, 0 wherever the object is not certain;
+    pair delta/centred with loss_exp 2 (MSE, the mean) so a partly located object still pays."""
+    time_var: float = 0.0
+    """Weight of the within-clip variance hinge (PLDM's std_loss_t) on the context encoder's
+    features of the whole clip: relu(1 - std over time) per clip, spatial token and feature, so
+    features constant within a clip get no credit. One extra encoder pass per step. 0 = off."""
     debug_dump: bool = False
     """Write per-rank debug files into run.dir: the sample keys of every batch (keys-rank<r>.txt)
     and a checksum of the final parameters (params-rank<r>.txt), to check data sharding and DDP."""
@@ -471,6 +482,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "train.batch_var": _NON_NEGATIVE,
     "train.batch_cov": _NON_NEGATIVE,
     "train.sigreg": _NON_NEGATIVE,
+    "train.time_var": _NON_NEGATIVE,
     "train.sigreg_slices": _POSITIVE,
     "probe.epochs": _POSITIVE,
     "probe.batch_size": _POSITIVE,

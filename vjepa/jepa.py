@@ -26,9 +26,13 @@ from vjepa.losses import (
     jepa_loss,
     normalize_targets,
     sigreg_loss,
+    temporal_targets,
+    time_variance_loss,
+    token_losses,
     variance_loss,
 )
 from vjepa.masks import apply_masks
+from vjepa.metrics import moving_loss_share, within_across_std
 from vjepa.models.encoder import VisionTransformer, build_encoder
 from vjepa.models.predictor import Predictor
 
@@ -60,6 +64,9 @@ class JEPA(nn.Module):
         batch_cov: float = 0.0,
         sigreg: float = 0.0,
         sigreg_slices: int = 256,
+        target_mode: str = "raw",
+        time_var: float = 0.0,
+        time_steps: int = 1,
         seed: int = 0,
     ):
         super().__init__()
@@ -81,6 +88,9 @@ class JEPA(nn.Module):
         self.batch_cov = batch_cov
         self.sigreg = sigreg
         self.sigreg_slices = sigreg_slices
+        self.target_mode = target_mode
+        self.time_var = time_var
+        self.time_steps = time_steps  # T of the token grid (t, h, w): frames / tubelet
         self.seed = seed
         self.calls = 0  # forward count: seeds SIGReg's fresh directions (seed, call)
 
@@ -89,8 +99,8 @@ class JEPA(nn.Module):
         """Whether any across-clip term is on (only then are their inputs computed)."""
         return self.batch_var > 0 or self.batch_cov > 0 or self.sigreg > 0
 
-    def forward(self, video: Tensor, ctx_idx: list[Tensor], tgt_idx: list[Tensor]) -> JEPAOutput:
-        self.calls += 1
+    def _targets(self, video: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(teacher features h, regression targets, online full-clip features or None)."""
         online = None  # [B, N, D] online encoder features of the full clip, with gradients
         if self.target == "online":
             online = self.encoder(video)  # [B, N, D]
@@ -100,6 +110,12 @@ class JEPA(nn.Module):
             with torch.no_grad():
                 h = self.target_encoder(video)  # [B, N, D], the full clip
                 targets_all = normalize_targets(h)  # [B, N, D]
+        targets_all = temporal_targets(targets_all, self.time_steps, self.target_mode)
+        return h, targets_all, online
+
+    def forward(self, video: Tensor, ctx_idx: list[Tensor], tgt_idx: list[Tensor]) -> JEPAOutput:
+        self.calls += 1
+        h, targets_all, online = self._targets(video)
         preds, targets = [], []
         # One patch embedding of the clip, then the blocks once per mask generator.
         contexts = self.encoder(video, masks=list(ctx_idx))  # [B, Kc_i, D] each
@@ -117,9 +133,46 @@ class JEPA(nn.Module):
                 value = sum(fn(p) for p in preds) / len(preds)
                 loss = loss + weight * value
                 terms[name] = value.detach()
+        if self.time_var > 0:  # the context encoder on the whole clip (online mode: done already)
+            online = online if online is not None else self.encoder(video)  # [B, N, D]
+            value = time_variance_loss(online, self.time_steps)
+            loss = loss + self.time_var * value
+            terms["time_var"] = value.detach()
         if self.across_clip:
             loss = loss + self._across_clip(video, online, preds, terms)
         return JEPAOutput(loss=loss, terms=terms, target_features=h)
+
+    @torch.no_grad()
+    def health(self, video: Tensor, ctx_idx: list[Tensor], tgt_idx: list[Tensor]) -> dict:
+        """The slow-feature watch (issue 27) on one batch, without gradients.
+
+        ``ctx_*``: :func:`vjepa.metrics.within_across_std` of the CONTEXT encoder (the one that
+        trains) on the whole clips. ``moving_*``: :func:`vjepa.metrics.moving_loss_share` of the
+        first mask pair's per-token loss, a target token moving when its layer-normed teacher
+        feature differs from the same spatial token's at the first time step by RMS > 0.5.
+        """
+        was_training = self.training
+        self.eval()
+        b = video.shape[0]
+        feats = self.encoder(video)  # [B, N, D]
+        out = {
+            f"ctx_{k}": v
+            for k, v in within_across_std(
+                feats.view(b, self.time_steps, -1, feats.shape[-1])
+            ).items()
+        }
+        h, targets_all, _ = self._targets(video)
+        normed = normalize_targets(h)  # [B, N, D]
+        change = temporal_targets(normed, self.time_steps, "delta").pow(2).mean(-1).sqrt()  # [B, N]
+        z = self.encoder(video, masks=[ctx_idx[0]])[0]  # [B, Kc, D]
+        pred = self.predictor(z, ctx_idx[0], tgt_idx[0], mask_index=0)  # [B, Kt, D]
+        per_token = token_losses(
+            pred, apply_masks(targets_all, tgt_idx[0]), self.loss_exp
+        )  # [B, Kt]
+        moved = apply_masks(change[..., None], tgt_idx[0])[..., 0]  # [B, Kt]
+        out |= moving_loss_share(per_token, moved)
+        self.train(was_training)
+        return out
 
     def _across_clip(
         self, video: Tensor, online: Tensor | None, preds: list[Tensor], terms: dict[str, Tensor]
@@ -190,5 +243,8 @@ def build_jepa(cfg: Config) -> JEPA:
         batch_cov=cfg.train.batch_cov,
         sigreg=cfg.train.sigreg,
         sigreg_slices=cfg.train.sigreg_slices,
+        target_mode=cfg.train.target_mode,
+        time_var=cfg.train.time_var,
+        time_steps=frames // m.tubelet_size,
         seed=cfg.run.seed,
     )

@@ -138,6 +138,10 @@ class Task:
     """Optional plot of the run's first batch into the run folder (main process)."""
     fsdp_units: Callable[[nn.Module], list[nn.Module]] = _blocks
     """The submodules that become FSDP2 units when ``train.fsdp`` (default: every ``Block``)."""
+    health: Callable[[nn.Module, dict, torch.device], dict[str, float]] | None = None
+    """Optional ``(unwrapped model, batch, device) -> {name: float}`` at health steps, after the
+    optimizer step, merged into that metrics.jsonl row (pretraining: the slow-feature watch on
+    the context encoder). Every rank calls it at the same steps."""
 
 
 @dataclass
@@ -541,7 +545,10 @@ def _run_loop(run: _Run, nan_steps: Collection[int]) -> None:
         _after_step(run, result, step)
         bar.update(1)
         if c.step % cfg.run.log_every == 0 or health:
-            _emit(run, _log_row(run, result.features if health else None), bar)
+            row = _log_row(run, result.features if health else None)
+            if health and run.task.health is not None:
+                row |= run.task.health(_unwrapped(run), micro[-1], acc.device)
+            _emit(run, row, bar)
         if c.step % cfg.train.checkpoint_every == 0 or c.step == cfg.train.max_steps:
             save(run)
     bar.close()
