@@ -148,3 +148,27 @@ def test_pretraining_logs_the_slow_feature_watch(tmp_path: Path) -> None:
     rows = [r for r in read_metrics(run / "metrics.jsonl") if "ctx_within_clip_std" in r]
     assert [r["step"] for r in rows] == [5]
     assert {"moving_loss_share", "moving_token_frac", "target_std", "time_var"} <= set(rows[0])
+
+
+def test_patch_teacher_keeps_a_static_background_static() -> None:
+    """train.target_features=patch: a static background's delta targets are exactly 0 beside a
+    moving square, while the full teacher's attention mixes the square into every token."""
+    base = [
+        "model.name=tiny_cpu", "model.patch_size=8", "model.pred_width=32", "model.pred_heads=4",
+        "data.crop_size=32", "data.frames_per_clip=8", "mask.kind=future",
+        "train.target_mode=delta",
+    ]  # fmt: skip
+    g = torch.Generator().manual_seed(4)
+    video = torch.randn(1, 3, 1, 32, 32, generator=g).expand(1, 3, 8, 32, 32).clone()
+    for t in range(8):  # a bright square moving right by 1 px per frame in the top-left token row
+        video[:, :, t, 1:6, 1 + t : 6 + t] = 3.0
+    touched = {0, 1}  # spatial tokens (row 0, columns 0 and 1) the square ever covers
+    static = [s for s in range(16) if s not in touched]
+    deltas = {}
+    for feats in ("patch", "encoder"):
+        model = build_jepa(load_config(None, [*base, f"train.target_features={feats}"]))
+        _, targets, _ = model._targets(video)
+        deltas[feats] = targets.view(1, 4, 16, -1)[:, 1:]  # [1, 3, S, D]
+    assert deltas["patch"][:, :, static].abs().max() < 1e-5
+    assert deltas["patch"][:, :, sorted(touched)].abs().max() > 0.1
+    assert deltas["encoder"][:, :, static].abs().max() > 1e-3  # the teacher's attention mixes

@@ -233,6 +233,11 @@ class TrainConfig:
     static background contributes exactly 0. centred: minus the clip's temporal mean per spatial
     token. With sparse targets L1's optimum is the median, 0 wherever the object is not certain;
     pair delta/centred with loss_exp 2 (MSE, the mean) so a partly located object still pays."""
+    target_features: Literal["encoder", "patch"] = "encoder"
+    """What the teacher regresses to (ema mode). encoder: the target encoder's output (V-JEPA).
+    patch: only its patch embedding, a linear projection of each tubelet's pixels with no
+    attention: local targets, exactly constant on a static background, in which a small
+    object's motion is not mixed into every token by the teacher's attention (issue 27)."""
     time_var: float = 0.0
     """Weight of the within-clip variance hinge (PLDM's std_loss_t) on the context encoder's
     features of the whole clip: relu(1 - std over time) per clip, spatial token and feature, so

@@ -65,6 +65,7 @@ class JEPA(nn.Module):
         sigreg: float = 0.0,
         sigreg_slices: int = 256,
         target_mode: str = "raw",
+        target_features: str = "encoder",
         time_var: float = 0.0,
         time_steps: int = 1,
         seed: int = 0,
@@ -89,6 +90,9 @@ class JEPA(nn.Module):
         self.sigreg = sigreg
         self.sigreg_slices = sigreg_slices
         self.target_mode = target_mode
+        if target_features not in ("encoder", "patch"):
+            raise ValueError(f"target_features must be encoder or patch, got {target_features!r}")
+        self.target_features = target_features
         self.time_var = time_var
         self.time_steps = time_steps  # T of the token grid (t, h, w): frames / tubelet
         self.seed = seed
@@ -108,7 +112,10 @@ class JEPA(nn.Module):
             targets_all = online  # LeWM: raw features, no stop-gradient, no target norm
         else:
             with torch.no_grad():
-                h = self.target_encoder(video)  # [B, N, D], the full clip
+                if self.target_features == "patch":  # pixels, linearly projected per tubelet
+                    h = self.target_encoder.patch_embed(video)  # [B, N, D]
+                else:
+                    h = self.target_encoder(video)  # [B, N, D], the full clip
                 targets_all = normalize_targets(h)  # [B, N, D]
         targets_all = temporal_targets(targets_all, self.time_steps, self.target_mode)
         return h, targets_all, online
@@ -244,6 +251,7 @@ def build_jepa(cfg: Config) -> JEPA:
         sigreg=cfg.train.sigreg,
         sigreg_slices=cfg.train.sigreg_slices,
         target_mode=cfg.train.target_mode,
+        target_features=cfg.train.target_features,
         time_var=cfg.train.time_var,
         time_steps=frames // m.tubelet_size,
         seed=cfg.run.seed,
