@@ -228,8 +228,8 @@ class TrainConfig:
     """SIGReg: random projection directions per step."""
     target_mode: Literal["raw", "centred", "delta"] = "raw"
     """Targets relative in time (issue 27, the slow-feature trap). raw: the layer-normed teacher
-    features (V-JEPA). delta: minus the same spatial token's target at the first time step (the
-    context of mask.kind future): the predictor regresses what changed since the context, and a
+    features (V-JEPA). delta: minus the same spatial token's target at the last context time step
+    of mask.kind future (the first time step for other masks): the predictor regresses what changed since the context, and a
     static background contributes exactly 0. centred: minus the clip's temporal mean per spatial
     token. With sparse targets L1's optimum is the median, 0 wherever the object is not certain;
     pair delta/centred with loss_exp 2 (MSE, the mean) so a partly located object still pays."""

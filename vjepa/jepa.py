@@ -68,6 +68,7 @@ class JEPA(nn.Module):
         target_features: str = "encoder",
         time_var: float = 0.0,
         time_steps: int = 1,
+        delta_ref: int = 0,
         seed: int = 0,
     ):
         super().__init__()
@@ -95,6 +96,7 @@ class JEPA(nn.Module):
         self.target_features = target_features
         self.time_var = time_var
         self.time_steps = time_steps  # T of the token grid (t, h, w): frames / tubelet
+        self.delta_ref = delta_ref  # the time step delta targets are taken against
         self.seed = seed
         self.calls = 0  # forward count: seeds SIGReg's fresh directions (seed, call)
 
@@ -117,7 +119,9 @@ class JEPA(nn.Module):
                 else:
                     h = self.target_encoder(video)  # [B, N, D], the full clip
                 targets_all = normalize_targets(h)  # [B, N, D]
-        targets_all = temporal_targets(targets_all, self.time_steps, self.target_mode)
+        targets_all = temporal_targets(
+            targets_all, self.time_steps, self.target_mode, self.delta_ref
+        )
         return h, targets_all, online
 
     def forward(self, video: Tensor, ctx_idx: list[Tensor], tgt_idx: list[Tensor]) -> JEPAOutput:
@@ -170,7 +174,12 @@ class JEPA(nn.Module):
         }
         h, targets_all, _ = self._targets(video)
         normed = normalize_targets(h)  # [B, N, D]
-        change = temporal_targets(normed, self.time_steps, "delta").pow(2).mean(-1).sqrt()  # [B, N]
+        change = (
+            temporal_targets(normed, self.time_steps, "delta", self.delta_ref)
+            .pow(2)
+            .mean(-1)
+            .sqrt()
+        )  # [B, N]
         z = self.encoder(video, masks=[ctx_idx[0]])[0]  # [B, Kc, D]
         pred = self.predictor(z, ctx_idx[0], tgt_idx[0], mask_index=0)  # [B, Kt, D]
         per_token = token_losses(
@@ -216,6 +225,16 @@ class JEPA(nn.Module):
         torch._foreach_add_(target, online, alpha=1.0 - momentum)
 
 
+def delta_reference(cfg: Config) -> int:
+    """The time step ``train.target_mode: delta`` subtracts: the last context time step of
+    ``mask.kind: future`` (the same arithmetic as :func:`vjepa.masks.future_masks`), else 0."""
+    steps = cfg.data.frames_per_clip // cfg.model.tubelet_size
+    if cfg.mask.kind != "future":
+        return 0
+    k = min(max(1, int(round(cfg.mask.ratio * steps))), steps - 1)
+    return steps - k - 1
+
+
 def build_jepa(cfg: Config) -> JEPA:
     """Encoder, predictor and target encoder for ``cfg``, initialised from ``cfg.run.seed``."""
     generator = torch.Generator().manual_seed(cfg.run.seed)
@@ -254,5 +273,6 @@ def build_jepa(cfg: Config) -> JEPA:
         target_features=cfg.train.target_features,
         time_var=cfg.train.time_var,
         time_steps=frames // m.tubelet_size,
+        delta_ref=delta_reference(cfg),
         seed=cfg.run.seed,
     )

@@ -150,12 +150,12 @@ def _on_grid(x: Tensor, steps: int) -> Tensor:
     return x.view(b, steps, n // steps, d)
 
 
-def temporal_targets(targets: Tensor, steps: int, mode: str) -> Tensor:
+def temporal_targets(targets: Tensor, steps: int, mode: str, ref: int = 0) -> Tensor:
     """Targets [B, N, D] (tokens in (t, h, w) order, ``steps`` time steps) made relative in time.
 
-    ``raw``: unchanged. ``delta``: minus the same spatial token's target at the first time step
-    (the context of ``mask.kind: future``), so the predictor regresses the change since the
-    context. ``centred``: minus the clip's temporal mean at that spatial token. Either way a
+    ``raw``: unchanged. ``delta``: minus the same spatial token's target at time step ``ref``
+    (the last context time step of ``mask.kind: future``), so the predictor regresses the
+    change since the context. ``centred``: minus the clip's temporal mean at that spatial token. Either way a
     static background contributes exactly 0 and only what moves is left to predict.
     """
     if mode == "raw":
@@ -163,7 +163,7 @@ def temporal_targets(targets: Tensor, steps: int, mode: str) -> Tensor:
     if mode not in ("delta", "centred"):
         raise ValueError(f"target mode must be raw, delta or centred, got {mode!r}")
     x = _on_grid(targets, steps)  # [B, T, S, D]
-    ref = x[:, :1] if mode == "delta" else x.mean(dim=1, keepdim=True)  # [B, 1, S, D]
+    ref = x[:, ref : ref + 1] if mode == "delta" else x.mean(dim=1, keepdim=True)  # [B, 1, S, D]
     return (x - ref).reshape(targets.shape)
 
 
