@@ -172,3 +172,16 @@ def test_patch_teacher_keeps_a_static_background_static() -> None:
     assert deltas["patch"][:, :, static].abs().max() < 1e-5
     assert deltas["patch"][:, :, sorted(touched)].abs().max() > 0.1
     assert deltas["encoder"][:, :, static].abs().max() > 1e-3  # the teacher's attention mixes
+
+
+def test_delta_is_taken_against_the_last_context_step() -> None:
+    from vjepa.jepa import delta_reference
+
+    base = ["mask.kind=future", "data.frames_per_clip=8", "model.tubelet_size=2"]
+    refs = [
+        delta_reference(load_config(None, [*base, f"mask.ratio={r}"])) for r in (0.75, 0.5, 0.25)
+    ]
+    assert refs == [0, 1, 2]  # 4 time steps: 1, 2 or 3 of them are context
+    assert delta_reference(load_config(None, ["mask.kind=multiblock"])) == 0
+    x = torch.arange(4.0).view(1, 4, 1, 1).expand(1, 4, 2, 3).reshape(1, 8, 3)  # value = t
+    assert temporal_targets(x, 4, "delta", ref=2).view(4, 2, 3)[:, 0, 0].tolist() == [-2, -1, 0, 1]
