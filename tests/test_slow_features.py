@@ -78,6 +78,10 @@ def test_time_variance_hinge_penalises_slow_features_not_moving_ones() -> None:
     moving = 2.0 * torch.randn(8, T * H * W, D, generator=g)  # every token changes over time
     assert time_variance_loss(slow, T) > 0.95  # constant within the clip: full price
     assert time_variance_loss(moving, T) < 0.05
+    # a time code shared by every clip (the same change over time everywhere) is no motion
+    code = 3.0 * torch.randn(1, T, H * W, D, generator=g)
+    timed = (slow.view(8, T, H * W, D) + code).reshape(8, -1, D)
+    assert time_variance_loss(timed, T) > 0.95
     # across clips the slow features differ: the per-sample and batch terms do not see them
     assert slow.view(8, T, -1, D).std(dim=0).mean() > 0.8
 

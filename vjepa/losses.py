@@ -174,8 +174,15 @@ def time_variance_loss(x: Tensor, steps: int, gamma: float = 1.0, eps: float = 1
     time steps at each (clip, spatial token, feature). Features that are constant within a
     clip (slow features: the static background) cost ``gamma``; features that follow what moves
     cost less, 0 once their std over time reaches ``gamma``.
+
+    The batch mean at each (time step, spatial token) is removed first: a ViT can tell time
+    steps apart without any motion (RoPE's offsets differ at the clip's first and last step),
+    and a "time code" shared by every clip would otherwise satisfy the hinge for free. Only
+    variation over time that differs between clips counts.
     """
     z = _on_grid(x, steps)  # [B, T, S, D]
+    if z.shape[0] > 1:
+        z = z - z.mean(dim=0, keepdim=True)  # drop the time code every clip shares
     std = torch.sqrt(z.var(dim=1) + eps)  # [B, S, D]
     return F.relu(gamma - std).mean()
 
