@@ -189,3 +189,25 @@ def test_delta_is_taken_against_the_last_context_step() -> None:
     assert delta_reference(load_config(None, ["mask.kind=multiblock"])) == 0
     x = torch.arange(4.0).view(1, 4, 1, 1).expand(1, 4, 2, 3).reshape(1, 8, 3)  # value = t
     assert temporal_targets(x, 4, "delta", ref=2).view(4, 2, 3)[:, 0, 0].tolist() == [-2, -1, 0, 1]
+
+
+def test_change_weights_put_the_loss_on_what_moves() -> None:
+    """A background copy (the slow solution) pays on the object tokens only; change weights
+    raise that share far above the tokens' count, and leave a still clip unweighted."""
+    from vjepa.losses import change_weights
+
+    g = torch.Generator().manual_seed(5)
+    x, cells = _scene(g)  # the object steps right one token per time step
+    w = change_weights(x, T, 0, strength=10.0)  # [B, N]
+    assert torch.allclose(w.mean(dim=1), torch.ones(len(w)))
+    moving = torch.zeros(T, H * W)
+    for t, s in cells[1:]:
+        moving[t, s] = moving[t, cells[0][1]] = 1.0
+    moving = moving.flatten().bool()
+    assert w[:, moving].min() > 3 * w[:, ~moving].max()
+    still, _ = _scene(g, moving=False)
+    assert torch.allclose(change_weights(still, T, 0, 10.0), torch.ones(6, T * H * W))
+    cfg = load_config(None, ["train.change_weight=2"])
+    assert cfg.train.change_weight == 2
+    with pytest.raises(ConfigError, match="train.change_weight"):
+        load_config(None, ["train.change_weight=-1"])

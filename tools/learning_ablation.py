@@ -41,7 +41,9 @@ def main(argv: list[str]) -> dict:
     start = time.time()
     base = [f"run.dir={root / 'pretrain'}", f"data.shards={shards['train']}", "run.trackers=[]"]
     if name.startswith("random"):
-        cfg = load_config(PRETRAIN_CONFIG, [*base, *[o for o in pre if o.startswith("model.")]])
+        cfg = load_config(
+            PRETRAIN_CONFIG, [*base, *[o for o in pre if o.startswith(("model.", "data."))]]
+        )
         backbone = "random"
     else:
         cfg = load_config(PRETRAIN_CONFIG, [*base, *pre])

@@ -238,6 +238,12 @@ class TrainConfig:
     patch: only its patch embedding, a linear projection of each tubelet's pixels with no
     attention: local targets, exactly constant on a static background, in which a small
     object's motion is not mixed into every token by the teacher's attention (issue 27)."""
+    change_weight: float = 0.0
+    """Weight each target token's loss by 1 + change_weight x the RMS change of its layer-normed
+    teacher feature since the delta reference time step (rescaled to mean 1 per clip), so the
+    few tokens an object moves through carry the loss instead of the static background that a
+    copy of the context solves. Works with raw targets (the predictor still copies what stays).
+    0 = off (every token weighs the same)."""
     time_var: float = 0.0
     """Weight of the within-clip variance hinge (PLDM's std_loss_t) on the context encoder's
     features of the whole clip: relu(1 - std over time) per clip, spatial token and feature, so
@@ -488,6 +494,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "train.batch_cov": _NON_NEGATIVE,
     "train.sigreg": _NON_NEGATIVE,
     "train.time_var": _NON_NEGATIVE,
+    "train.change_weight": _NON_NEGATIVE,
     "train.sigreg_slices": _POSITIVE,
     "probe.epochs": _POSITIVE,
     "probe.batch_size": _POSITIVE,

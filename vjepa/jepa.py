@@ -22,6 +22,7 @@ from vjepa.config import Config
 from vjepa.losses import (
     batch_covariance_loss,
     batch_variance_loss,
+    change_weights,
     covariance_loss,
     jepa_loss,
     normalize_targets,
@@ -69,6 +70,7 @@ class JEPA(nn.Module):
         time_var: float = 0.0,
         time_steps: int = 1,
         delta_ref: int = 0,
+        change_weight: float = 0.0,
         seed: int = 0,
     ):
         super().__init__()
@@ -97,6 +99,7 @@ class JEPA(nn.Module):
         self.time_var = time_var
         self.time_steps = time_steps  # T of the token grid (t, h, w): frames / tubelet
         self.delta_ref = delta_ref  # the time step delta targets are taken against
+        self.change_weight = change_weight
         self.seed = seed
         self.calls = 0  # forward count: seeds SIGReg's fresh directions (seed, call)
 
@@ -133,7 +136,15 @@ class JEPA(nn.Module):
         for i, (z, ctx, tgt) in enumerate(zip(contexts, ctx_idx, tgt_idx)):
             preds.append(self.predictor(z, ctx, tgt, mask_index=i))  # [B, Kt, D]
             targets.append(apply_masks(targets_all, tgt))  # [B, Kt, D]
-        l1 = jepa_loss(preds, targets, self.loss_exp)
+        if self.change_weight > 0:  # weight each target token by how much its target moved
+            normed = normalize_targets(h)  # [B, N, D] (h is detached)
+            w = change_weights(normed, self.time_steps, self.delta_ref, self.change_weight)
+            l1 = sum(
+                (token_losses(p, t, self.loss_exp) * apply_masks(w[..., None], m)[..., 0]).mean()
+                for p, t, m in zip(preds, targets, tgt_idx)
+            ) / len(preds)
+        else:
+            l1 = jepa_loss(preds, targets, self.loss_exp)
         loss, terms = l1, {"l1": l1.detach()}
         # Per-sample VICReg terms on the predictions (V-JEPA's reg_coeff); skipped when off.
         for name, fn, weight in (
@@ -274,5 +285,6 @@ def build_jepa(cfg: Config) -> JEPA:
         time_var=cfg.train.time_var,
         time_steps=frames // m.tubelet_size,
         delta_ref=delta_reference(cfg),
+        change_weight=cfg.train.change_weight,
         seed=cfg.run.seed,
     )

@@ -193,3 +193,17 @@ def token_losses(pred: Tensor, target: Tensor, exp: float = 1.0) -> Tensor:
     if exp != 1.0:
         err = err**exp
     return err.mean(dim=-1) / exp
+
+
+def change_weights(normed: Tensor, steps: int, ref: int, strength: float) -> Tensor:
+    """Per-token loss weights [B, N] that favour the tokens whose target changes over time.
+
+    ``normed`` [B, N, D] layer-normed teacher features in (t, h, w) order. A token's change is
+    the RMS over dims of its difference from the same spatial token at time step ``ref``; its
+    weight is ``1 + strength * change``, rescaled to mean 1 over each clip's tokens (the loss
+    keeps its scale). A clip where nothing moves gets weight 1 everywhere; in a clip with a small
+    moving object the object's tokens carry far more of the loss than their count.
+    """
+    change = temporal_targets(normed, steps, "delta", ref).pow(2).mean(dim=-1).sqrt()  # [B, N]
+    w = 1.0 + strength * change
+    return w / w.mean(dim=1, keepdim=True)
