@@ -116,16 +116,13 @@ def test_config_keys_are_checked() -> None:
 
 
 def test_jepa_delta_mode_and_health_on_a_future_mask() -> None:
-    cfg = load_config(
-        None,
-        [
+    cfg_overrides = [
             "model.name=tiny_cpu", "model.patch_size=8", "model.pred_width=32",
             "model.pred_depth=1", "model.pred_heads=4", "data.crop_size=32", "data.frames_per_clip=8",
             "mask.kind=future", "train.target_mode=delta", "train.loss_exp=2",
             "train.time_var=1.0",
-        ],
-    )  # fmt: skip
-    model = build_jepa(cfg)
+    ]  # fmt: skip
+    model = build_jepa(load_config(None, cfg_overrides))
     video = torch.randn(2, 3, 8, 32, 32)
     n = 4 * 4 * 4
     ctx = [torch.arange(16).expand(2, 16)]  # the first time step
@@ -139,6 +136,9 @@ def test_jepa_delta_mode_and_health_on_a_future_mask() -> None:
         assert math.isfinite(health[key]) and health[key] >= 0
     assert 0 <= health["moving_token_frac"] <= 1 and 0 <= health["moving_loss_share"] <= 1
     assert model.training  # health leaves the mode as it found it
+    weighted = build_jepa(load_config(None, [*cfg_overrides, "train.change_weight=5"]))
+    out_w = weighted(video, ctx, tgt)  # same seed: same weights, same targets
+    assert torch.isfinite(out_w.loss) and not torch.isclose(out_w.terms["l1"], out.terms["l1"])
 
 
 def test_pretraining_logs_the_slow_feature_watch(tmp_path: Path) -> None:
