@@ -117,10 +117,9 @@ def test_config_keys_are_checked() -> None:
 
 def test_jepa_delta_mode_and_health_on_a_future_mask() -> None:
     cfg_overrides = [
-            "model.name=tiny_cpu", "model.patch_size=8", "model.pred_width=32",
-            "model.pred_depth=1", "model.pred_heads=4", "data.crop_size=32", "data.frames_per_clip=8",
-            "mask.kind=future", "train.target_mode=delta", "train.loss_exp=2",
-            "train.time_var=1.0",
+        "model.name=tiny_cpu", "model.patch_size=8", "model.pred_width=32", "model.pred_depth=1",
+        "model.pred_heads=4", "data.crop_size=32", "data.frames_per_clip=8", "mask.kind=future",
+        "train.target_mode=delta", "train.loss_exp=2", "train.time_var=1.0",
     ]  # fmt: skip
     model = build_jepa(load_config(None, cfg_overrides))
     video = torch.randn(2, 3, 8, 32, 32)
