@@ -45,6 +45,8 @@ def test_delta_targets_leave_only_what_moves() -> None:
     centred = temporal_targets(x, T, "centred").view(-1, T, H * W, D)
     assert centred[:, :, static].abs().max() < 1e-6
     assert torch.equal(temporal_targets(x, T, "raw"), x)
+    change = temporal_targets(x, T, "change").view(-1, T, H * W, D)
+    assert torch.equal(change, delta.abs()) and change[:, :, static].max() == 0
     with pytest.raises(ValueError, match="target mode"):
         temporal_targets(x, T, "mean")
 

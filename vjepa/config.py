@@ -226,12 +226,13 @@ class TrainConfig:
     across the clips of the batch against N(0, 1) (~0.05; 0 = off)."""
     sigreg_slices: int = 256
     """SIGReg: random projection directions per step."""
-    target_mode: Literal["raw", "centred", "delta"] = "raw"
+    target_mode: Literal["raw", "centred", "delta", "change"] = "raw"
     """Targets relative in time (issue 27, the slow-feature trap). raw: the layer-normed teacher
     features (V-JEPA). delta: minus the same spatial token's target at the last context time step
     of mask.kind future (the first time step for other masks): the predictor regresses what changed since the context, and a
     static background contributes exactly 0. centred: minus the clip's temporal mean per spatial
-    token. With sparse targets L1's optimum is the median, 0 wherever the object is not certain;
+    token. change: |delta|, never negative, so a predictor at zero still has a mean to move
+    toward where the object goes (delta's changes average to ~0 until the object is located). With sparse targets L1's optimum is the median, 0 wherever the object is not certain;
     pair delta/centred with loss_exp 2 (MSE, the mean) so a partly located object still pays."""
     target_features: Literal["encoder", "patch"] = "encoder"
     """What the teacher regresses to (ema mode). encoder: the target encoder's output (V-JEPA).

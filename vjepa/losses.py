@@ -155,16 +155,20 @@ def temporal_targets(targets: Tensor, steps: int, mode: str, ref: int = 0) -> Te
 
     ``raw``: unchanged. ``delta``: minus the same spatial token's target at time step ``ref``
     (the last context time step of ``mask.kind: future``), so the predictor regresses the
-    change since the context. ``centred``: minus the clip's temporal mean at that spatial token. Either way a
-    static background contributes exactly 0 and only what moves is left to predict.
+    change since the context. ``centred``: minus the clip's temporal mean at that spatial token.
+    ``change``: the absolute value of ``delta`` (where, and how much, each feature changed).
+    Each way a static background contributes exactly 0 and only what moves is left to predict.
     """
     if mode == "raw":
         return targets
-    if mode not in ("delta", "centred"):
-        raise ValueError(f"target mode must be raw, delta or centred, got {mode!r}")
+    if mode not in ("delta", "centred", "change"):
+        raise ValueError(f"target mode must be raw, delta, centred or change, got {mode!r}")
     x = _on_grid(targets, steps)  # [B, T, S, D]
-    ref = x[:, ref : ref + 1] if mode == "delta" else x.mean(dim=1, keepdim=True)  # [B, 1, S, D]
-    return (x - ref).reshape(targets.shape)
+    ref = x[:, ref : ref + 1] if mode != "centred" else x.mean(dim=1, keepdim=True)  # [B, 1, S, D]
+    out = x - ref
+    if mode == "change":  # |delta|: never negative, so where things move has a mean > 0
+        out = out.abs()
+    return out.reshape(targets.shape)
 
 
 def time_variance_loss(x: Tensor, steps: int, gamma: float = 1.0, eps: float = 1e-4) -> Tensor:
