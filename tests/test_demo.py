@@ -52,3 +52,15 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(out), "run.trackers=[]"]) == 0
     rows_after = (run / "metrics.jsonl").read_text().splitlines()
     assert len(rows_after) <= len(rows) + 2  # at most a resume event, no re-training
+
+
+def test_objects_corpus_has_a_dev_split(tmp_path):
+    """`vjepa demo --corpus objects --split dev` needs dev shards (it used to fail after
+    generating the corpus): train / dev / val like pan, disjoint clips."""
+    from vjepa.demo.pretrain import CORPORA, write_demo_corpus
+
+    assert set(CORPORA["objects"]["splits"]) == {"train", "dev", "val"}
+    folders, names = write_demo_corpus(tmp_path, "objects", quick=True)
+    assert set(folders) == {"train", "dev", "val"} and len(names) == 8
+    counts = {s: json.loads((f / "manifest.json").read_text())["count"] for s, f in folders.items()}
+    assert counts == {"train": 64, "dev": 32, "val": 48}

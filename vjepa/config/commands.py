@@ -36,6 +36,11 @@ _OBJECTIVE_KEYS = (
     "batch_cov",
     "sigreg",
     "sigreg_slices",
+    # issue 27's levers, which lived in train.* on the branch that introduced them
+    "target_mode",
+    "target_features",
+    "change_weight",
+    "time_var",
 )
 
 RENAMED: dict[str, str] = {

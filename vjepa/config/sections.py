@@ -288,6 +288,27 @@ class ObjectiveConfig(Section):
     across the clips of the batch against N(0, 1) (~0.05; 0 = off)."""
     sigreg_slices: int = _positive(256)
     """SIGReg: random projection directions per step."""
+    target_mode: Literal["raw", "centred", "delta", "change"] = "raw"
+    """Targets relative in time (issue 27, the slow-feature trap). raw: the layer-normed teacher
+    features (V-JEPA). delta: minus the same spatial token's target at the last context time
+    step of mask.kind future (the first time step for other masks): the predictor regresses what
+    changed since the context, and a static background contributes exactly 0. centred: minus the
+    clip's temporal mean per spatial token. change: |delta|, never negative, so a predictor at
+    zero still has a mean to move toward where the object goes. With sparse targets L1's optimum
+    is the median, 0 wherever the object is not certain: pair delta / centred with loss_exp 2."""
+    target_features: Literal["encoder", "patch"] = "encoder"
+    """What the teacher regresses to (ema mode). encoder: the target encoder's output (V-JEPA).
+    patch: only its patch embedding, a linear projection of each tubelet's pixels: local
+    targets, exactly constant on a static background (issue 27)."""
+    change_weight: float = _non_negative(0.0)
+    """Weight each target token's loss by 1 + change_weight x the RMS change of its layer-normed
+    teacher feature since the delta reference time step (rescaled to mean 1 per clip), so the
+    few tokens an object moves through carry the loss. 0 = off (every token weighs the same)."""
+    time_var: float = _non_negative(0.0)
+    """Weight of the within-clip variance hinge (PLDM's std_loss_t) on the context encoder's
+    features of the whole clip, after removing the time pattern shared by the batch: features
+    that do not vary within a clip over time get no credit. One extra encoder pass per step.
+    0 = off."""
 
 
 @dataclass

@@ -200,6 +200,17 @@ def render_objects(
     cls: str, rng: np.random.Generator, size: int = 64, frames: int = 32
 ) -> np.ndarray:
     """One clip of the ``objects`` style, uint8 ``[T, H, W, 3]``."""
+    return render_objects_with_path(cls, rng, size, frames)[0]
+
+
+def render_objects_with_path(
+    cls: str, rng: np.random.Generator, size: int = 64, frames: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """One ``objects`` clip, uint8 ``[T, H, W, 3]``, and the moving object's centre ``[T, 2]``.
+
+    The centre is (x, y) in pixels, wrapped into ``[0, size)``: the scene is a torus (an object
+    leaving one edge re-enters at the other), so compare positions with a wrap-aware distance.
+    """
     if cls not in STYLES["objects"]:
         raise ValueError(f"unknown objects class {cls!r}; expected one of {STYLES['objects']}")
     s = size / 64.0
@@ -227,10 +238,39 @@ def render_objects(
     tex = _pattern(np.random.default_rng(pat_seed), u, v)[..., None]
     obj = ocol * (0.45 + 0.55 * tex)
     out = bg[None] * (1 - a) + obj * a
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    centre = np.stack([x % size, y % size], axis=-1)  # [T, 2]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), centre
 
 
 RENDER = {"pan": render_pan, "objects": render_objects}
+
+
+def split_clip(
+    style: str,
+    split: str,
+    index: int,
+    per_class: int,
+    *,
+    seed: int = 0,
+    size: int = 64,
+    frames: int = 32,
+) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """Clip ``index`` of a split written by :func:`write_split` with ``per_class`` clips per
+    class: its frames uint8 ``[T, H, W, 3]``, its label, and for ``objects`` the moving object's
+    centre ``[T, 2]`` (x, y) per frame (None for ``pan``, which has no object).
+
+    Rendered again from the clip's own generator, so it is the clip in the shards (before
+    video compression) without reading them.
+    """
+    names = STYLES[style]
+    label = index // per_class
+    if not 0 <= label < len(names):
+        raise IndexError(f"clip {index} out of range for {per_class} clips x {len(names)} classes")
+    rng = clip_rng(seed, style, split, index)
+    if style == "objects":
+        clip, centre = render_objects_with_path(names[label], rng, size, frames)
+        return clip, label, centre
+    return RENDER[style](names[label], rng, size, frames), label, None
 
 
 def encode_clip(frames: np.ndarray, fps: float = 8.0) -> bytes:

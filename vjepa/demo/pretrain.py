@@ -32,6 +32,8 @@ from vjepa.data.surprise_pairs import write_pairs
 from vjepa.data.synthetic import STYLES, write_split
 from vjepa.data.writer import write_shards
 from vjepa.errors import UsageError
+from vjepa.eval.probe.features import load_backbone
+from vjepa.eval.probe.position import position_probe
 from vjepa.eval.probe.report import compare_reports, format_comparison
 from vjepa.eval.probe.run import run_probe
 from vjepa.eval.surprise.run import surprise_vs_random
@@ -68,7 +70,7 @@ PROBE_CONFIGS = {
 CORPORA: dict[str, dict[str, Any]] = {
     # clips per class of each split, and the corpus seed (the second corpus: another seed)
     "pan": {"seed": 0, "splits": {"train": 100, "dev": 50, "val": 100}},
-    "objects": {"seed": 1, "splits": {"train": 75, "val": 75}},
+    "objects": {"seed": 1, "splits": {"train": 75, "dev": 40, "val": 75}},
 }
 QUICK_SPLITS = {"train": 8, "dev": 4, "val": 6}
 
@@ -127,6 +129,23 @@ def probe_overrides(
         f"data.crop_size={cfg.data.crop_size}",
         f"run.seed={cfg.run.seed}",
     ]
+
+
+def position_report(cfg: Config, backbone: str, corpus: str, split: str) -> dict[str, float]:
+    """The object-position probe (vjepa.eval.probe.position) of ``backbone`` (a run folder or
+    ``random``) on the ``corpus`` clips of ``split``; the encoder chosen as for the class probes."""
+    over = probe_overrides(cfg, Path("."), backbone, {"train": "", split: ""}, split)
+    which = next(o.split("=", 1)[1] for o in over if o.startswith("probe.encoder="))
+    encoder, _ = load_backbone(
+        backbone, random_model=cfg.model.name, data_cfg=cfg.data, model_cfg=cfg.model,
+        seed=cfg.run.seed, which=which,
+    )  # fmt: skip
+    spec = CORPORA[corpus]
+    return position_probe(
+        encoder, seed=spec["seed"], splits=spec["splits"], eval_split=split,
+        frames_per_clip=cfg.data.frames_per_clip, frame_step=cfg.data.frame_step,
+        tubelet=cfg.model.tubelet_size, size=cfg.data.crop_size,
+    )  # fmt: skip
 
 
 def surprise_check(out: Path, run_dir: Path, cfg: Config, quick: bool = False) -> dict:
@@ -196,6 +215,18 @@ def run_demo(
     for kind in kinds:
         print(f"{kind}:")
         print(format_comparison(comparisons[kind], ("pretrained", "random-init")))
+    position = {}
+    if corpus == "objects" and not quick:
+        position = {
+            name: position_report(cfg, backbone, corpus, eval_split)
+            for name, backbone in (("pretrained", str(run_dir)), ("random", "random"))
+        }
+        print(
+            "object-position probe (ridge per time step, mean wrap-aware pixel error, lower is "
+            f"better): pretrained {position['pretrained']['position_error']:.2f} px, "
+            f"random-init {position['random']['position_error']:.2f} px, "
+            f"constant guess {position['random']['position_error_const']:.2f} px"
+        )
     print()
     print("Violation of expectation (pairwise accuracy: the impossible video is more surprising):")
     surprise = surprise_check(out, run_dir, cfg, quick)
@@ -208,6 +239,7 @@ def run_demo(
         "random": {k: reports["random"][k]["top1"] for k in kinds},
         "comparison": comparisons,
         "surprise": surprise,
+        "position": position,
     }
     (out / "demo_results.json").write_text(json.dumps(results, indent=2))
     return results

@@ -134,3 +134,80 @@ def sigreg_loss(
     a = torch.randn(d, num_slices, generator=generator).to(z)  # [D, M]
     a = a / a.norm(dim=0, keepdim=True)  # unit directions
     return epps_pulley(z @ a, t_max=t_max, knots=knots).mean()  # [N, B, M] -> [N, M] -> ()
+
+
+# ----------------------------------------------------------------------------------------
+# Levers against the slow-feature trap (issue 27): a static background that differs between
+# clips satisfies the loss while a small moving object is ignored (Sobal et al. 2022).
+# ----------------------------------------------------------------------------------------
+
+
+def _on_grid(x: Tensor, steps: int) -> Tensor:
+    """Tokens [B, N, D] in (t, h, w) order -> [B, T, S, D] (``steps`` = T time steps)."""
+    b, n, d = x.shape
+    if n % steps:
+        raise ValueError(f"{n} tokens do not split into {steps} time steps")
+    return x.view(b, steps, n // steps, d)
+
+
+def temporal_targets(targets: Tensor, steps: int, mode: str, ref: int = 0) -> Tensor:
+    """Targets [B, N, D] (tokens in (t, h, w) order, ``steps`` time steps) made relative in time.
+
+    ``raw``: unchanged. ``delta``: minus the same spatial token's target at time step ``ref``
+    (the last context time step of ``mask.kind: future``), so the predictor regresses the
+    change since the context. ``centred``: minus the clip's temporal mean at that spatial token.
+    ``change``: the absolute value of ``delta`` (where, and how much, each feature changed).
+    Each way a static background contributes exactly 0 and only what moves is left to predict.
+    """
+    if mode == "raw":
+        return targets
+    if mode not in ("delta", "centred", "change"):
+        raise ValueError(f"target mode must be raw, delta, centred or change, got {mode!r}")
+    x = _on_grid(targets, steps)  # [B, T, S, D]
+    ref = x[:, ref : ref + 1] if mode != "centred" else x.mean(dim=1, keepdim=True)  # [B, 1, S, D]
+    out = x - ref
+    if mode == "change":  # |delta|: never negative, so where things move has a mean > 0
+        out = out.abs()
+    return out.reshape(targets.shape)
+
+
+def time_variance_loss(x: Tensor, steps: int, gamma: float = 1.0, eps: float = 1e-4) -> Tensor:
+    """Within-clip variance hinge (PLDM's ``std_loss_t``): ``mean(relu(gamma - std_t))``.
+
+    ``x`` [B, N, D] tokens of whole clips in (t, h, w) order; the std is over the ``steps``
+    time steps at each (clip, spatial token, feature). Features that are constant within a
+    clip (slow features: the static background) cost ``gamma``; features that follow what moves
+    cost less, 0 once their std over time reaches ``gamma``.
+
+    The batch mean at each (time step, spatial token) is removed first: a ViT can tell time
+    steps apart without any motion (RoPE's offsets differ at the clip's first and last step),
+    and a "time code" shared by every clip would otherwise satisfy the hinge for free. Only
+    variation over time that differs between clips counts.
+    """
+    z = _on_grid(x, steps)  # [B, T, S, D]
+    if z.shape[0] > 1:
+        z = z - z.mean(dim=0, keepdim=True)  # drop the time code every clip shares
+    std = torch.sqrt(z.var(dim=1) + eps)  # [B, S, D]
+    return F.relu(gamma - std).mean()
+
+
+def token_losses(pred: Tensor, target: Tensor, exp: float = 1.0) -> Tensor:
+    """Per-token loss [B, K] of :func:`jepa_loss`'s form: mean over dims of |p - t|^exp / exp."""
+    err = (pred - target).abs()  # [B, K, D]
+    if exp != 1.0:
+        err = err**exp
+    return err.mean(dim=-1) / exp
+
+
+def change_weights(normed: Tensor, steps: int, ref: int, strength: float) -> Tensor:
+    """Per-token loss weights [B, N] that favour the tokens whose target changes over time.
+
+    ``normed`` [B, N, D] layer-normed teacher features in (t, h, w) order. A token's change is
+    the RMS over dims of its difference from the same spatial token at time step ``ref``; its
+    weight is ``1 + strength * change``, rescaled to mean 1 over each clip's tokens (the loss
+    keeps its scale). A clip where nothing moves gets weight 1 everywhere; in a clip with a small
+    moving object the object's tokens carry far more of the loss than their count.
+    """
+    change = temporal_targets(normed, steps, "delta", ref).pow(2).mean(dim=-1).sqrt()  # [B, N]
+    w = 1.0 + strength * change
+    return w / w.mean(dim=1, keepdim=True)

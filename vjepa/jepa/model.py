@@ -22,15 +22,20 @@ from vjepa.config import Config
 from vjepa.jepa.losses import (
     batch_covariance_loss,
     batch_variance_loss,
+    change_weights,
     covariance_loss,
     jepa_loss,
     normalize_targets,
     sigreg_loss,
+    temporal_targets,
+    time_variance_loss,
+    token_losses,
     variance_loss,
 )
 from vjepa.jepa.masks import apply_masks
 from vjepa.models.encoder import VisionTransformer, build_encoder
 from vjepa.models.predictor import Predictor
+from vjepa.train.metrics import moving_loss_share, within_across_std
 
 
 @dataclass
@@ -70,6 +75,12 @@ class JEPA(nn.Module):
         batch_cov: float = 0.0,
         sigreg: float = 0.0,
         sigreg_slices: int = 256,
+        target_mode: str = "raw",
+        target_features: str = "encoder",
+        time_var: float = 0.0,
+        time_steps: int = 1,
+        delta_ref: int = 0,
+        change_weight: float = 0.0,
         seed: int = 0,
         target_encoder: nn.Module | None = None,
     ):
@@ -96,6 +107,14 @@ class JEPA(nn.Module):
         self.batch_cov = batch_cov
         self.sigreg = sigreg
         self.sigreg_slices = sigreg_slices
+        self.target_mode = target_mode
+        if target_features not in ("encoder", "patch"):
+            raise ValueError(f"target_features must be encoder or patch, got {target_features!r}")
+        self.target_features = target_features
+        self.time_var = time_var
+        self.time_steps = time_steps  # T of the token grid (t, h, w): frames / tubelet
+        self.delta_ref = delta_ref  # the time step delta targets are taken against
+        self.change_weight = change_weight
         self.seed = seed
         self.calls = 0  # forward count: seeds SIGReg's fresh directions (seed, call)
 
@@ -103,6 +122,25 @@ class JEPA(nn.Module):
     def across_clip(self) -> bool:
         """Whether any across-clip term is on (only then are their inputs computed)."""
         return self.batch_var > 0 or self.batch_cov > 0 or self.sigreg > 0
+
+    def _targets(self, video: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(teacher features h, regression targets, online full-clip features or None)."""
+        online = None  # [B, N, D] online encoder features of the full clip, with gradients
+        if self.target == "online":
+            online = self.encoder(video)  # [B, N, D]
+            h = online.detach()
+            targets_all = online  # LeWM: raw features, no stop-gradient, no target norm
+        else:
+            with torch.no_grad():
+                if self.target_features == "patch":  # pixels, linearly projected per tubelet
+                    h = self.target_encoder.patch_embed(video)  # [B, N, D]
+                else:
+                    h = self.target_encoder(video)  # [B, N, D], the full clip
+                targets_all = normalize_targets(h)  # [B, N, D]
+        targets_all = temporal_targets(
+            targets_all, self.time_steps, self.target_mode, self.delta_ref
+        )
+        return h, targets_all, online
 
     def predict_targets(
         self, video: Tensor, ctx_idx: list[Tensor], tgt_idx: list[Tensor], *, mask_index: int = 0
@@ -113,15 +151,7 @@ class JEPA(nn.Module):
         so a change to the objective's inputs reaches both. ``mask_index``: the predictor's
         mask token for the first mask (mask i uses ``mask_index + i``).
         """
-        online = None  # [B, N, D] online encoder features of the full clip, with gradients
-        if self.target == "online":
-            online = self.encoder(video)  # [B, N, D]
-            h = online.detach()
-            targets_all = online  # LeWM: raw features, no stop-gradient, no target norm
-        else:
-            with torch.no_grad():
-                h = self.target_encoder(video)  # [B, N, D], the full clip
-                targets_all = normalize_targets(h)  # [B, N, D]
+        h, targets_all, online = self._targets(video)
         preds, targets = [], []
         # One patch embedding of the clip, then the blocks once per mask generator.
         contexts = self.encoder(video, masks=list(ctx_idx))  # [B, Kc_i, D] each
@@ -134,7 +164,15 @@ class JEPA(nn.Module):
         self.calls += 1
         out = self.predict_targets(video, ctx_idx, tgt_idx)
         preds, targets, h, online = out.preds, out.targets, out.features, out.online
-        l1 = jepa_loss(preds, targets, self.loss_exp)
+        if self.change_weight > 0:  # weight each target token by how much its target moved
+            normed = normalize_targets(h)  # [B, N, D] (h is detached)
+            w = change_weights(normed, self.time_steps, self.delta_ref, self.change_weight)
+            l1 = sum(
+                (token_losses(p, t, self.loss_exp) * apply_masks(w[..., None], m)[..., 0]).mean()
+                for p, t, m in zip(preds, targets, tgt_idx)
+            ) / len(preds)
+        else:
+            l1 = jepa_loss(preds, targets, self.loss_exp)
         loss, terms = l1, {"l1": l1.detach()}
         # Per-sample VICReg terms on the predictions (V-JEPA's reg_coeff); skipped when off.
         for name, fn, weight in (
@@ -145,9 +183,42 @@ class JEPA(nn.Module):
                 value = sum(fn(p) for p in preds) / len(preds)
                 loss = loss + weight * value
                 terms[name] = value.detach()
+        if self.time_var > 0:  # the context encoder on the whole clip (online mode: done already)
+            online = online if online is not None else self.encoder(video)  # [B, N, D]
+            value = time_variance_loss(online, self.time_steps)
+            loss = loss + self.time_var * value
+            terms["time_var"] = value.detach()
         if self.across_clip:
             loss = loss + self._across_clip(video, online, preds, terms)
         return JEPAOutput(loss=loss, terms=terms, target_features=h)
+
+    @torch.no_grad()
+    def health(self, video: Tensor, ctx_idx: list[Tensor], tgt_idx: list[Tensor]) -> dict:
+        """The slow-feature watch (issue 27) on one batch, without gradients.
+
+        ``ctx_*``: :func:`vjepa.train.metrics.within_across_std` of the CONTEXT encoder (the
+        one that trains) on the whole clips. ``moving_*``:
+        :func:`vjepa.train.metrics.moving_loss_share` of the first mask pair's per-token loss,
+        a target token moving when its layer-normed teacher feature differs from the same
+        spatial token's at the delta reference time step by RMS > 0.5.
+        """
+        was_training = self.training
+        self.eval()
+        b = video.shape[0]
+        feats = self.encoder(video)  # [B, N, D]
+        grid = feats.view(b, self.time_steps, -1, feats.shape[-1])  # [B, T, S, D]
+        out = {f"ctx_{k}": v for k, v in within_across_std(grid).items()}
+        h, targets_all, _ = self._targets(video)
+        normed = normalize_targets(h)  # [B, N, D]
+        delta = temporal_targets(normed, self.time_steps, "delta", self.delta_ref)  # [B, N, D]
+        change = delta.pow(2).mean(-1).sqrt()  # [B, N]
+        z = self.encoder(video, masks=[ctx_idx[0]])[0]  # [B, Kc, D]
+        pred = self.predictor(z, ctx_idx[0], tgt_idx[0], mask_index=0)  # [B, Kt, D]
+        per_token = token_losses(pred, apply_masks(targets_all, tgt_idx[0]), self.loss_exp)
+        moved = apply_masks(change[..., None], tgt_idx[0])[..., 0]  # [B, Kt]
+        out |= moving_loss_share(per_token, moved)
+        self.train(was_training)
+        return out
 
     def _across_clip(
         self, video: Tensor, online: Tensor | None, preds: list[Tensor], terms: dict[str, Tensor]
@@ -184,6 +255,16 @@ class JEPA(nn.Module):
         torch._foreach_add_(target, online, alpha=1.0 - momentum)
 
 
+def delta_reference(cfg: Config) -> int:
+    """The time step ``objective.target_mode: delta`` subtracts: the last context time step of
+    ``mask.kind: future`` (the same arithmetic as :func:`vjepa.jepa.masks.future_masks`), else 0."""
+    steps = cfg.data.frames_per_clip // cfg.model.tubelet_size
+    if cfg.mask.kind != "future":
+        return 0
+    k = min(max(1, int(round(cfg.mask.ratio * steps))), steps - 1)
+    return steps - k - 1
+
+
 def build_jepa(cfg: Config) -> JEPA:
     """Encoder, predictor and target encoder for ``cfg``, initialised from ``cfg.run.seed``."""
     generator = torch.Generator().manual_seed(cfg.run.seed)
@@ -218,5 +299,11 @@ def build_jepa(cfg: Config) -> JEPA:
         batch_cov=cfg.objective.batch_cov,
         sigreg=cfg.objective.sigreg,
         sigreg_slices=cfg.objective.sigreg_slices,
+        target_mode=cfg.objective.target_mode,
+        target_features=cfg.objective.target_features,
+        time_var=cfg.objective.time_var,
+        time_steps=frames // m.tubelet_size,
+        delta_ref=delta_reference(cfg),
+        change_weight=cfg.objective.change_weight,
         seed=cfg.run.seed,
     )

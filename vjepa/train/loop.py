@@ -252,7 +252,10 @@ def _run_loop(run: RunState, nan_steps: Collection[int]) -> None:
         count_step(run, result, step)
         bar.update(1)
         if c.step % cfg.run.log_every == 0 or health:
-            _emit(run, _log_row(run, result.features if health else None), bar)
+            row = _log_row(run, result.features if health else None)
+            if health and run.task.health is not None:
+                row |= run.task.health(cfg, run.unwrapped_model(), micro[-1], acc.device)
+            _emit(run, row, bar)
         if c.step % cfg.train.checkpoint_every == 0 or c.step == cfg.train.max_steps:
             save(run)
     bar.close()

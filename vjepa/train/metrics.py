@@ -212,3 +212,151 @@ def health_metrics(features: torch.Tensor) -> dict[str, float]:
         out["clip_std"] = across_clip_std(features)
         out["position_share"] = position_share(features)
     return out
+
+
+# ----------------------------------------------------------------------------------------
+# The slow-feature trap (issue 27): features that differ between clips but not over time
+# ----------------------------------------------------------------------------------------
+#
+# A JEPA on a static background with a small moving object can satisfy its loss with features
+# of the background alone (Sobal et al. 2022): they differ between clips (so no collapse is
+# seen) and stay constant over time. These take token features on their grid, [B, T, S, D]
+# (clips, time steps, spatial tokens, dims).
+
+
+@torch.no_grad()
+def within_across_std(x: torch.Tensor) -> dict[str, float]:
+    """Within-clip (over time) vs across-clip feature std of tokens ``x`` [B, T, S, D].
+
+    ``within_clip_std``: std over T at each (clip, spatial token, dim), averaged;
+    ``across_clip_std``: std over B at each (time step, spatial token, dim), averaged;
+    ``within_across_ratio``: their ratio. A slow-feature solution has a ratio near 0 (features
+    fixed within a clip, different between clips); features that follow the motion raise it.
+    NaN where an axis has fewer than 2 entries.
+    """
+    x = x.detach().float()
+    if x.dim() != 4:
+        raise ValueError(f"expected tokens [B, T, S, D], got shape {tuple(x.shape)}")
+    within = float(x.std(dim=1).mean()) if x.shape[1] > 1 else math.nan
+    across = float(x.std(dim=0).mean()) if x.shape[0] > 1 else math.nan
+    return {
+        "within_clip_std": within,
+        "across_clip_std": across,
+        "within_across_ratio": within / across if across > 0 else math.nan,
+    }
+
+
+@torch.no_grad()
+def moving_loss_share(
+    token_loss: torch.Tensor, target_change: torch.Tensor, threshold: float = 0.5
+) -> dict[str, float]:
+    """Share of the loss on target tokens whose target changes over time.
+
+    ``token_loss`` [B, K] (the loss of each target token, e.g. mean |p - t| over dims) and
+    ``target_change`` [B, K] (how much that token's target differs from the same spatial
+    position's target at the first time step, e.g. the RMS over dims of the difference of the
+    layer-normed targets). A token is *moving* when its change exceeds ``threshold`` (layer-normed
+    features have RMS 1, so 0.5 is a large change). Keys: ``moving_token_frac`` (share of target
+    tokens that move) and ``moving_loss_share`` (share of the summed loss they carry). When the
+    share stays at the fraction, the loss treats moving and static tokens alike; a loss that
+    copies the static background well and misses the object has a share far above it.
+    """
+    moving = (target_change > threshold).float()  # [B, K]
+    total = token_loss.float().sum()
+    return {
+        "moving_token_frac": float(moving.mean()),
+        "moving_loss_share": float((token_loss.float() * moving).sum() / total)
+        if total > 0
+        else math.nan,
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# The object-position probe (issue 27): a frozen per-time-step ridge regression
+# ----------------------------------------------------------------------------------------
+
+
+def torus_targets(xy: torch.Tensor, size: float) -> torch.Tensor:
+    """Positions on a torus ``xy`` [M, 2] (pixels in [0, size)) -> [M, 4] (cos, sin of x, y).
+
+    The objects scene wraps (an object leaving one edge re-enters at the other), so a raw x of
+    63 and of 0 are neighbours; their angles are too.
+    """
+    ang = xy.double() * (2 * math.pi / size)  # [M, 2]
+    return torch.cat([ang.cos(), ang.sin()], dim=1)  # [M, 4]: cos x, cos y, sin x, sin y
+
+
+def torus_positions(pred: torch.Tensor, size: float) -> torch.Tensor:
+    """Inverse of :func:`torus_targets`: [M, 4] (cos x, cos y, sin x, sin y) -> [M, 2] pixels."""
+    ang = torch.atan2(pred[:, 2:], pred[:, :2])  # [M, 2] in (-pi, pi]
+    return (ang * (size / (2 * math.pi))) % size
+
+
+def torus_error(pred_xy: torch.Tensor, true_xy: torch.Tensor, size: float) -> torch.Tensor:
+    """Wrap-aware Euclidean pixel distance [M] between positions [M, 2] on a ``size`` torus."""
+    d = (pred_xy.double() - true_xy.double() + size / 2) % size - size / 2  # [M, 2]
+    return d.norm(dim=1)
+
+
+def ridge_fit(x: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tensor, ...]:
+    """Ridge regression ``y ~ x`` on standardised features; returns (mean, std, W, bias).
+
+    ``x`` [M, F], ``y`` [M, O]; ``lam`` is the L2 penalty relative to the number of samples.
+    Solved in the dual when F > M (cheaper for the flattened token features).
+    """
+    x, y = x.double(), y.double()
+    mu, sd = x.mean(dim=0), x.std(dim=0).clamp_min(1e-6)
+    xs = (x - mu) / sd  # [M, F]
+    ym = y.mean(dim=0)
+    m, f = xs.shape
+    if f > m:
+        k = xs @ xs.T + lam * m * torch.eye(m, dtype=xs.dtype)  # [M, M]
+        w = xs.T @ torch.linalg.solve(k, y - ym)  # [F, O]
+    else:
+        k = xs.T @ xs + lam * m * torch.eye(f, dtype=xs.dtype)  # [F, F]
+        w = torch.linalg.solve(k, xs.T @ (y - ym))
+    return mu, sd, w, ym
+
+
+def ridge_predict(model: tuple[torch.Tensor, ...], x: torch.Tensor) -> torch.Tensor:
+    """Predictions [M, O] of a :func:`ridge_fit` model on features ``x`` [M, F]."""
+    mu, sd, w, ym = model
+    return ((x.double() - mu) / sd) @ w + ym
+
+
+def position_probe_error(
+    train_x: torch.Tensor,
+    train_xy: torch.Tensor,
+    val_x: torch.Tensor,
+    val_xy: torch.Tensor,
+    size: float,
+    lams: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0),
+) -> dict[str, float]:
+    """Frozen position probe: ridge from features to the (cos, sin) of the object's centre.
+
+    ``*_x`` [M, F] features of one time step of a clip (e.g. its spatial tokens flattened),
+    ``*_xy`` [M, 2] the object's centre in pixels on the ``size`` torus. The penalty is chosen
+    on the last fifth of the train rows (never on val), then refit on all of them. Returns the
+    mean wrap-aware pixel error on val (``position_error``), its median, and the error of always
+    answering the train set's circular mean (``position_error_const``: what a probe that sees
+    nothing reaches; a uniform random guess on a 64 torus averages ~24.5 px).
+    """
+    cut = max(1, int(0.8 * len(train_x)))
+    tgt = torus_targets(train_xy, size)
+    best = None
+    for lam in lams:
+        model = ridge_fit(train_x[:cut], tgt[:cut], lam)
+        err = torus_error(
+            torus_positions(ridge_predict(model, train_x[cut:]), size), train_xy[cut:], size
+        )
+        if best is None or float(err.mean()) < best[0]:
+            best = (float(err.mean()), lam)
+    model = ridge_fit(train_x, tgt, best[1])
+    err = torus_error(torus_positions(ridge_predict(model, val_x), size), val_xy, size)
+    const = torus_positions(tgt.mean(dim=0, keepdim=True), size).expand(len(val_xy), 2)
+    return {
+        "position_error": float(err.mean()),
+        "position_error_median": float(err.median()),
+        "position_error_const": float(torus_error(const, val_xy, size).mean()),
+        "position_lam": best[1],
+    }

@@ -96,6 +96,14 @@ def _forward(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -
     return StepOutput(loss=out.loss, terms=out.terms, features=out.target_features)
 
 
+def _health(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -> dict[str, float]:
+    """The slow-feature watch of :meth:`vjepa.jepa.JEPA.health` on one batch (health steps)."""
+    video = _video_on_device(batch, cfg, device)  # [B, C, T, H, W]
+    ctx = [m.to(device) for m in batch["ctx_idx"]]  # [B, Kc] each
+    tgt = [m.to(device) for m in batch["tgt_idx"]]  # [B, Kt] each
+    return model.health(video, ctx, tgt)
+
+
 def _update_target(model: nn.Module, momentum: float) -> None:
     model.update_target(momentum)
 
@@ -126,6 +134,7 @@ def pretrain_task() -> Task:
         update_target=_update_target,
         rows=lambda batch: int(batch["video"].shape[0]),  # B * data.num_clips clips
         plot_first_batch=_plot_masks,
+        health=_health,
     )
 
 

@@ -95,3 +95,7 @@ class Task:
     """Optional ``(cfg, batch, run_dir)`` plot of the run's first batch (main process)."""
     fsdp_units: Callable[[nn.Module], list[nn.Module]] = _blocks
     """The submodules that become FSDP2 units when ``train.fsdp`` (default: every ``Block``)."""
+    health: Callable[[Config, nn.Module, dict, torch.device], dict[str, float]] | None = None
+    """Optional ``(cfg, unwrapped model, batch, device) -> {name: float}`` at health steps,
+    after the optimizer step, merged into that metrics.jsonl row (pretraining: the slow-feature
+    watch on the context encoder). Every rank calls it at the same steps."""
