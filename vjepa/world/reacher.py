@@ -11,7 +11,6 @@ links and a yellow fingertip, all with soft edges.
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 
 from vjepa.world.planar import PlanarEnv, paint
@@ -62,9 +61,8 @@ class ReacherEnv(PlanarEnv):
         success_distance: float = 0.04,
     ) -> None:
         high = np.array([np.pi, ELBOW_LIMIT], dtype=np.float32)
-        space = gym.spaces.Box(-high, high, dtype=np.float32)
         state = np.zeros(2, dtype=np.float32)
-        super().__init__(render_mode, size, max_step, success_distance, space, state)
+        super().__init__(render_mode, size, max_step, success_distance, state, -high, high)
 
     def step_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Next joint angles [N, 2] from angles [N, 2] and actions [N, 2] (clipped to [-1, 1])."""
