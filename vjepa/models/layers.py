@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from timm.layers import Mlp
 from torch import Tensor, nn
 
+Rope = tuple[Tensor, Tensor] | None  # the (cos, sin) tables of 3D RoPE, [B|1, N, hd] each
+
 LN_EPS = 1e-6  # every model LayerNorm (the target normalisation uses torch's 1e-5, see losses)
 ROPE_BASE = 10000.0
 
@@ -163,12 +165,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=True)  # rows: q, k, v; each head-major
         self.proj = nn.Linear(dim, dim)
 
-    def forward(
-        self,
-        x: Tensor,
-        rope: tuple[Tensor, Tensor] | None = None,
-        attn_mask: Tensor | None = None,
-    ) -> Tensor:
+    def forward(self, x: Tensor, rope: Rope = None, attn_mask: Tensor | None = None) -> Tensor:
         """``attn_mask``: bool [N, N], True where query i may attend to key j (None: all)."""
         B, N, C = x.shape
         # Heads stay in [B, N, H, hd] memory order (q, k, v are transposed views, the same
@@ -199,12 +196,7 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.mlp = Mlp(dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
 
-    def forward(
-        self,
-        x: Tensor,
-        rope: tuple[Tensor, Tensor] | None = None,
-        attn_mask: Tensor | None = None,
-    ) -> Tensor:
+    def forward(self, x: Tensor, rope: Rope = None, attn_mask: Tensor | None = None) -> Tensor:
         x = x + self.attn(self.norm1(x), rope, attn_mask)  # [B, N, D]
         return x + self.mlp(self.norm2(x))  # [B, N, D]
 

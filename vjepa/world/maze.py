@@ -16,19 +16,17 @@ one path between two positions (oracle subgoals for the subgoal-reachability rep
 from __future__ import annotations
 
 from collections import deque
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from vjepa.world.planar import PlanarEnv, paint, slide
+from vjepa.world.planar import PlanarEnv, paint, palette, slide
 
 AGENT_RADIUS = 0.03
 WALL_HALF_WIDTH = 0.016
 SUBSTEPS = 4
 
-_FLOOR = np.array([232, 228, 215], dtype=np.float32)
-_WALL = np.array([45, 45, 70], dtype=np.float32)
-_AGENT = np.array([220, 40, 30], dtype=np.float32)
+_FLOOR, _WALL, _AGENT = palette((232, 228, 215), (45, 45, 70), (220, 40, 30))
 
 
 def maze_edges(n: int, seed: int) -> set[tuple[int, int]]:
@@ -71,17 +69,16 @@ def wall_boxes(n: int, edges: set[tuple[int, int]]) -> np.ndarray:
 class MazeEnv(PlanarEnv):
     """A point agent in a fixed n x n maze; tasks are ``min_cells`` or more cells apart."""
 
+    default_max_step = 0.03
+
     def __init__(
         self,
-        render_mode: str | None = "rgb_array",
-        size: int = 64,
         n: int = 4,
         layout_seed: int = 3,
-        max_step: float = 0.03,
-        success_distance: float = 0.05,
         min_cells: int = 5,
         max_episode_steps: int = 200,
         split: Literal["far", "any"] = "far",
+        **planar: Any,
     ) -> None:
         if n < 2:
             raise ValueError(f"MazeEnv needs n >= 2 cells a side, got {n}")
@@ -90,7 +87,7 @@ class MazeEnv(PlanarEnv):
         self.edges = maze_edges(n, layout_seed)
         self._boxes = wall_boxes(n, self.edges)  # [W, 4]
         state = np.array([0.5 / n, 0.5 / n], dtype=np.float32)
-        super().__init__(render_mode, size, max_step, success_distance, state)
+        super().__init__(state, **planar)
 
     # -- geometry -------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from vjepa.world.planar import PlanarEnv, paint
+from vjepa.world.planar import PlanarEnv, paint, palette
 
 AGENT_RADIUS = 0.035
 LAVA_R_RANGE = (0.1, 0.14)
@@ -30,10 +30,9 @@ ICE_RING = 0.09
 SLIP_STEPS = 2
 MIN_TASK_DISTANCE = 0.55
 
-_FLOOR = np.array([230, 230, 220], dtype=np.float32)
-_LAVA = np.array([240, 120, 20], dtype=np.float32)
-_ICE = np.array([190, 225, 250], dtype=np.float32)
-_AGENT = np.array([200, 30, 40], dtype=np.float32)
+_FLOOR, _LAVA, _ICE, _AGENT = palette(
+    (230, 230, 220), (240, 120, 20), (190, 225, 250), (200, 30, 40)
+)
 
 
 class PatchRoomEnv(PlanarEnv):
@@ -44,13 +43,10 @@ class PatchRoomEnv(PlanarEnv):
 
     def __init__(
         self,
-        render_mode: str | None = "rgb_array",
-        size: int = 64,
-        max_step: float = 0.05,
-        success_distance: float = 0.05,
         lava: bool = True,
         ice: bool = False,
         slip_prob: float = 0.5,
+        **planar: Any,
     ) -> None:
         if not (lava or ice):
             raise ValueError("PatchRoomEnv needs lava, ice or both")
@@ -58,7 +54,7 @@ class PatchRoomEnv(PlanarEnv):
             raise ValueError(f"slip_prob must be within [0, 1], got {slip_prob}")
         self.lava, self.ice, self.slip_prob = bool(lava), bool(ice), float(slip_prob)
         start, _ = self._task(np.random.default_rng(0))
-        super().__init__(render_mode, size, max_step, success_distance, start)
+        super().__init__(start, **planar)
 
     # -- tasks ----------------------------------------------------------------------------------
 

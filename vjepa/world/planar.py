@@ -17,6 +17,11 @@ import gymnasium as gym
 import numpy as np
 
 
+def palette(*colours: tuple[int, int, int]) -> tuple[np.ndarray, ...]:
+    """RGB ``colours`` as float32 arrays [3] (a render's paints)."""
+    return tuple(np.array(c, dtype=np.float32) for c in colours)
+
+
 def paint(img: np.ndarray, dist: np.ndarray, radius: float, color: np.ndarray, size: int):
     """``img`` [H, W, 3] with ``color`` over pixels within ``radius`` (world units) of a shape,
     given each pixel's distance ``dist`` [H, W] to it, with a one-pixel soft edge."""
@@ -54,21 +59,30 @@ class PlanarEnv(gym.Env):
     state_desc = "2 values"  # what a state is, for the error on a bad reset state
     state_dim = 2  # values in a state (a scene that varies per task is part of the state)
 
+    default_max_step = 0.05  # the largest move of a coordinate per step, unless given
+    default_success_distance = 0.05  # the goal distance that counts as reached, unless given
+
     def __init__(
         self,
-        render_mode: str | None,
-        size: int,
-        max_step: float,
-        success_distance: float,
         state: np.ndarray,
+        *,
         low: float | np.ndarray = 0.0,
         high: float | np.ndarray = 1.0,
+        render_mode: str | None = "rgb_array",
+        size: int = 64,
+        max_step: float | None = None,
+        success_distance: float | None = None,
     ) -> None:
-        """``low`` / ``high``: the bounds of a state (the observation space), per value or all."""
+        """``state``: the initial state [S]; ``low`` / ``high``: the bounds of a state (the
+        observation space), per value or all; ``max_step`` / ``success_distance``: None takes
+        the env's ``default_max_step`` / ``default_success_distance``. Subclasses take
+        ``render_mode``, ``size``, ``max_step`` and ``success_distance`` as ``**planar``."""
         self.render_mode = render_mode
         self.size = size
-        self.max_step = float(max_step)
-        self.success_distance = float(success_distance)
+        self.max_step = float(self.default_max_step if max_step is None else max_step)
+        self.success_distance = float(
+            self.default_success_distance if success_distance is None else success_distance
+        )
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self.observation_space = gym.spaces.Box(
             np.broadcast_to(np.asarray(low, np.float32), (self.state_dim,)),

@@ -17,11 +17,11 @@ the oracle planner uses to roll out thousands of action sequences at once.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from vjepa.world.planar import PlanarEnv, paint, slide
+from vjepa.world.planar import PlanarEnv, paint, palette, slide
 
 # Geometry in world units (the unit square). The wall's x-range and the door's y-range are
 # the free-space boundaries for the agent's centre once its radius is added.
@@ -33,9 +33,7 @@ AGENT_RADIUS = 0.035
 # tunnels through it.
 SUBSTEPS = 4
 
-_FLOOR = np.array([230, 230, 220], dtype=np.float32)
-_WALL = np.array([40, 40, 60], dtype=np.float32)
-_AGENT = np.array([220, 40, 30], dtype=np.float32)
+_FLOOR, _WALL, _AGENT = palette((230, 230, 220), (40, 40, 60), (220, 40, 30))
 
 
 def _blocked(xy: np.ndarray) -> np.ndarray:
@@ -56,17 +54,14 @@ class TwoRoomsEnv(PlanarEnv):
 
     def __init__(
         self,
-        render_mode: str | None = "rgb_array",
-        size: int = 64,
-        max_step: float = 0.05,
         split: Literal["hard", "any"] = "hard",
-        success_distance: float = 0.05,
+        **planar: Any,
     ) -> None:
         if split not in ("hard", "any"):
             raise ValueError(f"TwoRoomsEnv split must be 'hard' or 'any', got {split!r}")
         self.split = split
         state = np.array([0.25, 0.5], dtype=np.float32)
-        super().__init__(render_mode, size, max_step, success_distance, state)
+        super().__init__(state, **planar)
 
     # -- batched dynamics (pure, used by collect's bookkeeping and the oracle planner) ----
 

@@ -16,9 +16,11 @@ so collected trajectories see many scenes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from vjepa.world.planar import PlanarEnv, paint, slide
+from vjepa.world.planar import PlanarEnv, paint, palette, slide
 
 AGENT_RADIUS = 0.035
 WALL_HALF_WIDTH = 0.025
@@ -27,10 +29,9 @@ DOOR_HALF_RANGE = (0.09, 0.14)  # the door's half height; the agent's diameter i
 DIST_R_RANGE = (0.15, 0.22)
 SUBSTEPS = 4  # each sub-step is shorter than the wall's thickness: no move tunnels through
 
-_FLOOR = np.array([230, 230, 220], dtype=np.float32)
-_WALL = np.array([40, 40, 60], dtype=np.float32)
-_AGENT = np.array([220, 40, 30], dtype=np.float32)
-_DISTRACTOR = np.array([70, 150, 230], dtype=np.float32)
+_FLOOR, _WALL, _AGENT, _DISTRACTOR = palette(
+    (230, 230, 220), (40, 40, 60), (220, 40, 30), (70, 150, 230)
+)
 
 
 def blocked(xy: np.ndarray, scene: np.ndarray) -> np.ndarray:
@@ -50,16 +51,13 @@ class VariedRoomsEnv(PlanarEnv):
 
     def __init__(
         self,
-        render_mode: str | None = "rgb_array",
-        size: int = 64,
-        max_step: float = 0.05,
-        success_distance: float = 0.05,
         distractor: bool = True,
+        **planar: Any,
     ) -> None:
         self.distractor = bool(distractor)
         rng = np.random.default_rng(0)
         state = self._task_state(rng, self._scene(rng), None)
-        super().__init__(render_mode, size, max_step, success_distance, state)
+        super().__init__(state, **planar)
 
     # -- scenes and positions -----------------------------------------------------------------
 
