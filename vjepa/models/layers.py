@@ -242,6 +242,25 @@ def rescale_blocks(blocks: nn.ModuleList) -> None:
         blk.mlp.fc2.weight.div_(math.sqrt(2.0 * (i + 1)))
 
 
+def add_predictor_stack(
+    module: nn.Module, *, embed_dim: int, width: int, depth: int, heads: int, mlp_ratio: float
+) -> None:
+    """Register the transformer stack both predictors share on ``module``, under the names
+    their checkpoints use: ``predictor_blocks`` (``depth`` blocks of ``width``),
+    ``predictor_norm`` and ``predictor_proj`` (back to ``embed_dim``)."""
+    module.predictor_blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(depth))
+    module.predictor_norm = nn.LayerNorm(width, eps=LN_EPS)
+    module.predictor_proj = nn.Linear(width, embed_dim)
+
+
+def init_predictor(module: nn.Module, generator: torch.Generator | None) -> None:
+    """Reference init of a predictor: trunc-normal 0.02, then depth rescaling of its
+    ``predictor_blocks`` (seed 0 when no generator)."""
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    init_weights(module, generator)
+    rescale_blocks(module.predictor_blocks)  # type: ignore[arg-type]
+
+
 # ----------------------------------------------------------------------------------------
 # A block evaluated at some rows only (the predictor's last block)
 # ----------------------------------------------------------------------------------------
