@@ -57,6 +57,10 @@ class VideoEncoder(nn.Module):
     ``preprocess`` turns uint8 frames into that input; ``pool`` averages the tokens.
     """
 
+    # A training checkpoint stores this module's file with the bare ViT keys (as an export):
+    # vjepa.train.checkpoint drops this prefix on save and puts it back on restore.
+    checkpoint_prefix = "encoder."
+
     def __init__(
         self, encoder: nn.Module, config: dict[str, Any], *, source: str, weights_file: Path
     ) -> None:

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from timm.layers import Mlp
 from torch import Tensor, nn
 
+Rope = tuple[Tensor, Tensor] | None  # the (cos, sin) tables of 3D RoPE, [B|1, N, hd] each
+
 LN_EPS = 1e-6  # every model LayerNorm (the target normalisation uses torch's 1e-5, see losses)
 ROPE_BASE = 10000.0
 
@@ -163,12 +165,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=True)  # rows: q, k, v; each head-major
         self.proj = nn.Linear(dim, dim)
 
-    def forward(
-        self,
-        x: Tensor,
-        rope: tuple[Tensor, Tensor] | None = None,
-        attn_mask: Tensor | None = None,
-    ) -> Tensor:
+    def forward(self, x: Tensor, rope: Rope = None, attn_mask: Tensor | None = None) -> Tensor:
         """``attn_mask``: bool [N, N], True where query i may attend to key j (None: all)."""
         B, N, C = x.shape
         # Heads stay in [B, N, H, hd] memory order (q, k, v are transposed views, the same
@@ -199,12 +196,7 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.mlp = Mlp(dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
 
-    def forward(
-        self,
-        x: Tensor,
-        rope: tuple[Tensor, Tensor] | None = None,
-        attn_mask: Tensor | None = None,
-    ) -> Tensor:
+    def forward(self, x: Tensor, rope: Rope = None, attn_mask: Tensor | None = None) -> Tensor:
         x = x + self.attn(self.norm1(x), rope, attn_mask)  # [B, N, D]
         return x + self.mlp(self.norm2(x))  # [B, N, D]
 
@@ -248,6 +240,25 @@ def rescale_blocks(blocks: nn.ModuleList) -> None:
     for i, blk in enumerate(blocks):
         blk.attn.proj.weight.div_(math.sqrt(2.0 * (i + 1)))
         blk.mlp.fc2.weight.div_(math.sqrt(2.0 * (i + 1)))
+
+
+def add_predictor_stack(
+    module: nn.Module, *, embed_dim: int, width: int, depth: int, heads: int, mlp_ratio: float
+) -> None:
+    """Register the transformer stack both predictors share on ``module``, under the names
+    their checkpoints use: ``predictor_blocks`` (``depth`` blocks of ``width``),
+    ``predictor_norm`` and ``predictor_proj`` (back to ``embed_dim``)."""
+    module.predictor_blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(depth))
+    module.predictor_norm = nn.LayerNorm(width, eps=LN_EPS)
+    module.predictor_proj = nn.Linear(width, embed_dim)
+
+
+def init_predictor(module: nn.Module, generator: torch.Generator | None) -> None:
+    """Reference init of a predictor: trunc-normal 0.02, then depth rescaling of its
+    ``predictor_blocks`` (seed 0 when no generator)."""
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    init_weights(module, generator)
+    rescale_blocks(module.predictor_blocks)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------

@@ -13,11 +13,9 @@ from torch import Tensor, nn
 from vjepa.jepa.masks import apply_masks
 from vjepa.models.encoder import PosEmbed, token_grid
 from vjepa.models.layers import (
-    LN_EPS,
-    Block,
+    add_predictor_stack,
     block_rows,
-    init_weights,
-    rescale_blocks,
+    init_predictor,
     rope_cos_sin,
     run_blocks,
     sincos_pos_embed_3d,
@@ -77,16 +75,14 @@ class Predictor(nn.Module):
         )
         if pos_embed == "sincos":
             self.register_buffer("predictor_pos_embed", sincos_pos_embed_3d(self.grid, width)[None])
-        self.predictor_blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(depth))
-        self.predictor_norm = nn.LayerNorm(width, eps=LN_EPS)
-        self.predictor_proj = nn.Linear(width, embed_dim)
+        add_predictor_stack(
+            self, embed_dim=embed_dim, width=width, depth=depth, heads=heads, mlp_ratio=mlp_ratio
+        )
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Reference init; mask tokens start at zero (``zero_init_mask_tokens`` of the configs)."""
-        generator = generator if generator is not None else torch.Generator().manual_seed(0)
-        init_weights(self, generator)
-        rescale_blocks(self.predictor_blocks)
+        init_predictor(self, generator)
         for token in self.mask_tokens:
             nn.init.zeros_(token)
 

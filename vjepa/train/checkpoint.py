@@ -33,7 +33,10 @@ through :func:`save_training_state` / :func:`restore_training_state`: the model 
 one safetensors file per top-level child module (``encoder``, ``predictor``,
 ``target_encoder`` for pretraining; whatever children a world model has), gathered in full on
 rank 0 also under FSDP (``torch.distributed.checkpoint.state_dict``), plus the optimizer, the
-RNG state and data position of every rank.
+RNG state and data position of every rank. A child with a ``checkpoint_prefix`` (a wrapper
+such as the world model's VideoEncoder, ``"encoder."``) has that prefix dropped from its
+file's keys, so the file holds the bare ViT keys as an export does; a file of the older form
+(the prefix kept) still restores.
 """
 
 from __future__ import annotations
@@ -212,8 +215,19 @@ def load_checkpoint(
 # ----------------------------------------------------------------------------------------
 
 
-def split_weights(full: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
-    """{"encoder.x": t, ...} -> {"encoder": {"x": t}, ...}: one file per top-level child."""
+def file_prefixes(model: torch.nn.Module) -> dict[str, str]:
+    """The key prefix each top-level child's file drops: its ``checkpoint_prefix``, if any."""
+    return {
+        name: str(getattr(child, "checkpoint_prefix", "")) for name, child in model.named_children()
+    }
+
+
+def split_weights(
+    full: dict[str, torch.Tensor], prefixes: dict[str, str] | None = None
+) -> dict[str, dict[str, torch.Tensor]]:
+    """{"encoder.x": t, ...} -> {"encoder": {"x": t}, ...}: one file per top-level child, each
+    key less the child's prefix in ``prefixes`` (see :func:`file_prefixes`)."""
+    prefixes = prefixes or {}
     out: dict[str, dict[str, torch.Tensor]] = {}
     for name, tensor in full.items():
         head, dot, rest = name.partition(".")
@@ -222,8 +236,25 @@ def split_weights(full: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Te
                 f"model entry {name!r} is not inside a child module; checkpoints store one "
                 "file per top-level child (put it in a submodule)"
             )
-        out.setdefault(head, {})[rest] = tensor
+        prefix = prefixes.get(head, "")
+        if not rest.startswith(prefix):
+            raise RuntimeError(f"model entry {name!r} is not under {head}.{prefix}")
+        out.setdefault(head, {})[rest[len(prefix) :]] = tensor
     return out
+
+
+def join_weights(
+    files: dict[str, dict[str, torch.Tensor]], prefixes: dict[str, str]
+) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`split_weights`: full model keys from one state dict per child.
+    A file whose keys all carry the child's prefix already (the older form) is taken as is."""
+    full: dict[str, torch.Tensor] = {}
+    for head, state in files.items():
+        prefix = prefixes.get(head, "")
+        if prefix and state and all(k.startswith(prefix) for k in state):
+            prefix = ""  # written before the prefix was dropped
+        full.update({f"{head}.{prefix}{k}": t for k, t in state.items()})
+    return full
 
 
 def rng_state() -> dict[str, Any]:
@@ -264,7 +295,7 @@ def save_training_state(
     )
 
     full = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    weights = split_weights(get_model_state_dict(model, options=full))
+    weights = split_weights(get_model_state_dict(model, options=full), file_prefixes(model))
     optim = get_optimizer_state_dict(model, _raw_optimizer(optimizer), options=full)
     ranks = gather_object([{**per_rank, "rng": rng_state()}])
     folder = None
@@ -306,7 +337,7 @@ def restore_training_state(
     missing = [n for n in names if n not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: no weights for {missing} (a checkpoint of another model?)")
-    full = {f"{k}.{n}": t for k in names for n, t in ckpt[k].items()}
+    full = join_weights({k: ckpt[k] for k in names}, file_prefixes(model))
     opts = StateDictOptions(full_state_dict=True)
     set_model_state_dict(model, full, options=opts)  # strict: every key must match
     set_optimizer_state_dict(model, _raw_optimizer(optimizer), ckpt["optimizer"], options=opts)

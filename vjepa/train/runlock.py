@@ -31,7 +31,6 @@ import os
 import socket
 import time
 from pathlib import Path
-from types import TracebackType
 
 from vjepa.errors import UsageError
 
@@ -169,10 +168,5 @@ class RunLock:
         self.acquire()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.release()

@@ -27,27 +27,19 @@ stable-worldmodel's code (``scripts/plan/config/reacher.yaml``, ``scripts/plan/e
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
+from vjepa.world.adapted import AdaptedEnv, optional_module
+
 QPOS_THRESHOLD = 0.05  # rad, per joint (swm's qpos_match task)
-GOAL_OFFSET = 25
-EVAL_BUDGET = 50
 
 
 def _suite():
     """dm_control's suite, imported on first use (it is an optional extra)."""
-    os.environ.setdefault("MUJOCO_GL", "egl")  # osmesa fails on these machines; egl renders
-    try:
-        from dm_control import suite
-    except ImportError as err:  # pragma: no cover - depends on the install
-        raise ImportError(
-            "vjepa/DMCReacher-v0 needs dm-control: pip install 'vjepa[benchmarks]'"
-        ) from err
-    return suite
+    # MUJOCO_GL: osmesa fails on these machines; egl renders
+    return optional_module("dm_control.suite", "vjepa/DMCReacher-v0", "dm-control", MUJOCO_GL="egl")
 
 
 def wrapped_joint_error(q: np.ndarray, goal_q: np.ndarray) -> np.ndarray:
@@ -59,23 +51,16 @@ def wrapped_joint_error(q: np.ndarray, goal_q: np.ndarray) -> np.ndarray:
     return np.abs(d).max(axis=-1)
 
 
-class DMCReacherEnv(gym.Env):
+class DMCReacherEnv(AdaptedEnv):
     """dm_control reacher with stable-worldmodel's task protocol; see the module doc."""
 
+    state_dim = 4
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
     success_distance = QPOS_THRESHOLD
 
-    def __init__(
-        self,
-        render_mode: str | None = "rgb_array",
-        size: int = 64,
-        goal_offset: int = GOAL_OFFSET,
-        max_episode_steps: int = EVAL_BUDGET,
-    ) -> None:
-        self.render_mode = render_mode
-        self.size = int(size)
-        self.goal_offset = int(goal_offset)
-        self.max_episode_steps = int(max_episode_steps)
+    def __init__(self, **adapted: Any) -> None:
+        """``adapted``: AdaptedEnv's render_mode, size, goal_offset, max_episode_steps."""
+        super().__init__(**adapted)
         self._env = _suite().load(
             "reacher",
             "hard",
@@ -84,8 +69,6 @@ class DMCReacherEnv(gym.Env):
         self._env.reset()
         physics = self._env.physics
         physics.named.model.geom_rgba["target", 3] = 0.0  # the goal is an image of the arm
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -117,9 +100,7 @@ class DMCReacherEnv(gym.Env):
         self._set_state(np.concatenate([q, np.zeros(2)]))
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        action = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
-        if action.shape != (2,):
-            raise ValueError(f"DMCReacherEnv actions have 2 values, got {action.shape}")
+        action = self._checked_action(action)
         self._env.step(action)
         return self.get_state(), 0.0, False, False, {}
 

@@ -97,8 +97,12 @@ def load_world_model(path: str | Path, *, device: str | torch.device = "cpu") ->
     enc_desc = desc["encoder"]
     vit = build_encoder_from_arch(enc_desc["architecture"])
     enc_state = load_file(str(folder / ENCODER_WEIGHTS))
-    # Checkpoints hold the VideoEncoder child ("encoder.<vit key>"); exports the bare ViT.
-    enc_state = {k.removeprefix("encoder."): v for k, v in enc_state.items()}
+    # Exports and checkpoints hold the bare ViT keys; checkpoints written before that, the
+    # VideoEncoder child's ("encoder.<vit key>"): still read.
+    if enc_state and all(k.startswith(VideoEncoder.checkpoint_prefix) for k in enc_state):
+        enc_state = {
+            k.removeprefix(VideoEncoder.checkpoint_prefix): v for k, v in enc_state.items()
+        }
     load_state_strict(vit, enc_state, f"{folder / ENCODER_WEIGHTS} (world model encoder)")
     encoder = VideoEncoder(
         vit,

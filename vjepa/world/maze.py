@@ -16,20 +16,17 @@ one path between two positions (oracle subgoals for the subgoal-reachability rep
 from __future__ import annotations
 
 from collections import deque
-from typing import Literal
+from typing import Any, Literal
 
-import gymnasium as gym
 import numpy as np
 
-from vjepa.world.planar import PlanarEnv, paint
+from vjepa.world.planar import PlanarEnv, paint, palette, slide
 
 AGENT_RADIUS = 0.03
 WALL_HALF_WIDTH = 0.016
 SUBSTEPS = 4
 
-_FLOOR = np.array([232, 228, 215], dtype=np.float32)
-_WALL = np.array([45, 45, 70], dtype=np.float32)
-_AGENT = np.array([220, 40, 30], dtype=np.float32)
+_FLOOR, _WALL, _AGENT = palette((232, 228, 215), (45, 45, 70), (220, 40, 30))
 
 
 def maze_edges(n: int, seed: int) -> set[tuple[int, int]]:
@@ -72,17 +69,16 @@ def wall_boxes(n: int, edges: set[tuple[int, int]]) -> np.ndarray:
 class MazeEnv(PlanarEnv):
     """A point agent in a fixed n x n maze; tasks are ``min_cells`` or more cells apart."""
 
+    default_max_step = 0.03
+
     def __init__(
         self,
-        render_mode: str | None = "rgb_array",
-        size: int = 64,
         n: int = 4,
         layout_seed: int = 3,
-        max_step: float = 0.03,
-        success_distance: float = 0.05,
         min_cells: int = 5,
         max_episode_steps: int = 200,
         split: Literal["far", "any"] = "far",
+        **planar: Any,
     ) -> None:
         if n < 2:
             raise ValueError(f"MazeEnv needs n >= 2 cells a side, got {n}")
@@ -90,9 +86,8 @@ class MazeEnv(PlanarEnv):
         self.max_episode_steps = int(max_episode_steps)
         self.edges = maze_edges(n, layout_seed)
         self._boxes = wall_boxes(n, self.edges)  # [W, 4]
-        space = gym.spaces.Box(0.0, 1.0, shape=(2,), dtype=np.float32)
         state = np.array([0.5 / n, 0.5 / n], dtype=np.float32)
-        super().__init__(render_mode, size, max_step, success_distance, space, state)
+        super().__init__(state, **planar)
 
     # -- geometry -------------------------------------------------------------------------------
 
@@ -137,21 +132,8 @@ class MazeEnv(PlanarEnv):
 
     def step_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Next positions [N, 2]: moves in SUBSTEPS, sliding along walls, inside the square."""
-        pos = np.asarray(states, dtype=np.float64).copy()  # [N, 2]
-        move = np.clip(np.asarray(actions, dtype=np.float64), -1, 1) * (self.max_step / SUBSTEPS)
-        lo, hi = AGENT_RADIUS, 1.0 - AGENT_RADIUS
-        for _ in range(SUBSTEPS):
-            full = np.clip(pos + move, lo, hi)
-            slide_y = np.stack([pos[:, 0], full[:, 1]], axis=1)
-            slide_x = np.stack([full[:, 0], pos[:, 1]], axis=1)
-            ok_full, ok_y, ok_x = (~self.blocked(p) for p in (full, slide_y, slide_x))
-            nxt = np.where(ok_full[:, None], full, np.where(ok_y[:, None], slide_y, pos))
-            pos = np.where((~ok_full & ~ok_y & ok_x)[:, None], slide_x, nxt)
-        return pos.astype(np.float32)
-
-    def state_distance(self, states: np.ndarray, goal_state: np.ndarray) -> np.ndarray:
-        diff = np.asarray(states, dtype=np.float64) - np.asarray(goal_state, dtype=np.float64)
-        return np.linalg.norm(diff, axis=-1)
+        move = np.clip(np.asarray(actions, dtype=np.float64), -1, 1) * self.max_step  # [N, 2]
+        return slide(states, move, self.blocked, AGENT_RADIUS, SUBSTEPS).astype(np.float32)
 
     def _free_position(self, rng: np.random.Generator) -> np.ndarray:
         m = AGENT_RADIUS + 0.005
@@ -191,8 +173,3 @@ class MazeEnv(PlanarEnv):
             a, b = (self.cell_centre(int(c)) for c in rng.integers(cells, size=2))
             if len(self.cell_path(a, b)) - 1 >= self.min_cells:
                 return a, b
-
-    def state_xy(self, states: np.ndarray) -> np.ndarray:
-        """Pixel coordinates (column, row) [N, 2] of positions in a render (for plots)."""
-        states = np.asarray(states, dtype=np.float64).reshape(-1, 2)
-        return np.stack([states[:, 0] * self.size, (1.0 - states[:, 1]) * self.size], axis=1)

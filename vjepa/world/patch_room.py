@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
-from vjepa.world.planar import PlanarEnv, paint
+from vjepa.world.planar import PlanarEnv, paint, palette
 
 AGENT_RADIUS = 0.035
 LAVA_R_RANGE = (0.1, 0.14)
@@ -31,10 +30,9 @@ ICE_RING = 0.09
 SLIP_STEPS = 2
 MIN_TASK_DISTANCE = 0.55
 
-_FLOOR = np.array([230, 230, 220], dtype=np.float32)
-_LAVA = np.array([240, 120, 20], dtype=np.float32)
-_ICE = np.array([190, 225, 250], dtype=np.float32)
-_AGENT = np.array([200, 30, 40], dtype=np.float32)
+_FLOOR, _LAVA, _ICE, _AGENT = palette(
+    (230, 230, 220), (240, 120, 20), (190, 225, 250), (200, 30, 40)
+)
 
 
 class PatchRoomEnv(PlanarEnv):
@@ -45,24 +43,18 @@ class PatchRoomEnv(PlanarEnv):
 
     def __init__(
         self,
-        render_mode: str | None = "rgb_array",
-        size: int = 64,
-        max_step: float = 0.05,
-        success_distance: float = 0.05,
         lava: bool = True,
         ice: bool = False,
         slip_prob: float = 0.5,
+        **planar: Any,
     ) -> None:
         if not (lava or ice):
             raise ValueError("PatchRoomEnv needs lava, ice or both")
         if not 0.0 <= slip_prob <= 1.0:
             raise ValueError(f"slip_prob must be within [0, 1], got {slip_prob}")
         self.lava, self.ice, self.slip_prob = bool(lava), bool(ice), float(slip_prob)
-        space = gym.spaces.Box(
-            np.zeros(self.state_dim, np.float32), np.ones(self.state_dim, np.float32)
-        )
         start, _ = self._task(np.random.default_rng(0))
-        super().__init__(render_mode, size, max_step, success_distance, space, start)
+        super().__init__(start, **planar)
 
     # -- tasks ----------------------------------------------------------------------------------
 
@@ -141,10 +133,6 @@ class PatchRoomEnv(PlanarEnv):
         info["violation"] = bool(self.violation_states(self._state[None])[0])
         return obs, reward, terminated, truncated, info
 
-    def state_distance(self, states: np.ndarray, goal_state: np.ndarray) -> np.ndarray:
-        diff = np.asarray(states, dtype=np.float64)[:, :2] - np.asarray(goal_state)[:2]
-        return np.linalg.norm(diff, axis=-1)
-
     # -- render ---------------------------------------------------------------------------------
 
     def render(self) -> np.ndarray:
@@ -157,8 +145,3 @@ class PatchRoomEnv(PlanarEnv):
             img = paint(img, np.hypot(self._px - st[2], self._py - st[3]), st[4], _LAVA, s)
         img = paint(img, np.hypot(self._px - st[0], self._py - st[1]), AGENT_RADIUS, _AGENT, s)
         return np.round(img).astype(np.uint8)
-
-    def state_xy(self, states: np.ndarray) -> np.ndarray:
-        """Pixel coordinates (column, row) [N, 2] of the agent in a render (for plots)."""
-        states = np.asarray(states, dtype=np.float64).reshape(-1, self.state_dim)
-        return np.stack([states[:, 0] * self.size, (1.0 - states[:, 1]) * self.size], axis=1)

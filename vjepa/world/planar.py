@@ -10,10 +10,16 @@ render and ``sample_task``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+
+def palette(*colours: tuple[int, int, int]) -> tuple[np.ndarray, ...]:
+    """RGB ``colours`` as float32 arrays [3] (a render's paints)."""
+    return tuple(np.array(c, dtype=np.float32) for c in colours)
 
 
 def paint(img: np.ndarray, dist: np.ndarray, radius: float, color: np.ndarray, size: int):
@@ -23,6 +29,29 @@ def paint(img: np.ndarray, dist: np.ndarray, radius: float, color: np.ndarray, s
     return img * (1.0 - cover) + color * cover
 
 
+def slide(
+    pos: np.ndarray,
+    move: np.ndarray,
+    blocked: Callable[[np.ndarray], np.ndarray],
+    radius: float,
+    substeps: int,
+) -> np.ndarray:
+    """Positions [N, 2] (float64) after ``move`` [N, 2] in ``substeps`` sub-steps inside the unit
+    square (less ``radius``): a blocked sub-step keeps its free component (slides along the
+    wall), else stays. ``blocked`` maps positions [N, 2] to True [N] where they hit a wall."""
+    pos = np.asarray(pos, dtype=np.float64).copy()  # [N, 2]
+    step = move / substeps  # [N, 2]
+    lo, hi = radius, 1.0 - radius
+    for _ in range(substeps):
+        full = np.clip(pos + step, lo, hi)  # [N, 2]
+        slide_y = np.stack([pos[:, 0], full[:, 1]], axis=1)  # [N, 2]
+        slide_x = np.stack([full[:, 0], pos[:, 1]], axis=1)  # [N, 2]
+        ok_full, ok_y, ok_x = (~blocked(p) for p in (full, slide_y, slide_x))  # [N] each
+        nxt = np.where(ok_full[:, None], full, np.where(ok_y[:, None], slide_y, pos))
+        pos = np.where((~ok_full & ~ok_y & ok_x)[:, None], slide_x, nxt)  # [N, 2]
+    return pos
+
+
 class PlanarEnv(gym.Env):
     """A 2-D state, 2-D moves capped per step, renders of ``size x size``; see the module doc."""
 
@@ -30,21 +59,36 @@ class PlanarEnv(gym.Env):
     state_desc = "2 values"  # what a state is, for the error on a bad reset state
     state_dim = 2  # values in a state (a scene that varies per task is part of the state)
 
+    default_max_step = 0.05  # the largest move of a coordinate per step, unless given
+    default_success_distance = 0.05  # the goal distance that counts as reached, unless given
+
     def __init__(
         self,
-        render_mode: str | None,
-        size: int,
-        max_step: float,
-        success_distance: float,
-        observation_space: gym.spaces.Box,
         state: np.ndarray,
+        *,
+        low: float | np.ndarray = 0.0,
+        high: float | np.ndarray = 1.0,
+        render_mode: str | None = "rgb_array",
+        size: int = 64,
+        max_step: float | None = None,
+        success_distance: float | None = None,
     ) -> None:
+        """``state``: the initial state [S]; ``low`` / ``high``: the bounds of a state (the
+        observation space), per value or all; ``max_step`` / ``success_distance``: None takes
+        the env's ``default_max_step`` / ``default_success_distance``. Subclasses take
+        ``render_mode``, ``size``, ``max_step`` and ``success_distance`` as ``**planar``."""
         self.render_mode = render_mode
         self.size = size
-        self.max_step = float(max_step)
-        self.success_distance = float(success_distance)
+        self.max_step = float(self.default_max_step if max_step is None else max_step)
+        self.success_distance = float(
+            self.default_success_distance if success_distance is None else success_distance
+        )
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-        self.observation_space = observation_space
+        self.observation_space = gym.spaces.Box(
+            np.broadcast_to(np.asarray(low, np.float32), (self.state_dim,)),
+            np.broadcast_to(np.asarray(high, np.float32), (self.state_dim,)),
+            dtype=np.float32,
+        )
         self._state = np.asarray(state, dtype=np.float32)
         # Pixel centres in world units, y up (row 0 is the top of the image).
         c = (np.arange(size, dtype=np.float32) + 0.5) / size
@@ -57,8 +101,16 @@ class PlanarEnv(gym.Env):
         raise NotImplementedError
 
     def state_distance(self, states: np.ndarray, goal_state: np.ndarray) -> np.ndarray:
-        """Distances [N] from states [N, S] to the goal state [S]."""
-        raise NotImplementedError
+        """Distances [N] from states [N, S] to the goal state [S]; by default the Euclidean
+        distance between the first two values (the agent's position)."""
+        diff = np.asarray(states, dtype=np.float64)[..., :2] - np.asarray(goal_state)[..., :2]
+        return np.linalg.norm(diff, axis=-1)
+
+    def state_xy(self, states: np.ndarray) -> np.ndarray:
+        """Pixel coordinates (column, row) [N, 2] of the agent in a render (for plots); by
+        default the first two values of a state are its position in the unit square, y up."""
+        states = np.asarray(states, dtype=np.float64).reshape(-1, self.state_dim)
+        return np.stack([states[:, 0] * self.size, (1.0 - states[:, 1]) * self.size], axis=1)
 
     def _random_state(self, rng: np.random.Generator) -> np.ndarray:
         """A uniform random valid state [S] (the start of a plain reset)."""

@@ -19,10 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from vjepa.models.layers import (
-    LN_EPS,
-    Block,
-    init_weights,
-    rescale_blocks,
+    add_predictor_stack,
+    init_predictor,
     rope_cos_sin,
     run_blocks,
 )
@@ -87,16 +85,14 @@ class ACPredictor(nn.Module):
         self.predictor_embed = nn.Linear(embed_dim, width)
         self.action_encoder = nn.Linear(action_dim, width)
         self.state_encoder = nn.Linear(state_dim, width) if state_dim else None
-        self.predictor_blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(depth))
-        self.predictor_norm = nn.LayerNorm(width, eps=LN_EPS)
-        self.predictor_proj = nn.Linear(width, embed_dim)
+        add_predictor_stack(
+            self, embed_dim=embed_dim, width=width, depth=depth, heads=heads, mlp_ratio=mlp_ratio
+        )
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Reference init: trunc-normal 0.02, depth rescaling (seed 0 when no generator)."""
-        generator = generator if generator is not None else torch.Generator().manual_seed(0)
-        init_weights(self, generator)
-        rescale_blocks(self.predictor_blocks)
+        init_predictor(self, generator)
 
     @property
     def tokens_per_frame(self) -> int:

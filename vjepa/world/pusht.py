@@ -26,27 +26,22 @@ on a headless machine). The adapter gives gym-pusht's ``PushTEnv`` the task prot
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
+
+from vjepa.world.adapted import AdaptedEnv, optional_module
 
 POS_TOLERANCE = 20.0  # workspace units (swm: pos_diff < 20)
 ANGLE_TOLERANCE = np.pi / 9  # swm: angle_diff < pi / 9 (the T has no rotational symmetry)
-GOAL_OFFSET = 25
-EVAL_BUDGET = 50
 
 
 def _pusht_class():
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame without a display
-    try:
-        from gym_pusht.envs.pusht import PushTEnv
-    except ImportError as err:  # pragma: no cover - depends on the install
-        raise ImportError(
-            "vjepa/PushT-v0 needs gym-pusht: pip install 'vjepa[benchmarks]'"
-        ) from err
-    return PushTEnv
+    """gym-pusht's env class, imported on first use (an optional extra); pygame without a display."""
+    pusht = optional_module(
+        "gym_pusht.envs.pusht", "vjepa/PushT-v0", "gym-pusht", SDL_VIDEODRIVER="dummy"
+    )
+    return pusht.PushTEnv
 
 
 def task_distance(states: np.ndarray, goal_state: np.ndarray) -> np.ndarray:
@@ -95,23 +90,16 @@ def pushing_policy(state: np.ndarray, memory: dict, rng: np.random.Generator) ->
     return np.clip(target + rng.normal(0, 6.0, 2), 0.0, 512.0)
 
 
-class PushTEnv(gym.Env):
+class PushTEnv(AdaptedEnv):
     """gym-pusht's Push-T with stable-worldmodel's task protocol; see the module doc."""
 
+    state_dim = 5
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     success_distance = 1.0
 
-    def __init__(
-        self,
-        render_mode: str | None = "rgb_array",
-        size: int = 64,
-        goal_offset: int = GOAL_OFFSET,
-        max_episode_steps: int = EVAL_BUDGET,
-    ) -> None:
-        self.render_mode = render_mode
-        self.size = int(size)
-        self.goal_offset = int(goal_offset)
-        self.max_episode_steps = int(max_episode_steps)
+    def __init__(self, **adapted: Any) -> None:
+        """``adapted``: AdaptedEnv's render_mode, size, goal_offset, max_episode_steps."""
+        super().__init__(**adapted)
         self._env = _pusht_class()(
             obs_type="state",
             render_mode="rgb_array",
@@ -119,9 +107,6 @@ class PushTEnv(gym.Env):
             observation_height=self.size,
         )
         self._env.reset(seed=0)
-        # actions: the agent's absolute target, scaled to [-1, 1] over the 512-unit workspace
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(5,), dtype=np.float32)
 
     @staticmethod
     def to_action(target: np.ndarray) -> np.ndarray:
@@ -160,9 +145,8 @@ class PushTEnv(gym.Env):
         return self.get_state(), {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        action = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
-        if action.shape != (2,):
-            raise ValueError(f"PushTEnv actions have 2 values, got {action.shape}")
+        action = self._checked_action(action)
+        # the agent's absolute target, scaled to [-1, 1] over the 512-unit workspace
         self._env.step((action + 1.0) * 256.0)
         return self.get_state(), 0.0, False, False, {}
 

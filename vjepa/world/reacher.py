@@ -11,10 +11,11 @@ links and a yellow fingertip, all with soft edges.
 
 from __future__ import annotations
 
-import gymnasium as gym
+from typing import Any
+
 import numpy as np
 
-from vjepa.world.planar import PlanarEnv, paint
+from vjepa.world.planar import PlanarEnv, paint, palette
 
 LINK1, LINK2 = 0.24, 0.2
 BASE = np.array([0.5, 0.5])
@@ -22,10 +23,7 @@ ELBOW_LIMIT = 2.8
 LINK_HALF_WIDTH = 0.022
 TIP_RADIUS = 0.035
 
-_FLOOR = np.array([235, 235, 235], dtype=np.float32)
-_LINK = np.array([40, 80, 200], dtype=np.float32)
-_TIP = np.array([240, 190, 20], dtype=np.float32)
-_BASE = np.array([90, 90, 90], dtype=np.float32)
+_FLOOR, _LINK, _TIP, _BASE = palette((235, 235, 235), (40, 80, 200), (240, 190, 20), (90, 90, 90))
 
 
 def fingertip(states: np.ndarray) -> np.ndarray:
@@ -53,18 +51,13 @@ class ReacherEnv(PlanarEnv):
     """A two-link planar arm reaching a goal configuration; 64x64 renders."""
 
     state_desc = "2 joint angles"
+    default_max_step = 0.15
+    default_success_distance = 0.04
 
-    def __init__(
-        self,
-        render_mode: str | None = "rgb_array",
-        size: int = 64,
-        max_step: float = 0.15,
-        success_distance: float = 0.04,
-    ) -> None:
+    def __init__(self, **planar: Any) -> None:
         high = np.array([np.pi, ELBOW_LIMIT], dtype=np.float32)
-        space = gym.spaces.Box(-high, high, dtype=np.float32)
         state = np.zeros(2, dtype=np.float32)
-        super().__init__(render_mode, size, max_step, success_distance, space, state)
+        super().__init__(state, low=-high, high=high, **planar)
 
     def step_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Next joint angles [N, 2] from angles [N, 2] and actions [N, 2] (clipped to [-1, 1])."""

@@ -17,12 +17,11 @@ the oracle planner uses to roll out thousands of action sequences at once.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-import gymnasium as gym
 import numpy as np
 
-from vjepa.world.planar import PlanarEnv, paint
+from vjepa.world.planar import PlanarEnv, paint, palette, slide
 
 # Geometry in world units (the unit square). The wall's x-range and the door's y-range are
 # the free-space boundaries for the agent's centre once its radius is added.
@@ -34,9 +33,7 @@ AGENT_RADIUS = 0.035
 # tunnels through it.
 SUBSTEPS = 4
 
-_FLOOR = np.array([230, 230, 220], dtype=np.float32)
-_WALL = np.array([40, 40, 60], dtype=np.float32)
-_AGENT = np.array([220, 40, 30], dtype=np.float32)
+_FLOOR, _WALL, _AGENT = palette((230, 230, 220), (40, 40, 60), (220, 40, 30))
 
 
 def _blocked(xy: np.ndarray) -> np.ndarray:
@@ -57,43 +54,21 @@ class TwoRoomsEnv(PlanarEnv):
 
     def __init__(
         self,
-        render_mode: str | None = "rgb_array",
-        size: int = 64,
-        max_step: float = 0.05,
         split: Literal["hard", "any"] = "hard",
-        success_distance: float = 0.05,
+        **planar: Any,
     ) -> None:
         if split not in ("hard", "any"):
             raise ValueError(f"TwoRoomsEnv split must be 'hard' or 'any', got {split!r}")
         self.split = split
-        space = gym.spaces.Box(0.0, 1.0, shape=(2,), dtype=np.float32)
         state = np.array([0.25, 0.5], dtype=np.float32)
-        super().__init__(render_mode, size, max_step, success_distance, space, state)
+        super().__init__(state, **planar)
 
     # -- batched dynamics (pure, used by collect's bookkeeping and the oracle planner) ----
 
     def step_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Next positions [N, 2] from positions [N, 2] and actions [N, 2] (clipped to [-1, 1])."""
-        pos = np.asarray(states, dtype=np.float64).copy()  # [N, 2]
-        move = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0) * (
-            self.max_step / SUBSTEPS
-        )  # [N, 2]
-        lo, hi = AGENT_RADIUS, 1.0 - AGENT_RADIUS
-        for _ in range(SUBSTEPS):
-            full = np.clip(pos + move, lo, hi)  # [N, 2]
-            # Blocked: keep the free component (slide along the wall), else stay.
-            slide_y = np.stack([pos[:, 0], full[:, 1]], axis=1)
-            slide_x = np.stack([full[:, 0], pos[:, 1]], axis=1)
-            ok_full, ok_y, ok_x = ~_blocked(full), ~_blocked(slide_y), ~_blocked(slide_x)
-            nxt = np.where(ok_full[:, None], full, np.where(ok_y[:, None], slide_y, pos))
-            nxt = np.where((~ok_full & ~ok_y & ok_x)[:, None], slide_x, nxt)
-            pos = nxt
-        return pos.astype(np.float32)
-
-    def state_distance(self, states: np.ndarray, goal_state: np.ndarray) -> np.ndarray:
-        """Euclidean distances [N] from positions [N, 2] to the goal position [2]."""
-        diff = np.asarray(states, dtype=np.float64) - np.asarray(goal_state, dtype=np.float64)
-        return np.linalg.norm(diff, axis=-1)
+        move = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0) * self.max_step  # [N, 2]
+        return slide(states, move, _blocked, AGENT_RADIUS, SUBSTEPS).astype(np.float32)
 
     # -- gymnasium API ---------------------------------------------------------------------
 
@@ -137,8 +112,3 @@ class TwoRoomsEnv(PlanarEnv):
             room = int(rng.integers(2))
             return self._free_position(rng, room), self._free_position(rng, 1 - room)
         return self._free_position(rng), self._free_position(rng)
-
-    def state_xy(self, states: np.ndarray) -> np.ndarray:
-        """Pixel coordinates (column, row) [N, 2] of positions [N, 2] in a render (for plots)."""
-        states = np.asarray(states, dtype=np.float64).reshape(-1, 2)
-        return np.stack([states[:, 0] * self.size, (1.0 - states[:, 1]) * self.size], axis=1)

@@ -16,10 +16,11 @@ so collected trajectories see many scenes.
 
 from __future__ import annotations
 
-import gymnasium as gym
+from typing import Any
+
 import numpy as np
 
-from vjepa.world.planar import PlanarEnv, paint
+from vjepa.world.planar import PlanarEnv, paint, palette, slide
 
 AGENT_RADIUS = 0.035
 WALL_HALF_WIDTH = 0.025
@@ -28,10 +29,9 @@ DOOR_HALF_RANGE = (0.09, 0.14)  # the door's half height; the agent's diameter i
 DIST_R_RANGE = (0.15, 0.22)
 SUBSTEPS = 4  # each sub-step is shorter than the wall's thickness: no move tunnels through
 
-_FLOOR = np.array([230, 230, 220], dtype=np.float32)
-_WALL = np.array([40, 40, 60], dtype=np.float32)
-_AGENT = np.array([220, 40, 30], dtype=np.float32)
-_DISTRACTOR = np.array([70, 150, 230], dtype=np.float32)
+_FLOOR, _WALL, _AGENT, _DISTRACTOR = palette(
+    (230, 230, 220), (40, 40, 60), (220, 40, 30), (70, 150, 230)
+)
 
 
 def blocked(xy: np.ndarray, scene: np.ndarray) -> np.ndarray:
@@ -43,21 +43,6 @@ def blocked(xy: np.ndarray, scene: np.ndarray) -> np.ndarray:
     return in_wall_x & ~in_door
 
 
-def slide(pos: np.ndarray, move: np.ndarray, scene: np.ndarray) -> np.ndarray:
-    """Positions [N, 2] after ``move`` [N, 2] in SUBSTEPS, sliding along walls, inside the square."""
-    pos = pos.astype(np.float64).copy()
-    step = move / SUBSTEPS
-    lo, hi = AGENT_RADIUS, 1.0 - AGENT_RADIUS
-    for _ in range(SUBSTEPS):
-        full = np.clip(pos + step, lo, hi)  # [N, 2]
-        slide_y = np.stack([pos[:, 0], full[:, 1]], axis=1)
-        slide_x = np.stack([full[:, 0], pos[:, 1]], axis=1)
-        ok_full, ok_y, ok_x = (~blocked(p, scene) for p in (full, slide_y, slide_x))
-        nxt = np.where(ok_full[:, None], full, np.where(ok_y[:, None], slide_y, pos))
-        pos = np.where((~ok_full & ~ok_y & ok_x)[:, None], slide_x, nxt)
-    return pos
-
-
 class VariedRoomsEnv(PlanarEnv):
     """Two rooms whose wall, door and (optionally) a large distractor are drawn per task."""
 
@@ -66,18 +51,13 @@ class VariedRoomsEnv(PlanarEnv):
 
     def __init__(
         self,
-        render_mode: str | None = "rgb_array",
-        size: int = 64,
-        max_step: float = 0.05,
-        success_distance: float = 0.05,
         distractor: bool = True,
+        **planar: Any,
     ) -> None:
         self.distractor = bool(distractor)
-        low = np.zeros(self.state_dim, dtype=np.float32)
-        space = gym.spaces.Box(low, np.ones(self.state_dim, dtype=np.float32), dtype=np.float32)
         rng = np.random.default_rng(0)
         state = self._task_state(rng, self._scene(rng), None)
-        super().__init__(render_mode, size, max_step, success_distance, space, state)
+        super().__init__(state, **planar)
 
     # -- scenes and positions -----------------------------------------------------------------
 
@@ -118,13 +98,11 @@ class VariedRoomsEnv(PlanarEnv):
         states = np.asarray(states, dtype=np.float64)
         move = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0) * self.max_step
         out = states.copy()
-        out[:, :2] = slide(states[:, :2], move, states[:, 2:])
+        scene = states[:, 2:]  # [N, 6]
+        out[:, :2] = slide(
+            states[:, :2], move, lambda xy: blocked(xy, scene), AGENT_RADIUS, SUBSTEPS
+        )  # [N, 2]
         return out.astype(np.float32)
-
-    def state_distance(self, states: np.ndarray, goal_state: np.ndarray) -> np.ndarray:
-        """Distances [N] between the agents of states [N, 8] and of the goal state [8]."""
-        diff = np.asarray(states, dtype=np.float64)[:, :2] - np.asarray(goal_state)[:2]
-        return np.linalg.norm(diff, axis=-1)
 
     def _random_state(self, rng: np.random.Generator) -> np.ndarray:
         return self._task_state(rng, self._scene(rng), None)
@@ -155,11 +133,6 @@ class VariedRoomsEnv(PlanarEnv):
         scene = self._scene(rng)
         room = int(rng.integers(2))
         return self._task_state(rng, scene, room), self._task_state(rng, scene, 1 - room)
-
-    def state_xy(self, states: np.ndarray) -> np.ndarray:
-        """Pixel coordinates (column, row) [N, 2] of the agent in a render (for plots)."""
-        states = np.asarray(states, dtype=np.float64).reshape(-1, self.state_dim)
-        return np.stack([states[:, 0] * self.size, (1.0 - states[:, 1]) * self.size], axis=1)
 
     def distractor_xy(self, states: np.ndarray) -> np.ndarray:
         """The distractor's centre [N, 2] in world units (the position-probe diagnostic)."""
