@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from vjepa.config import Config
+from vjepa.config import Config, ObjectiveConfig
 from vjepa.jepa.losses import (
     batch_covariance_loss,
     batch_variance_loss,
@@ -64,57 +64,34 @@ class JEPA(nn.Module):
         self,
         encoder: VisionTransformer,
         predictor: Predictor,
+        objective: ObjectiveConfig | None = None,
         *,
-        loss_exp: float = 1.0,
-        reg_var: float = 0.0,
-        reg_cov: float = 0.0,
-        target: str = "ema",
-        reg_input: str = "encoder",
-        reg_pooled: bool = False,
-        batch_var: float = 0.0,
-        batch_cov: float = 0.0,
-        sigreg: float = 0.0,
-        sigreg_slices: int = 256,
-        target_mode: str = "raw",
-        target_features: str = "encoder",
-        time_var: float = 0.0,
         time_steps: int = 1,
         delta_ref: int = 0,
-        change_weight: float = 0.0,
         seed: int = 0,
         target_encoder: nn.Module | None = None,
     ):
-        """``target_encoder``: a given teacher (scoring a saved model); default a copy of
-        ``encoder``."""
+        """``objective``: the loss and its terms (default: V-JEPA's L1 on an EMA teacher);
+        ``time_steps``: T of the token grid (frames / tubelet); ``delta_ref``: the time step
+        delta targets are taken against (:func:`delta_reference`); ``target_encoder``: a given
+        teacher (scoring a saved model), default a copy of ``encoder``."""
         super().__init__()
-        if target not in ("ema", "online"):
-            raise ValueError(f"target must be 'ema' or 'online', got {target!r}")
-        if reg_input not in ("encoder", "predictor"):
-            raise ValueError(f"reg_input must be 'encoder' or 'predictor', got {reg_input!r}")
+        o = objective if objective is not None else ObjectiveConfig()
         self.encoder = encoder
         self.predictor = predictor
         self.target_encoder = (
             target_encoder if target_encoder is not None else copy.deepcopy(encoder)
         )
         self.target_encoder.requires_grad_(False)
-        self.loss_exp = loss_exp
-        self.reg_var = reg_var
-        self.reg_cov = reg_cov
-        self.target = target
-        self.reg_input = reg_input
-        self.reg_pooled = reg_pooled
-        self.batch_var = batch_var
-        self.batch_cov = batch_cov
-        self.sigreg = sigreg
-        self.sigreg_slices = sigreg_slices
-        self.target_mode = target_mode
-        if target_features not in ("encoder", "patch"):
-            raise ValueError(f"target_features must be encoder or patch, got {target_features!r}")
-        self.target_features = target_features
-        self.time_var = time_var
+        # the objective's keys, read once (a config section holds the defaults)
+        self.loss_exp, self.reg_var, self.reg_cov = o.loss_exp, o.reg_var, o.reg_cov
+        self.target, self.reg_input, self.reg_pooled = o.target, o.reg_input, o.reg_pooled
+        self.batch_var, self.batch_cov = o.batch_var, o.batch_cov
+        self.sigreg, self.sigreg_slices = o.sigreg, o.sigreg_slices
+        self.target_mode, self.target_features = o.target_mode, o.target_features
+        self.time_var, self.change_weight = o.time_var, o.change_weight
         self.time_steps = time_steps  # T of the token grid (t, h, w): frames / tubelet
         self.delta_ref = delta_ref  # the time step delta targets are taken against
-        self.change_weight = change_weight
         self.seed = seed
         self.calls = 0  # forward count: seeds SIGReg's fresh directions (seed, call)
 
@@ -289,21 +266,8 @@ def build_jepa(cfg: Config) -> JEPA:
     return JEPA(
         encoder,
         predictor,
-        loss_exp=cfg.objective.loss_exp,
-        reg_var=cfg.objective.reg_var,
-        reg_cov=cfg.objective.reg_cov,
-        target=cfg.objective.target,
-        reg_input=cfg.objective.reg_input,
-        reg_pooled=cfg.objective.reg_pooled,
-        batch_var=cfg.objective.batch_var,
-        batch_cov=cfg.objective.batch_cov,
-        sigreg=cfg.objective.sigreg,
-        sigreg_slices=cfg.objective.sigreg_slices,
-        target_mode=cfg.objective.target_mode,
-        target_features=cfg.objective.target_features,
-        time_var=cfg.objective.time_var,
+        cfg.objective,
         time_steps=frames // m.tubelet_size,
         delta_ref=delta_reference(cfg),
-        change_weight=cfg.objective.change_weight,
         seed=cfg.run.seed,
     )
