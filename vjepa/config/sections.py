@@ -339,8 +339,8 @@ class PlanConfig(Section):
     """Energy of a sequence: distance to the goal at the horizon, summed over every step, or the smallest along it."""
     episodes: int = _positive(50)
     """Held-out tasks evaluated (each method runs on the same tasks)."""
-    max_steps: int = _positive(100)
-    """Env steps per episode."""
+    max_steps: int | None = _positive(None)
+    """Env steps per episode; None: the env's max_episode_steps (its attribute, else its gymnasium registration), else plan.fallback_steps."""
     task_seed: int = 1000000
     """Seed of the first task (keep it apart from collect seeds); see plan.tasks for the seed of task i."""
     tasks: Literal["dev", "val"] = "val"
@@ -353,6 +353,22 @@ class PlanConfig(Section):
     """Torch device of the planner and the world model."""
     plots: bool = True
     """Write trajectories.png, energy_landscape.png and episode.gif into run.dir."""
+    fallback_steps: int = _positive(100)
+    """Episode budget when plan.max_steps is None and the env declares no max_episode_steps."""
+    goal_offset: int | None = _positive(None)
+    """Steps between start and goal for envs whose sample_task has a goal_offset attribute (vjepa/PushT-v0, vjepa/DMCReacher-v0: 25 / 50 / 75); None: the env's own."""
+    levels: Literal[1, 2] = 1
+    """1: flat planner; 2: hierarchical: a high level picks subgoals among the data's frames (a graph over them, see world/planning/hierarchy.py), the low level (the flat planner) plans to the current subgoal; also runs the flat planner on the same tasks (flat_success_rate)."""
+    subgoal_data: str = ""
+    """plan.levels=2: trajectory shards whose frames are the candidate subgoals (the support of the data); '' = the world model's training shards (data.shards of its run)."""
+    subgoal_stride: int = _positive(4)
+    """plan.levels=2: data steps between two graph nodes of a trajectory."""
+    subgoal_nodes: int = _positive(1500)
+    """plan.levels=2: at most this many graph nodes (whole trajectories, in shard order)."""
+    subgoal_neighbours: int = _positive(5)
+    """plan.levels=2: links from a node to its nearest nodes of other places (distance at most the median distance of consecutive nodes of a trajectory)."""
+    subgoal_steps: int | None = _positive(None)
+    """plan.levels=2: data steps along the graph path from the current node to the subgoal; None: plan.horizon."""
 
     def check(self) -> None:
         bad = sorted(set(self.baselines) - {"random", "random_model", "oracle"})

@@ -1,10 +1,13 @@
-"""`vjepa collect ENV`: random-action trajectories of an env as trajectory shards.
+"""`vjepa collect ENV`: trajectories of an env as trajectory shards.
 
-Each episode starts from the env's own random reset (seeded) and takes random actions with
-persistence, as PLDM does: at each step the previous action is kept with probability
-``repeat_prob``, else a fresh uniform action is drawn over the action box. Held actions make
-the agent travel instead of jittering in place, so episodes cover the space (and, in Two
-Rooms, cross the door).
+Each episode starts from the env's own random reset (seeded). When the env has a
+data-collection policy, ``env.unwrapped.collect_action(memory, rng) -> action`` (vjepa/PushT-v0:
+a scripted pushing policy with noise, since random actions rarely move the T), every action
+comes from it (``memory``: a dict it keeps for the episode; ``rng``: the episode's seeded
+generator). Otherwise the actions are random with persistence, as PLDM does: at each step the
+previous action is kept with probability ``repeat_prob``, else a fresh uniform action is drawn
+over the action box. Held actions make the agent travel instead of jittering in place, so
+episodes cover the space (and, in Two Rooms, cross the door).
 
 A trajectory shard sample (the format: vjepa.world.trajectories):
 
@@ -56,11 +59,18 @@ def rollout_episode(
     base = env.unwrapped
     env.reset(seed=seed_for(seed, _EPISODE, episode) % (1 << 31))
     rng = np.random.default_rng(seed_for(seed, _ACTIONS, episode))
-    actions = random_actions(rng, frames_per_episode - 1, low, high, repeat_prob)  # [T-1, A]
+    policy = getattr(base, "collect_action", None)  # the env's own data-collection policy
+    if policy is None:
+        actions = random_actions(rng, frames_per_episode - 1, low, high, repeat_prob)  # [T-1, A]
+    else:
+        actions = np.zeros((frames_per_episode - 1, low.shape[0]), dtype=np.float32)  # [T-1, A]
+    memory: dict = {}
     has_state = hasattr(base, "get_state")
     frames = [render_frame(env)]
     states = [np.asarray(base.get_state(), dtype=np.float32).reshape(-1)] if has_state else []
-    for a in actions:
+    for t, a in enumerate(actions):
+        if policy is not None:
+            a = actions[t] = np.clip(np.asarray(policy(memory, rng), np.float32), low, high)
         env.step(a)
         frames.append(render_frame(env))
         if has_state:
@@ -83,6 +93,7 @@ def rollout_episode(
         "action_high": high.tolist(),
         "state_dim": int(states[0].shape[0]) if has_state else None,
         "repeat_prob": repeat_prob,
+        "policy": "random" if policy is None else "env.collect_action",
     }
     extra = {"actions.npy": npy_bytes(actions)}
     if has_state:

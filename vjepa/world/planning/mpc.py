@@ -47,9 +47,16 @@ from vjepa.errors import UsageError
 from vjepa.world.envs import action_bounds, check_protocol, make_env, render_frame, reset_to
 from vjepa.world.io import load_world_model, random_init_like
 from vjepa.world.planning import plots
+from vjepa.world.planning.budget import apply_goal_offset, episode_budget
 from vjepa.world.planning.costs import CostBuilder, ModelCost, OracleCost, has_batched_dynamics
+from vjepa.world.planning.hierarchy import HighLevel, high_level
 from vjepa.world.planning.planners import plan_actions
-from vjepa.world.planning.report import Episode, build_report, format_report
+from vjepa.world.planning.report import (
+    Episode,
+    build_report,
+    format_report,
+    hierarchy_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,23 +119,28 @@ def run_episode(
     seed: int,
     method: str,
     frames: list[np.ndarray] | None = None,
+    high: HighLevel | None = None,
 ) -> Episode:
-    """One task with the planner on ``builder``'s energy, or random actions (builder None)."""
+    """One task with the planner on ``builder``'s energy, or random actions (builder None);
+    with ``high`` (plan.levels=2) the planner aims at its subgoals instead of the goal."""
     base = env.unwrapped
     start, goal = base.sample_task(task_seed(pcfg, task))
     goal_frame = reset_to(env, goal)
     frame = reset_to(env, start)
     device = torch.device(pcfg.device)
     low_np, high_np = action_bounds(env)
-    low, high = _bounds(env, device)
+    low, high_b = _bounds(env, device)
     gen = torch.Generator(device).manual_seed(seed_for(seed, _PLANNER, task))
     rng = np.random.default_rng(seed_for(seed, _RANDOM, task))
     states = [np.asarray(base.get_state(), dtype=np.float64).tolist()]
     if frames is not None:
         frames.append(frame)
     plan: Tensor | None = None
-    plan_seconds, steps = 0.0, 0
-    while steps < pcfg.max_steps:
+    plan_seconds, steps, calls = 0.0, 0, [0]
+    max_steps = episode_budget(env, pcfg)[0]
+    if high is not None:
+        high.start(goal_frame, goal)
+    while steps < max_steps:
         if pcfg.stop_at_goal and base.goal_distance(goal) <= base.success_distance:
             break
         if builder is None:
@@ -139,13 +151,18 @@ def run_episode(
             if plan is not None:  # warm start: the rest of the last plan, then its last action
                 init = torch.cat([plan[pcfg.execute :], plan[-1:].expand(pcfg.execute, -1)])
                 init = init[: pcfg.horizon]  # [H, A]
-            cost = builder(frame, base.get_state(), goal_frame, goal)
-            plan = plan_actions(cost, pcfg, low, high, init, generator=gen)  # [H, A]
+            target_frame, target = goal_frame, goal
+            if high is not None:
+                target_frame, target = high.target(frame, base.get_state(), goal_frame, goal, steps)
+            cost = _counted(builder(frame, base.get_state(), target_frame, target), calls)
+            plan = plan_actions(cost, pcfg, low, high_b, init, generator=gen)  # [H, A]
             plan_seconds += time.perf_counter() - t0
             actions = plan[: pcfg.execute].cpu().numpy()
-        for a in actions[: pcfg.max_steps - steps]:
+        for a in actions[: max_steps - steps]:
             env.step(a)
             steps += 1
+            if high is not None:
+                high.observe(base, steps)
             states.append(np.asarray(base.get_state(), dtype=np.float64).tolist())
             frame = render_frame(env)
             if frames is not None:
@@ -153,7 +170,28 @@ def run_episode(
             if pcfg.stop_at_goal and base.goal_distance(goal) <= base.success_distance:
                 break
     dist = float(base.goal_distance(goal))
-    return Episode(method, task, dist <= base.success_distance, dist, steps, plan_seconds, states)
+    subgoals = (high.proposed, high.reached) if high is not None else (0, 0)
+    return Episode(
+        method,
+        task,
+        dist <= base.success_distance,
+        dist,
+        steps,
+        plan_seconds,
+        states,
+        calls[0],
+        *subgoals,
+    )
+
+
+def _counted(cost: Any, calls: list[int]) -> Any:
+    """``cost`` that counts its calls (one batched rollout of the predictor each) in calls[0]."""
+
+    def counted(seqs: Tensor) -> Tensor:
+        calls[0] += 1
+        return cost(seqs)
+
+    return counted
 
 
 def evaluate(
@@ -163,12 +201,13 @@ def evaluate(
     seed: int,
     method: str,
     frames: list[np.ndarray] | None = None,
+    high: HighLevel | None = None,
 ) -> list[Episode]:
     """Every held-out task with one method (frames of the first episode into ``frames``)."""
     episodes = []
     for task in range(pcfg.episodes):
         episodes.append(
-            run_episode(env, task, pcfg, builder, seed, method, frames if task == 0 else None)
+            run_episode(env, task, pcfg, builder, seed, method, frames if task == 0 else None, high)
         )
     return episodes
 
@@ -267,6 +306,7 @@ def run_plan(cfg: Config) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     env = make_env(pcfg.env)
     check_protocol(env, pcfg.env)
+    goal_offset = apply_goal_offset(env, pcfg)
     device = torch.device(pcfg.device)
     model, twin = _load_models(pcfg, device)
     if model is not None:
@@ -276,10 +316,13 @@ def run_plan(cfg: Config) -> dict[str, Any]:
     main_builder: CostBuilder = oracle if model is None else model_cost(model, pcfg, device)
     method = "oracle" if model is None else "model"
 
+    high = high_level(pcfg, env, model, device) if pcfg.levels == 2 else None
     frames: list[np.ndarray] = []
     results: dict[str, list[Episode]] = {
-        method: evaluate(env, pcfg, main_builder, cfg.run.seed, method, frames)
+        method: evaluate(env, pcfg, main_builder, cfg.run.seed, method, frames, high)
     }
+    if high is not None:  # the same model and planner, flat, on the same tasks
+        results["flat"] = evaluate(env, pcfg, main_builder, cfg.run.seed, "flat")
     if "random" in pcfg.baselines:
         results["random"] = evaluate(env, pcfg, None, cfg.run.seed, "random")
     if twin is not None:
@@ -289,6 +332,11 @@ def run_plan(cfg: Config) -> dict[str, Any]:
         results["oracle"] = evaluate(env, pcfg, oracle, cfg.run.seed, "oracle")
 
     report = build_report(pcfg, method, results, task_seed(pcfg, 0))
+    budget, budget_source = episode_budget(env, pcfg)
+    report |= {"max_steps": budget, "max_steps_source": budget_source}
+    report |= {"goal_offset": goal_offset, "levels": pcfg.levels}
+    if high is not None:
+        report |= hierarchy_summary(results[method], results["flat"])
     with open(out / "episodes.jsonl", "w") as f:
         for eps in results.values():
             for e in eps:

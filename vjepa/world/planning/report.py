@@ -28,6 +28,9 @@ class Episode:
     steps: int
     plan_seconds: float
     states: list[list[float]] = field(default_factory=list)
+    cost_calls: int = 0  # batched energy evaluations (predictor rollouts) of the episode
+    subgoals: int = 0  # plan.levels=2: subgoals the high level proposed
+    subgoals_reached: int = 0  # ... of which the agent reached within plan.horizon steps
 
 
 def summarize(episodes: list[Episode]) -> dict[str, Any]:
@@ -43,6 +46,7 @@ def summarize(episodes: list[Episode]) -> dict[str, Any]:
         "mean_final_distance": float(np.mean([e.final_distance for e in episodes])) if n else None,
         "seconds_per_action": plan_seconds / actions if actions else 0.0,
         "episodes": n,
+        "predictor_calls_per_episode": sum(e.cost_calls for e in episodes) / n if n else 0.0,
     }
 
 
@@ -69,6 +73,22 @@ def build_report(
         report[f"{name}_success_rate"] = rate
     report["methods"] = {name: summarize(eps) for name, eps in results.items()}
     return report
+
+
+def hierarchy_summary(two_level: list[Episode], flat: list[Episode]) -> dict[str, Any]:
+    """plan.levels=2: the flat planner's rate, both predictor-call counts per episode and the
+    subgoal reachability (share of proposed subgoals reached within plan.horizon steps)."""
+    flat_summary = summarize(flat)
+    proposed = sum(e.subgoals for e in two_level)
+    return {
+        "flat_success_rate": flat_summary["success_rate"],
+        "flat_success_rate_ci95": flat_summary["success_rate_ci95"],
+        "flat_predictor_calls_per_episode": flat_summary["predictor_calls_per_episode"],
+        "subgoals_per_episode": proposed / len(two_level) if two_level else 0.0,
+        "subgoal_reachability": (
+            sum(e.subgoals_reached for e in two_level) / proposed if proposed else None
+        ),
+    }
 
 
 def format_report(report: dict) -> str:
