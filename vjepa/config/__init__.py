@@ -28,12 +28,11 @@ from vjepa.config.sections import (
     ModelConfig,
     ObjectiveConfig,
     OptimConfig,
-    PlanConfig,
     ProbeConfig,
     RunConfig,
     SurpriseConfig,
-    WorldConfig,
 )
+from vjepa.config.world import PlanConfig, WorldConfig
 
 __all__ = [
     "RENAMED",

@@ -18,12 +18,11 @@ from vjepa.config.sections import (
     ModelConfig,
     ObjectiveConfig,
     OptimConfig,
-    PlanConfig,
     ProbeConfig,
     RunConfig,
     SurpriseConfig,
-    WorldConfig,
 )
+from vjepa.config.world import PlanConfig, WorldConfig
 
 _OBJECTIVE_KEYS = (
     "loss_exp",

@@ -1,0 +1,142 @@
+"""The sections of the world-model commands: ``world`` (`vjepa world train`) and ``plan``
+(`vjepa plan`, `vjepa demo world`). Same rules as :mod:`vjepa.config.sections`: every default
+lives here, with a docstring and a range check per field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from vjepa.config.sections import (
+    ConfigError,
+    Section,
+    _at_least,
+    _non_negative,
+    _positive,
+    check_predictor,
+)
+
+
+@dataclass
+class WorldConfig(Section):
+    """Action-conditioned world model (``vjepa world train``): frozen encoder + AC predictor.
+
+    The training trajectories come from ``data.shards`` (trajectory shards of ``vjepa collect``)
+    in windows of ``data.batch_size``; the other ``data.*`` keys do not apply.
+    """
+
+    encoder: str = "random"
+    """Frozen encoder: anything vjepa.load_encoder accepts (a pretrain run, export folder, official file), or 'random' (a seeded random init of size model.name / model.patch_size / model.tubelet_size)."""
+    frame_size: int = _positive(64)
+    """Frames are resized to this side before encoding (the encoder's img_size for a loaded one)."""
+    pool: int = _positive(1)
+    """Average-pool the encoder's token map by this factor per side (e.g. 8x8 tokens, pool 2 -> 4x4); the frame's side in tokens must divide."""
+    window: int = _at_least(4, 2)
+    """Frames per training window (the predictor's context length; actions: window - 1)."""
+    frameskip: int = _positive(1)
+    """Env steps per model step: windows take every frameskip-th frame and the model's action is the frameskip env actions in between, concatenated (DINO-WM uses 5)."""
+    rollout_steps: int = _non_negative(2)
+    """k: autoregressive steps of the rollout loss term (1 <= k <= window - 1; 0: teacher forcing only)."""
+    rollout_weight: float = _non_negative(1.0)
+    """Weight of the rollout term; the teacher-forcing term has weight 1."""
+    loss_exp: float = _positive(1.0)
+    """Exponent of the prediction loss (1 = L1), for the teacher-forcing and rollout terms."""
+    pred_width: int = _positive(128)
+    """Predictor width."""
+    pred_depth: int = _positive(3)
+    """Predictor transformer blocks."""
+    pred_heads: int = _positive(4)
+    """Predictor attention heads."""
+    energy_blur: float = _non_negative(0.0)
+    """Planning energy: Gaussian blur sigma (in tokens of the pooled map) on both latent maps before the L1 (0: raw token L1, flat beyond a patch; 1: grows with the agent's distance)."""
+    use_state: bool = False
+    """Add a state token per step (needs <key>.states.npy; rollouts then need the states too)."""
+    val_episodes: int = _non_negative(0)
+    """Trajectories held out of training (the last ones read) for the validation loss."""
+    max_trajectories: int = _non_negative(0)
+    """Read at most this many trajectories (0: all)."""
+    encoder_trainable: bool = False
+    """End-to-end (LeWM / PLDM style): train the encoder (world.encoder, a loaded one or random) jointly with the predictor on the prediction loss; batches carry frames, the targets are the same encoder's latents (no stop-gradient); use with world.sigreg_weight > 0 against collapse."""
+    latent_dim: int = _non_negative(0)
+    """End-to-end models: one latent vector per frame, a linear projection of the flattened (pooled) token map to this many dims + BatchNorm (LeWM's projector), instead of the layer-normed tokens: SIGReg can centre and spread it, and unlike a mean over tokens it can say where the agent is (0: off)."""
+    sigreg_weight: float = _non_negative(0.0)
+    """Weight of SIGReg (LeJEPA / LeWM: the latents of the batch's frames pushed toward N(0, I) by random 1-D Epps-Pulley tests) in the world loss; 0: off."""
+
+    def check(self) -> None:
+        if self.rollout_steps > self.window - 1:
+            raise ConfigError(
+                f"world.rollout_steps ({self.rollout_steps}) must be <= world.window - 1 "
+                f"({self.window - 1})"
+            )
+        check_predictor(self.pred_width, self.pred_heads, "world.")
+
+
+@dataclass
+class PlanConfig(Section):
+    """`vjepa plan`: model-predictive control on held-out tasks of an env, with baselines."""
+
+    env: str = "vjepa/TwoRooms-v0"
+    """The env: a gymnasium id, path/file.py:Class or package.module:Class (with the task protocol)."""
+    model: str = "oracle"
+    """World model to plan with (anything vjepa.load_world_model accepts), or oracle (the true simulator)."""
+    planner: Literal["cem", "mppi"] = "cem"
+    """Trajectory optimiser."""
+    horizon: int = _positive(20)
+    """Planned actions per replan."""
+    samples: int = _at_least(256, 2)
+    """Action sequences scored per planner iteration (one batched rollout)."""
+    iterations: int = _positive(6)
+    """Planner iterations per replan."""
+    elites: int = _positive(32)
+    """CEM: sequences the Gaussian is refit to; MPPI: lowest energies that get a weight."""
+    temperature: float = _positive(0.1)
+    """MPPI: softmax temperature of the energy weights (energies are normalised to [0, 1] first)."""
+    init_std: float = _positive(1.0)
+    """Initial sampling std as a fraction of the action range's half-width."""
+    execute: int = _positive(1)
+    """Actions executed before replanning (receding horizon)."""
+    energy: Literal["final", "sum", "min"] = "min"
+    """Energy of a sequence: distance to the goal at the horizon, summed over every step, or the smallest along it."""
+    episodes: int = _positive(50)
+    """Held-out tasks evaluated (each method runs on the same tasks)."""
+    max_steps: int | None = _positive(None)
+    """Env steps per episode; None: the env's max_episode_steps (its attribute, else its gymnasium registration), else plan.fallback_steps."""
+    task_seed: int = 1000000
+    """Seed of the first task (keep it apart from collect seeds); see plan.tasks for the seed of task i."""
+    tasks: Literal["dev", "val"] = "val"
+    """Task split: dev (task i is sample_task(task_seed + i); choose settings here) or val (sample_task(task_seed + 500000 + i); report here, never choose on it). Disjoint while plan.episodes <= 500000."""
+    stop_at_goal: bool = True
+    """End an episode once goal_distance <= success_distance (the env's success signal)."""
+    baselines: list[str] = field(default_factory=lambda: ["random", "random_model", "oracle"])
+    """Baselines on the same tasks: random (uniform actions), random_model (same planner, random-init world model), oracle."""
+    device: str = "cpu"
+    """Torch device of the planner and the world model."""
+    plots: bool = True
+    """Write trajectories.png, energy_landscape.png and episode.gif into run.dir."""
+    fallback_steps: int = _positive(100)
+    """Episode budget when plan.max_steps is None and the env declares no max_episode_steps."""
+    goal_offset: int | None = _positive(None)
+    """Steps between start and goal for envs whose sample_task has a goal_offset attribute (vjepa/PushT-v0, vjepa/DMCReacher-v0: 25 / 50 / 75); None: the env's own."""
+    levels: Literal[1, 2] = 1
+    """1: flat planner; 2: hierarchical: a high level picks subgoals among the data's frames (a graph over them, see world/planning/hierarchy.py), the low level (the flat planner) plans to the current subgoal; also runs the flat planner on the same tasks (flat_success_rate)."""
+    subgoal_data: str = ""
+    """plan.levels=2: trajectory shards whose frames are the candidate subgoals (the support of the data); '' = the world model's training shards (data.shards of its run)."""
+    subgoal_stride: int = _positive(4)
+    """plan.levels=2: data steps between two graph nodes of a trajectory."""
+    subgoal_nodes: int = _positive(1500)
+    """plan.levels=2: at most this many graph nodes (whole trajectories, in shard order)."""
+    subgoal_neighbours: int = _positive(5)
+    """plan.levels=2: links from a node to its nearest nodes of other places (distance at most the median distance of consecutive nodes of a trajectory)."""
+    subgoal_steps: int | None = _positive(None)
+    """plan.levels=2: data steps along the graph path from the current node to the subgoal; None: plan.horizon."""
+
+    def check(self) -> None:
+        bad = sorted(set(self.baselines) - {"random", "random_model", "oracle"})
+        if bad:
+            raise ConfigError(
+                f"plan.baselines: unknown {bad} (choose from random, random_model, oracle)"
+            )
+        if self.elites > self.samples:
+            raise ConfigError(
+                f"plan.elites ({self.elites}) must be <= plan.samples ({self.samples})"
+            )
