@@ -56,7 +56,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vjepa.data.decode import DecodeError, encode_frames
+from vjepa.data.decode import DecodeError
+from vjepa.data.encode import encode_frames
 from vjepa.data.formats import ListFormatError, Listing, SkippedInput, VideoItem
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
