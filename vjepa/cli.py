@@ -42,13 +42,19 @@ def _size(text: str) -> int:
 
 
 def cmd_shards(args: argparse.Namespace) -> int:
-    from vjepa.data.formats import read_source
-    from vjepa.data.writer import print_summary, write_shards
+    if args.check:
+        return _check_shards(args)
+    from vjepa.data.inputs import IMAGE_FORMATS, detect_input_format, read_inputs
+    from vjepa.data.writer import FrameEncoding, print_summary, write_shards
 
-    listing = read_source(
-        args.src, fmt=args.format, split=args.split, split_id=args.split_id, root=args.root,
+    if args.out is None:
+        raise UsageError("--out is required (except with --check)")
+    fmt = detect_input_format(args.src) if args.format == "auto" else args.format
+    listing = read_inputs(
+        args.src, fmt=fmt, split=args.split, split_id=args.split_id, root=args.root,
         labels_from_folders=args.labels_from_folders,
     )  # fmt: skip
+    frames = FrameEncoding(args.frames_fps, args.crf, args.image_frames)
     manifest = write_shards(
         listing.items, args.out, prefix=args.prefix, max_shard_size=args.max_shard_size,
         max_count=args.max_count, short_side=args.short_side, fps=args.fps, workers=args.workers,
@@ -56,9 +62,37 @@ def cmd_shards(args: argparse.Namespace) -> int:
         shuffle_seed=None if args.no_shuffle else args.seed,
         # json `source` paths are stored relative to this, so shards don't leak local paths
         source_root=args.root or (args.src if Path(args.src).is_dir() else Path(args.src).parent),
+        frames=frames if fmt in IMAGE_FORMATS else None,
     )  # fmt: skip
     print_summary(manifest)
     return EXIT_OK
+
+
+def _check_shards(args: argparse.Namespace) -> int:
+    """``vjepa shards --check SHARDS``: the summary table, check.json; exit 1 on bad samples."""
+    from vjepa.data.check import check_shards, format_check
+
+    out = args.out
+    if out is None:  # next to local shards, else in the current folder
+        src = Path(args.src)
+        out = src if src.is_dir() else src.parent if src.exists() else Path(".")
+    report = check_shards(args.src, full=args.full, min_frames=args.min_frames, out=out)
+    print(format_check(report))
+    print(f"wrote {report['written_to']}")
+    return EXIT_RUNTIME if report["bad"] or report["shard_problems"] else EXIT_OK
+
+
+def _crf(text: str) -> int | None:
+    """``--crf``: an x264 CRF 0..51, or ``lossless``."""
+    if text.strip().lower() == "lossless":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a CRF: {text!r} (0..51 or lossless)") from None
+    if not 0 <= value <= 51:
+        raise argparse.ArgumentTypeError(f"CRF must be in 0..51 or lossless, got {value}")
+    return value
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -237,13 +271,30 @@ def _add_shards(sub: argparse._SubParsersAction) -> None:
         "order). Files that are not videos and unreadable videos are skipped and listed in "
         "manifest.json with their reason.",
     )  # fmt: skip
-    p.add_argument("src", help="folder of videos, list/CSV file, or annotation file/folder")
-    p.add_argument("--out", required=True, help="output folder for the shards")
+    p.add_argument(
+        "src",
+        help="folder of videos / frame folders / images, list/CSV file, or annotation "
+        "file/folder; with --check: the shards (folder, glob or brace pattern)",
+    )
+    p.add_argument(
+        "--out", help="output folder for the shards (required); with --check: for check.json"
+    )
     p.add_argument(
         "--format",
         default="auto",
-        choices=["auto", "folder", "list", "ucf101", "hmdb51", "kinetics", "ssv2"],
-        help="input format (auto: folder or list by SRC)",
+        choices=[
+            "auto",
+            "folder",
+            "list",
+            "ucf101",
+            "hmdb51",
+            "kinetics",
+            "ssv2",
+            "frames",
+            "images",
+        ],
+        help="input format (auto: by SRC; a folder of images and no videos: frames, or images "
+        "when they lie directly in SRC)",
     )
     p.add_argument("--split", default="train", help="split to read: train, test or val")
     p.add_argument("--split-id", type=int, default=1, choices=[1, 2, 3], help="UCF101/HMDB51 split")
@@ -262,6 +313,25 @@ def _add_shards(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffled sample order")
     p.add_argument(
         "--no-shuffle", action="store_true", help="keep the input order (default: shuffled)"
+    )
+    p.add_argument(
+        "--frames-fps", type=float, default=25.0, help="frames / images: fps of the stored mp4"
+    )
+    p.add_argument(
+        "--crf", type=_crf, default=18, help="frames / images: H.264 CRF 0..51 or lossless"
+    )
+    p.add_argument(
+        "--image-frames", type=int, default=1,
+        help="images: frames per image (1: a one-frame clip; 2 = a tubelet, as V-JEPA 2)",
+    )  # fmt: skip
+    p.add_argument(
+        "--check", action="store_true",
+        help="validate the shard set SRC instead: decode, frame counts, sizes, fps, labels, "
+        "duplicates; prints a table, writes check.json, exit 1 on bad samples",
+    )  # fmt: skip
+    p.add_argument("--full", action="store_true", help="--check: decode every frame")
+    p.add_argument(
+        "--min-frames", type=int, help="--check: list samples with fewer frames (clip span)"
     )
 
 

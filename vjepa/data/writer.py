@@ -48,6 +48,7 @@ from tqdm import tqdm
 from vjepa.data.decode import DecodeError, probe
 from vjepa.data.encode import transcode
 from vjepa.data.formats import SkippedInput, VideoItem
+from vjepa.data.frames import DEFAULT_CRF, encode_frame_source, is_frame_source
 from vjepa.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,17 @@ class _Prepared:
     data: bytes | None
     meta: dict | None
     skip: SkippedInput | None
+
+
+@dataclass(frozen=True)
+class FrameEncoding:
+    """How frame folders and images are stored (:func:`vjepa.data.frames.input_bytes`):
+    ``fps`` of the mp4, ``crf`` (None = lossless) and ``image_frames`` per image. Video files
+    are copied as they are, whatever these say."""
+
+    fps: float = 25.0
+    crf: int | None = DEFAULT_CRF
+    image_frames: int = 1
 
 
 def sample_key(index: int, item: VideoItem, width: int = 6) -> str:
@@ -98,6 +110,15 @@ def _read_bytes(path: str) -> bytes:
         raise DecodeError("unreadable", f"{type(err).__name__}: {err.strerror or err}") from None
 
 
+def _input_bytes(path: str, frames: FrameEncoding) -> bytes:
+    """A frame folder or an image encoded (:func:`vjepa.data.frames.encode_frame_source`),
+    any other input's own bytes (a folder that holds no frames is ``unreadable``)."""
+    if not is_frame_source(path):
+        return _read_bytes(path)
+    opts = {"fps": frames.fps, "crf": frames.crf, "image_frames": frames.image_frames}
+    return encode_frame_source(path, **opts)
+
+
 def prepare_sample(
     index: int,
     item: VideoItem,
@@ -105,10 +126,12 @@ def prepare_sample(
     short_side: int | None,
     fps: float | None,
     source: str,
+    frames: FrameEncoding = FrameEncoding(),
 ) -> _Prepared:
-    """Read, validate and optionally re-encode one video (runs in a worker process)."""
+    """Read (a frame folder or an image: encode), validate and optionally re-encode one video
+    (runs in a worker process)."""
     try:
-        data = _read_bytes(item.path)
+        data = _input_bytes(item.path, frames)
         meta = probe(data)  # validates the original: a broken input is skipped, not re-encoded
         if short_side is not None or fps is not None:
             data = transcode(data, short_side=short_side, fps=fps)
@@ -131,11 +154,12 @@ def _prepared_stream(
     short_side: int | None,
     fps: float | None,
     workers: int,
+    frames: FrameEncoding = FrameEncoding(),
 ) -> Iterator[_Prepared]:
     """Prepared samples in input order; with ``workers > 1`` a bounded window of futures."""
     if workers <= 1:
         for index, item, key, source in jobs:
-            yield prepare_sample(index, item, key, short_side, fps, source)
+            yield prepare_sample(index, item, key, short_side, fps, source, frames)
         return
     # spawn: a forked copy of a process holding torch / decoder threads can deadlock.
     ctx = multiprocessing.get_context("spawn")
@@ -143,7 +167,7 @@ def _prepared_stream(
         window: deque[Future[_Prepared]] = deque()
         try:
             for index, item, key, source in jobs:
-                args = (index, item, key, short_side, fps, source)
+                args = (index, item, key, short_side, fps, source, frames)
                 window.append(pool.submit(prepare_sample, *args))
                 if len(window) >= 4 * workers:
                     yield window.popleft().result()
@@ -255,6 +279,7 @@ def write_shards(
     skipped: Sequence[SkippedInput] = (),
     progress: bool = True,
     shuffle_seed: int | None = 0,
+    frames: FrameEncoding | None = None,
 ) -> dict:
     """Write ``items`` into webdataset shards in ``out_dir``; returns the manifest.
 
@@ -263,9 +288,14 @@ def write_shards(
     worker). ``skipped``: inputs a reader already rejected, carried into the manifest.
     ``source_root``: record sources relative to it (default: the paths as given).
     ``shuffle_seed``: write the samples in the order of this seeded permutation (None: in
-    input order); keys keep the input index.
+    input order); keys keep the input index. ``frames``: how frame folders / images are encoded
+    (None: the :class:`FrameEncoding` defaults; recorded in the manifest when given).
     """
     _check_args(prefix, max_shard_size, max_count, short_side, fps, workers)
+    if frames is not None and (frames.fps <= 0 or frames.image_frames < 1):
+        raise UsageError(f"frame fps must be > 0 and image frames >= 1, got {frames}")
+    if frames is not None and frames.crf is not None and not 0 <= frames.crf <= 51:
+        raise UsageError(f"crf must be in 0..51 (or lossless), got {frames.crf}")
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir, prefix)
     width = max(6, len(str(max(len(items) - 1, 0))))
@@ -279,7 +309,8 @@ def write_shards(
     all_skipped = list(skipped)
     bar = tqdm(total=len(jobs), unit="video", desc="shards", disable=not progress)
     try:
-        for prep in _prepared_stream(jobs, short_side, fps, workers):
+        stream = _prepared_stream(jobs, short_side, fps, workers, frames or FrameEncoding())
+        for prep in stream:
             if prep.skip is not None:
                 _record_skip(all_skipped, prep.skip)
             else:
@@ -293,6 +324,8 @@ def write_shards(
         bar.close()
     manifest = _manifest(sink.shards, all_skipped, label_names, len(items), short_side, fps)
     manifest["shuffle_seed"] = shuffle_seed
+    if frames is not None:
+        manifest["frame_encoding"] = asdict(frames)
     _write_json_atomic(out_dir / MANIFEST_NAME, manifest)
     return manifest
 
