@@ -96,6 +96,19 @@ def _forward(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -
     return StepOutput(loss=out.loss, terms=out.terms, features=out.target_features)
 
 
+def _health_features(
+    cfg: Config, model: nn.Module, batch: dict, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Health-step features of the full clip: the context encoder (the one that trains), and
+    the target encoder only when it moves (an EMA teacher; a frozen one, ``optim.ema: [1, 1]``,
+    is its random init, and ``objective.target: online`` copies the context encoder)."""
+    video = _video_on_device(batch, cfg, device)  # [B, C, T, H, W]
+    out = {"context": model.encoder(video)}  # [B, N, D]
+    if cfg.objective.target == "ema" and tuple(cfg.optim.ema) != (1.0, 1.0):
+        out["target"] = model.target_encoder(video)  # [B, N, D]
+    return out
+
+
 def _update_target(model: nn.Module, momentum: float) -> None:
     model.update_target(momentum)
 
@@ -126,6 +139,7 @@ def pretrain_task() -> Task:
         update_target=_update_target,
         rows=lambda batch: int(batch["video"].shape[0]),  # B * data.num_clips clips
         plot_first_batch=_plot_masks,
+        health_features=_health_features,
     )
 
 
