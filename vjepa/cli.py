@@ -165,6 +165,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.overrides[:1] == ["world"]:  # `vjepa demo world [--env ENV] [k=v ...]`
         return cmd_demo_world(args)
+    if args.seeds is not None:  # `vjepa demo --seeds N`: the comparison over N seeds
+        from vjepa.demo.seeds import run_seeds
+
+        run_seeds(
+            Path(args.out), args.seeds, overrides=args.overrides, quick=args.quick,
+            corpus=args.corpus, eval_split=args.split,
+        )  # fmt: skip
+        return EXIT_OK
     from vjepa.demo.pretrain import run_demo
 
     run_demo(
@@ -394,6 +402,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
+    p.add_argument(
+        "--seeds", type=int, help="run the comparison for seeds 0..N-1 and report the spread"
+    )
     p.add_argument(
         "--env", help="`vjepa demo world` only: the env (gymnasium id, file.py:Class, module:Class)"
     )

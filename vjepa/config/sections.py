@@ -71,6 +71,9 @@ class RunConfig(Section):
     """Write a metrics.jsonl row (and tracker scalars) every this many optimizer steps."""
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
     """Accelerate trackers to log to: any of tensorboard, wandb (empty list: none)."""
+    deterministic: bool = False
+    """torch.use_deterministic_algorithms (and CUBLAS_WORKSPACE_CONFIG on GPUs): an op without a
+    deterministic kernel raises. Same seed, workers, threads and decoder give the same run."""
 
 
 @dataclass

@@ -52,6 +52,7 @@ from tqdm.auto import tqdm
 from vjepa.config import Config, save_config, to_dict
 from vjepa.errors import UsageError
 from vjepa.train.checkpoint import latest_checkpoint
+from vjepa.train.determinism import run_facts, set_deterministic
 from vjepa.train.metrics import MetricsLog, health_metrics
 from vjepa.train.optim import build_optimizer
 from vjepa.train.plots import plot_health, plot_loss
@@ -102,6 +103,7 @@ def setup(cfg: Config, project: str) -> Accelerator:
     run_dir = Path(cfg.run.dir)
     # Before the first parallel op: torch's OpenMP pool starts at this size.
     torch.set_num_threads(resolve_threads(cfg.train.threads, cfg.data.num_workers))
+    set_deterministic(cfg.run.deterministic)
     launched = "ACCELERATE_MIXED_PRECISION" in os.environ
     accelerator = Accelerator(
         mixed_precision=None if launched else cfg.train.mixed_precision,
@@ -183,7 +185,7 @@ def _record(run: RunState, result: StepResult) -> None:
     run.schedules = result.schedules
 
 
-def _log_row(run: RunState, features: Tensor | None) -> dict[str, Any]:
+def _log_row(run: RunState, features: dict[str, Tensor] | None) -> dict[str, Any]:
     """Collective (every rank calls it at the same steps): the metrics.jsonl row."""
     acc, c, w = run.accelerator, run.counters, run.window
     # Same names and counts on every rank: the ok/skip decision is collective.
@@ -199,8 +201,8 @@ def _log_row(run: RunState, features: Tensor | None) -> dict[str, Any]:
     # Samples another decoder read after the first failed (data.decoder=auto), since this process
     # started: not errors, nothing was lost.
     row["decoder_fallbacks"] = summed_over_ranks(run.fallbacks, {})
-    if features is not None:
-        row |= {f"target_{k}": v for k, v in health_metrics(features).items()}  # collapse watch
+    for name, feats in (features or {}).items():  # collapse watch, per encoder
+        row |= {f"{name}_{k}": v for k, v in health_metrics(feats).items()}
     w.reset()
     run.throughput.reset()
     return row
@@ -252,13 +254,24 @@ def _run_loop(run: RunState, nan_steps: Collection[int]) -> None:
         count_step(run, result, step)
         bar.update(1)
         if c.step % cfg.run.log_every == 0 or health:
-            row = _log_row(run, result.features if health else None)
-            if health and run.task.health is not None:
+            feats = _health_features(run, micro[-1], result) if health else None
+            row = _log_row(run, feats)
+            if health and run.task.health is not None:  # the slow-feature watch (issue 27)
                 row |= run.task.health(cfg, run.unwrapped_model(), micro[-1], acc.device)
             _emit(run, row, bar)
         if c.step % cfg.train.checkpoint_every == 0 or c.step == cfg.train.max_steps:
             save(run)
     bar.close()
+
+
+def _health_features(run: RunState, batch: dict, result: StepResult) -> dict[str, Tensor]:
+    """{encoder name: [B, N, D]} of a health step: the task's own, else its forward's target."""
+    if run.task.health_features is None:
+        return {} if result.features is None else {"target": result.features}
+    with torch.no_grad():
+        return run.task.health_features(
+            run.cfg, run.unwrapped_model(), batch, run.accelerator.device
+        )
 
 
 def count_step(run: RunState, result: StepResult, step: int) -> None:
@@ -379,6 +392,7 @@ def _run(cfg: Config, task: Task, accelerator: Accelerator, nan_steps: Collectio
             "distributed": accelerator.distributed_type.value,  # NO, MULTI_CPU, FSDP, ...
             "params": len(params),
             "sharded_params": sum(hasattr(p, "full_tensor") for p in params),  # DTensors
+            **run_facts(cfg),  # decoder, threads, workers: what else decides the numbers
         }
     )
     accelerator.print(

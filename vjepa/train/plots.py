@@ -57,40 +57,65 @@ def plot_loss(metrics_path: str | Path, out_path: str | Path) -> Path | None:
     return Path(out_path)
 
 
-# (key in metrics.jsonl, panel title): the collapse watch that vjepa.train.metrics.health_metrics logs
+# (metric in metrics.jsonl after the encoder's prefix, panel title): the collapse watch that
+# vjepa.train.metrics.health_metrics logs, per encoder (``context_rankme``, ``target_rankme``)
 HEALTH_PANELS = (
-    ("target_clip_std", "across-clip std at fixed positions"),
-    ("target_position_share", "variance share of position alone"),
-    ("target_rankme", "RankMe of centred pooled features"),
-    ("target_std", "feature std (batch and positions pooled)"),
+    ("clip_std", "across-clip std at fixed positions"),
+    ("position_share", "variance share of position alone"),
+    ("rankme", "RankMe of centred pooled features"),
+    ("std", "feature std (batch and positions pooled)"),
 )
+HEALTH_ENCODERS = (("context", "tab:blue"), ("target", "tab:orange"))
+FLAT_RTOL = 1e-6  # a series whose spread is below this share of its size did not move
+
+
+def is_flat(values: Sequence[float], rtol: float = FLAT_RTOL) -> bool:
+    """True when ``values`` (two or more) do not change: a frozen encoder on fixed input."""
+    if len(values) < 2:
+        return False
+    lo, hi = min(values), max(values)
+    return hi - lo <= rtol * max(abs(hi), abs(lo), 1e-12)
 
 
 def plot_health(metrics_path: str | Path, out_path: str | Path) -> Path | None:
-    """One panel per health metric (see ``HEALTH_PANELS``) against the step.
+    """One panel per health metric (see ``HEALTH_PANELS``) against the step, one line per
+    encoder logged (``context``: the one that trains; ``target``: only when it moves).
 
     A collapse across clips shows as across-clip std falling towards 0 and position share
-    rising towards 1 while the pooled feature std stays up. Rows replayed after a resume are
-    dropped; returns ``out_path``, or None when no row has a health metric yet.
+    rising towards 1 while the pooled feature std stays up. Flat-line check: a series that
+    never changes is drawn dashed and labelled ``flat``, so a frozen encoder's numbers are not
+    read as a trend. Rows replayed after a resume are dropped; returns ``out_path``, or None
+    when no row has a health metric yet.
     """
+    keys = [f"{enc}_{m}" for enc, _ in HEALTH_ENCODERS for m, _ in HEALTH_PANELS]
     by_step: dict[int, dict] = {}
     for row in read_metrics(metrics_path):
-        if "step" in row and any(key in row for key, _ in HEALTH_PANELS):
+        if "step" in row and any(key in row for key in keys):
             by_step[int(row["step"])] = row  # a later (resumed) row wins
     if not by_step:
         return None
     steps = sorted(by_step)
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(HEALTH_PANELS), figsize=(3.2 * len(HEALTH_PANELS), 3.2))
-    for ax, (key, title) in zip(axes, HEALTH_PANELS):
-        points = [(s, by_step[s][key]) for s in steps if by_step[s].get(key) is not None]
-        if points:
-            ax.plot(*zip(*points), marker=".", color="tab:blue")
+    fig, axes = plt.subplots(1, len(HEALTH_PANELS), figsize=(3.4 * len(HEALTH_PANELS), 3.4))
+    for ax, (metric, title) in zip(axes, HEALTH_PANELS):
+        for enc, color in HEALTH_ENCODERS:
+            key = f"{enc}_{metric}"
+            points = [(s, by_step[s][key]) for s in steps if by_step[s].get(key) is not None]
+            if not points:
+                continue
+            flat = is_flat([v for _, v in points])
+            label = f"{enc} (flat: did not change)" if flat else enc
+            ax.plot(*zip(*points), marker=".", color=color, ls="--" if flat else "-", label=label)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    if by_step[steps[0]].get("target_position_share") is not None:
-        axes[1].set_ylim(0, 1)
+        if metric == "position_share":
+            ax.set_ylim(0, 1)
+        if ax.get_lines():
+            ax.legend(fontsize=7)
+    logged = [enc for enc, _ in HEALTH_ENCODERS if f"{enc}_std" in by_step[steps[-1]]]
+    note = "" if "target" in logged else "; target encoder frozen (not plotted)"
+    fig.suptitle(f"representation health of the {' and '.join(logged)} encoder{note}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
     plt.close(fig)

@@ -104,6 +104,19 @@ def _health(cfg: Config, model: nn.Module, batch: dict, device: torch.device) ->
     return model.health(video, ctx, tgt)
 
 
+def _health_features(
+    cfg: Config, model: nn.Module, batch: dict, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Health-step features of the full clip: the context encoder (the one that trains), and
+    the target encoder only when it moves (an EMA teacher; a frozen one, ``optim.ema: [1, 1]``,
+    is its random init, and ``objective.target: online`` copies the context encoder)."""
+    video = _video_on_device(batch, cfg, device)  # [B, C, T, H, W]
+    out = {"context": model.encoder(video)}  # [B, N, D]
+    if cfg.objective.target == "ema" and tuple(cfg.optim.ema) != (1.0, 1.0):
+        out["target"] = model.target_encoder(video)  # [B, N, D]
+    return out
+
+
 def _update_target(model: nn.Module, momentum: float) -> None:
     model.update_target(momentum)
 
@@ -135,6 +148,7 @@ def pretrain_task() -> Task:
         rows=lambda batch: int(batch["video"].shape[0]),  # B * data.num_clips clips
         plot_first_batch=_plot_masks,
         health=_health,
+        health_features=_health_features,
     )
 
 

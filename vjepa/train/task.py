@@ -24,7 +24,7 @@ task never closes over a config of its own.
   call ``.item()``, that would sync the host every step) and optionally ``features``
   ``[B, N, D]``: when given at a health step (``train.health_every``) the row gets
   ``target_std`` / ``target_rank`` (return them every step, detached: the loop keeps them
-  only at health steps).
+  only at health steps), unless ``health_features`` names the encoders to watch itself.
 - ``update_target(model, momentum)``: called after every good optimizer step with the EMA
   momentum of that step, on the unwrapped model (under FSDP the parameters are sharded
   DTensors: use ``torch._foreach_*`` on ``parameters()`` as
@@ -95,6 +95,13 @@ class Task:
     """Optional ``(cfg, batch, run_dir)`` plot of the run's first batch (main process)."""
     fsdp_units: Callable[[nn.Module], list[nn.Module]] = _blocks
     """The submodules that become FSDP2 units when ``train.fsdp`` (default: every ``Block``)."""
+    health_features: Callable[[Config, nn.Module, dict, torch.device], dict[str, Tensor]] | None = (
+        None
+    )
+    """Optional ``(cfg, unwrapped model, batch, device) -> {name: [B, N, D]}`` at health steps
+    (no grad): the row gets ``<name>_std``, ``<name>_rankme``, ... for each encoder named (e.g.
+    ``context``, and ``target`` only while it moves). None: ``StepOutput.features`` as
+    ``target_*``."""
     health: Callable[[Config, nn.Module, dict, torch.device], dict[str, float]] | None = None
     """Optional ``(cfg, unwrapped model, batch, device) -> {name: float}`` at health steps,
     after the optimizer step, merged into that metrics.jsonl row (pretraining: the slow-feature

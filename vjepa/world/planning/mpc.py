@@ -57,6 +57,7 @@ from vjepa.world.planning.report import (
     format_report,
     hierarchy_summary,
 )
+from vjepa.world.planning.views import add_episode_views
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +273,8 @@ def write_plots(
     """trajectories.png, energy_landscape.png and episode.gif of a finished run."""
     main = next(iter(results))
     views = task_views(env, pcfg, [e.task for e in results[main][: plots.TRAJECTORY_TASKS]])
+    if not hasattr(env.unwrapped, "state_xy"):  # no map: goal distances and frames instead
+        views = add_episode_views(env, views, results)
     plots.plot_trajectories(env, pcfg.env, results, views, out / "trajectories.png")
     landscape = energy_landscape(env, pcfg, builder, seed=0)
     if landscape is not None:

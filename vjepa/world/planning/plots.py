@@ -2,8 +2,9 @@
 
 - ``trajectories.png``: for the first tasks, the render at the start state as the map, the
   executed path (planner solid, random actions dotted), the start (circle) and goal (star).
-  Positions come from the env's optional ``state_xy(states) -> [N, 2]`` pixel coordinates,
-  else from the first two state values scaled to the frame.
+  Positions come from the env's optional ``state_xy(states) -> [N, 2]`` pixel coordinates.
+  An env without ``state_xy`` gets the goal distance over each episode (every method, one
+  scale for all tasks) and a strip of frames (start, middle, end, goal) instead.
 - ``energy_landscape.png``: the planner's energy at the first task's start over a 2-D grid of
   first actions (a :class:`Landscape`); as in the vjepa2 notebook's landscape of the first
   action.
@@ -12,7 +13,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
@@ -36,6 +37,10 @@ class TaskView:
     goal_frame: np.ndarray
     start: np.ndarray
     goal: np.ndarray
+    distances: dict[str, list[float]] = field(default_factory=dict)
+    """Method -> goal distance at every step of its episode (envs without ``state_xy``)."""
+    strip: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    """(label, frame [H, W, 3]): start, middle, end of the first method's episode, goal."""
 
 
 @dataclass
@@ -55,17 +60,19 @@ class Landscape:
 
 
 def _xy(env: gym.Env, states: np.ndarray, size: int) -> np.ndarray:
-    base = env.unwrapped
+    """Pixel positions [N, 2] of ``states`` from the env's ``state_xy`` (``size`` unused)."""
     states = np.asarray(states, dtype=np.float64).reshape(len(states), -1)
-    if hasattr(base, "state_xy"):
-        return np.asarray(base.state_xy(states))
-    return states[:, :2] * size  # a guess: positions in [0, 1]
+    return np.asarray(env.unwrapped.state_xy(states))
 
 
 def plot_trajectories(
     env: gym.Env, env_name: str, results: dict, views: list[TaskView], path: Path
 ) -> Path:
-    """Each task of ``views``: the executed paths of every method of ``results`` over its map."""
+    """Each task of ``views``: the executed paths of every method of ``results`` over its map
+    when the env has ``state_xy``, else the goal distance over the episode and a frame strip
+    (:func:`plot_goal_distances`)."""
+    if not hasattr(env.unwrapped, "state_xy"):
+        return plot_goal_distances(env, env_name, views, path)
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(views), figsize=(2.6 * len(views), 3.0), squeeze=False)
     for ax, view in zip(axes[0], views):
@@ -90,6 +97,62 @@ def plot_trajectories(
         ax.set_xticks([]), ax.set_yticks([])
         ax.legend(fontsize=6, loc="lower left")
     fig.suptitle(f"{env_name}: start (o), goal (*), executed paths", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _strip(frames: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """Frames side by side with 2 white pixels between them: [H, n * W + 2 (n - 1), 3]."""
+    gap = np.full((frames[0][1].shape[0], 2, 3), 255, np.uint8)
+    parts: list[np.ndarray] = []
+    for i, (_, f) in enumerate(frames):
+        parts += [gap, f] if i else [f]
+    return np.concatenate(parts, axis=1)
+
+
+def plot_goal_distances(env: gym.Env, env_name: str, views: list[TaskView], path: Path) -> Path:
+    """Per task (column): the goal distance over the episode of every method (top; one y
+    scale for every panel, the success distance dashed) and the start / middle / end frames
+    of the first method's episode beside the goal (bottom). ``views`` carry ``distances`` and
+    ``strip`` (vjepa.world.planning.views.add_episode_views)."""
+    plt = _pyplot()
+    n = len(views)
+    fig, axes = plt.subplots(
+        2, n, figsize=(3.4 * n, 4.6), squeeze=False, gridspec_kw={"height_ratios": [3, 1.3]}
+    )
+    top = max((max(d) for v in views for d in v.distances.values() if d), default=1.0)
+    success = float(env.unwrapped.success_distance)
+    for col, view in enumerate(views):
+        ax = axes[0][col]
+        for name, dist in view.distances.items():
+            ax.plot(range(len(dist)), dist, ":" if name == "random" else "-", lw=1.3, label=name)
+        ax.axhline(success, color="k", ls="--", lw=0.8, label="success distance")
+        ax.set_ylim(0, 1.05 * max(top, success))  # one scale for every panel
+        ax.set_title(f"task {view.task}", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(alpha=0.3)
+        if col == 0:
+            ax.set_ylabel("goal distance", fontsize=8)
+            ax.legend(fontsize=6)
+        strip = axes[1][col]
+        if view.strip:
+            img = _strip(view.strip)
+            strip.imshow(img)
+            w = view.strip[0][1].shape[1]
+            strip.set_xticks([i * (w + 2) + w / 2 for i in range(len(view.strip))])
+            strip.set_xticklabels([name for name, _ in view.strip], fontsize=7)
+        else:
+            strip.set_xticks([])
+        strip.set_yticks([])
+    first = next(iter(views[0].distances), "") if views else ""
+    fig.suptitle(
+        f"{Path(env_name).name}: goal distance over the episode; frames of {first} (start, "
+        "middle, end) "
+        "and the goal",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
