@@ -48,6 +48,7 @@ from vjepa.world.envs import action_bounds, check_protocol, make_env, render_fra
 from vjepa.world.io import load_world_model, random_init_like
 from vjepa.world.planning import plots
 from vjepa.world.planning.costs import CostBuilder, ModelCost, OracleCost, has_batched_dynamics
+from vjepa.world.planning.guard import guarded_model_cost, guarded_oracle_cost
 from vjepa.world.planning.planners import plan_actions
 from vjepa.world.planning.report import Episode, build_report, format_report
 
@@ -128,6 +129,7 @@ def run_episode(
         frames.append(frame)
     plan: Tensor | None = None
     plan_seconds, steps = 0.0, 0
+    flags: list[bool] | None = None
     while steps < pcfg.max_steps:
         if pcfg.stop_at_goal and base.goal_distance(goal) <= base.success_distance:
             break
@@ -141,10 +143,14 @@ def run_episode(
                 init = init[: pcfg.horizon]  # [H, A]
             cost = builder(frame, base.get_state(), goal_frame, goal)
             plan = plan_actions(cost, pcfg, low, high, init, generator=gen)  # [H, A]
+            if hasattr(builder, "update"):  # the guardrail's dual ascent across replans
+                builder.update(plan)
             plan_seconds += time.perf_counter() - t0
             actions = plan[: pcfg.execute].cpu().numpy()
         for a in actions[: pcfg.max_steps - steps]:
-            env.step(a)
+            info = env.step(a)[-1]
+            if "violation" in info:
+                flags = (flags or []) + [bool(info["violation"])]
             steps += 1
             states.append(np.asarray(base.get_state(), dtype=np.float64).tolist())
             frame = render_frame(env)
@@ -153,7 +159,8 @@ def run_episode(
             if pcfg.stop_at_goal and base.goal_distance(goal) <= base.success_distance:
                 break
     dist = float(base.goal_distance(goal))
-    return Episode(method, task, dist <= base.success_distance, dist, steps, plan_seconds, states)
+    success = dist <= base.success_distance
+    return Episode(method, task, success, dist, steps, plan_seconds, states, flags)
 
 
 def evaluate(
@@ -211,7 +218,8 @@ def energy_landscape(
     a0, a1 = torch.meshgrid(g0, g1, indexing="ij")
     seqs[:, 0, 0], seqs[:, 0, 1] = a0.reshape(-1), a1.reshape(-1)
     # Larger chunks than the planner's population: one batched pass per 1024 sequences.
-    energy = torch.cat([cost(chunk) for chunk in seqs.split(max(pcfg.samples, 1024))])
+    scored = [cost(chunk) for chunk in seqs.split(max(pcfg.samples, 1024))]
+    energy = torch.cat([e[0] if isinstance(e, tuple) else e for e in scored])  # guard: (E, viol)
     return plots.Landscape(
         g0=g0.cpu().numpy(),
         g1=g1.cpu().numpy(),
@@ -272,14 +280,22 @@ def run_plan(cfg: Config) -> dict[str, Any]:
     if model is not None:
         check_model_env(model, env, pcfg.env, pcfg)
     save_config(cfg, out / "config.yaml")
-    oracle = oracle_cost(env, pcfg.env, pcfg.energy)
+    plain_oracle = oracle_cost(env, pcfg.env, pcfg.energy)
+    oracle = guarded_oracle_cost(env, pcfg) or plain_oracle
     main_builder: CostBuilder = oracle if model is None else model_cost(model, pcfg, device)
+    if model is not None:
+        main_builder = guarded_model_cost(model, pcfg, device) or main_builder
+    # the same model and planner with every guardrail weight at 0
+    free_builder = plain_oracle if model is None else model_cost(model, pcfg, device)
     method = "oracle" if model is None else "model"
 
     frames: list[np.ndarray] = []
     results: dict[str, list[Episode]] = {
         method: evaluate(env, pcfg, main_builder, cfg.run.seed, method, frames)
     }
+    if hasattr(main_builder, "guard") and any(e.violations is not None for e in results[method]):
+        free = evaluate(env, pcfg, free_builder, cfg.run.seed, "unconstrained")
+        results["unconstrained"] = free
     if "random" in pcfg.baselines:
         results["random"] = evaluate(env, pcfg, None, cfg.run.seed, "random")
     if twin is not None:

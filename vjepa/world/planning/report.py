@@ -28,6 +28,7 @@ class Episode:
     steps: int
     plan_seconds: float
     states: list[list[float]] = field(default_factory=list)
+    violations: list[bool] | None = None  # per step, when the env reports info["violation"]
 
 
 def summarize(episodes: list[Episode]) -> dict[str, Any]:
@@ -43,7 +44,19 @@ def summarize(episodes: list[Episode]) -> dict[str, Any]:
         "mean_final_distance": float(np.mean([e.final_distance for e in episodes])) if n else None,
         "seconds_per_action": plan_seconds / actions if actions else 0.0,
         "episodes": n,
+        **violation_summary(episodes),
     }
+
+
+def violation_summary(episodes: list[Episode]) -> dict[str, Any]:
+    """``violation_rate`` (percent of episodes with at least one violating step) and its 95 %
+    Wilson interval; empty when the env reported no violation flags."""
+    flagged = [e for e in episodes if e.violations is not None]
+    if not flagged:
+        return {}
+    k = sum(any(e.violations) for e in flagged)
+    lo, hi = wilson_interval(k, len(flagged), z=REPORT_Z)
+    return {"violation_rate": 100.0 * k / len(flagged), "violation_rate_ci95": [100 * lo, 100 * hi]}
 
 
 def build_report(
@@ -67,6 +80,12 @@ def build_report(
         elif name in results:
             rate = summarize(results[name])["success_rate"]
         report[f"{name}_success_rate"] = rate
+    if "violation_rate" in main:
+        report["violation_rate_ci95"] = main["violation_rate_ci95"]
+    if "unconstrained" in results:
+        free = summarize(results["unconstrained"])
+        report["unconstrained_success_rate"] = free["success_rate"]
+        report["unconstrained_violation_rate"] = free.get("violation_rate")
     report["methods"] = {name: summarize(eps) for name, eps in results.items()}
     return report
 
