@@ -98,5 +98,6 @@ def format_report(report: dict) -> str:
         lines.append(
             f"{name:<14} {r['success_rate']:>10.1f} {f'[{lo:.1f}, {hi:.1f}]':>15} "
             f"{r['mean_final_distance']:>11.3f} {r['seconds_per_action']:>9.3f}"
+            + (f"  violations {r['violation_rate']:.1f} %" if "violation_rate" in r else "")
         )
     return "\n".join(lines)
