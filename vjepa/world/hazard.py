@@ -87,7 +87,7 @@ def fit_hazard(
 @torch.no_grad()
 def hazard_metrics(
     head: HazardHead, latents: list[Tensor], flags: list[np.ndarray | None], threshold: float
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Precision, recall and the counts of the head at ``threshold`` on the flagged frames."""
     z, y = frames_with_flags(latents, flags)
     pred = head.prob(z) > threshold  # [M]
@@ -96,8 +96,8 @@ def hazard_metrics(
     fp = int((pred & ~truth).sum())
     fn = int((~pred & truth).sum())
     return {
-        "hazard_precision": tp / (tp + fp) if tp + fp else float("nan"),
-        "hazard_recall": tp / (tp + fn) if tp + fn else float("nan"),
+        "hazard_precision": tp / (tp + fp) if tp + fp else None,
+        "hazard_recall": tp / (tp + fn) if tp + fn else None,  # None: no positive
         "hazard_positives": tp + fn,
         "hazard_frames": int(len(y)),
     }
