@@ -13,6 +13,7 @@ from vjepa.config.sections import (
     _at_least,
     _non_negative,
     _positive,
+    _ranged,
     check_predictor,
 )
 
@@ -61,6 +62,10 @@ class WorldConfig(Section):
     """End-to-end models: one latent vector per frame, a linear projection of the flattened (pooled) token map to this many dims + BatchNorm (LeWM's projector), instead of the layer-normed tokens: SIGReg can centre and spread it, and unlike a mean over tokens it can say where the agent is (0: off)."""
     sigreg_weight: float = _non_negative(0.0)
     """Weight of SIGReg (LeJEPA / LeWM: the latents of the batch's frames pushed toward N(0, I) by random 1-D Epps-Pulley tests) in the world loss; 0: off."""
+    hazard_steps: int = _non_negative(300)
+    """Full-batch steps of the hazard head fitted after training on the latents of the frames whose trajectories carry violation flags (<key>.violations.npy), positives weighted neg/pos; writes hazard.pt (0: no head)."""
+    hazard_lr: float = _positive(3e-3)
+    """Adam learning rate of the hazard head."""
 
     def check(self) -> None:
         if self.rollout_steps > self.window - 1:
@@ -140,3 +145,22 @@ class PlanConfig(Section):
             raise ConfigError(
                 f"plan.elites ({self.elites}) must be <= plan.samples ({self.samples})"
             )
+
+    guard_mode: Literal["penalty", "reject", "lagrangian"] = "penalty"
+    """How the guardrail terms are enforced: a fixed penalty (weight x term at every step), rejection (a sample whose hazard exceeds plan.guard_threshold at any step never enters the elite set while a safe one exists), or an augmented Lagrangian (the hazard weight rises by dual ascent across replans while the plan violates)."""
+    guard_weight: float = _non_negative(1.0)
+    """Weight of the hazard term: the hazard head's probability (oracle: the env's violation_states) summed over every rollout step; used when the model has a hazard head (hazard.pt) or the oracle's env has violation_states."""
+    guard_threshold: float = _ranged(0.5, lambda v: 0 < v < 1, "must be within (0, 1)")
+    """Hazard probability above which a step counts as violating (reject and lagrangian modes)."""
+    guard_dual_lr: float = _non_negative(1.0)
+    """Lagrangian mode: dual-ascent step on the hazard weight per replan (x the plan's worst hazard minus plan.guard_threshold)."""
+    action_weight: float = _non_negative(0.0)
+    """Weight of the action-magnitude term: mean squared action (in half-ranges of the action box) summed over the steps."""
+    smooth_weight: float = _non_negative(0.0)
+    """Weight of the action-smoothness term: mean squared change between consecutive actions (in half-ranges) summed over the steps."""
+    forbidden_images: list[str] = field(default_factory=list)
+    """Example images of forbidden states (files, encoded like the goal image): a repulsion exp(-L1 / plan.forbidden_scale) from the nearest one at every step, weighted by plan.forbidden_weight."""
+    forbidden_weight: float = _non_negative(1.0)
+    """Weight of the repulsion from plan.forbidden_images."""
+    forbidden_scale: float = _positive(0.1)
+    """Latent L1 distance scale of the repulsion from plan.forbidden_images."""

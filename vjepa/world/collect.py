@@ -14,6 +14,8 @@ A trajectory shard sample (the format: vjepa.world.trajectories):
 - ``<key>.mp4``: the T frames [T, H, W, 3], lossless (H.264 RGB at qp 0: decodes bit-exact);
 - ``<key>.actions.npy``: float32 [T-1, A]; action t moves frame t to frame t+1;
 - ``<key>.states.npy``: float32 [T, S], when the env has ``get_state``;
+- ``<key>.violations.npy``: bool [T], when the env's steps report ``info["violation"]``: frame
+  t is in a forbidden state (frame 0: the env's ``violation_states`` of the start, else False);
 - ``<key>.json``: env, seed, episode, fps, num_frames, width, height, action_low,
   action_high, state_dim (plus the source / label fields of video shards, so the same shards
   feed ``vjepa pretrain``).
@@ -51,6 +53,13 @@ def random_actions(
     return actions
 
 
+def _start_violation(base) -> bool:
+    """Whether the start state is forbidden (the env's batched ``violation_states``, if any)."""
+    if not hasattr(base, "violation_states"):
+        return False
+    return bool(base.violation_states(np.asarray(base.get_state())[None])[0])
+
+
 def rollout_episode(
     env, spec: str, episode: int, frames_per_episode: int, seed: int, repeat_prob: float
 ) -> tuple[str, bytes, dict, dict[str, bytes]]:
@@ -68,11 +77,15 @@ def rollout_episode(
     has_state = hasattr(base, "get_state")
     frames = [render_frame(env)]
     states = [np.asarray(base.get_state(), dtype=np.float32).reshape(-1)] if has_state else []
+    flags: list[bool] = [_start_violation(base) if has_state else False]
+    reports = False
     for t, a in enumerate(actions):
         if policy is not None:
             a = actions[t] = np.clip(np.asarray(policy(memory, rng), np.float32), low, high)
-        env.step(a)
+        info = env.step(a)[-1]
         frames.append(render_frame(env))
+        reports = reports or "violation" in info
+        flags.append(bool(info.get("violation", False)))
         if has_state:
             states.append(np.asarray(base.get_state(), dtype=np.float32).reshape(-1))
     video = np.stack(frames)  # [T, H, W, 3]
@@ -98,6 +111,8 @@ def rollout_episode(
     extra = {"actions.npy": npy_bytes(actions)}
     if has_state:
         extra["states.npy"] = npy_bytes(np.stack(states))  # [T, S]
+    if reports:
+        extra["violations.npy"] = npy_bytes(np.array(flags, dtype=bool))  # [T]
     return f"{episode:06d}", encode_lossless(video, fps), meta, extra
 
 

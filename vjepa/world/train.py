@@ -39,6 +39,7 @@ from vjepa.config import Config
 from vjepa.data.shards import expand_urls
 from vjepa.train.loop import run_training
 from vjepa.train.task import StepOutput, Task
+from vjepa.world.hazard import fit_hazard, hazard_metrics, save_hazard
 from vjepa.world.io import WORLD_FILE, load_world_model, random_encoder, world_description
 from vjepa.world.model import WorldModel, WorldSpec, build_world_model
 from vjepa.world.trajectories import (
@@ -218,6 +219,29 @@ def validation_loss(cfg: Config, model: WorldModel, prep: _Prepared, batches: in
     return {f"val_{k}": v for k, v in sums.items()}
 
 
+def train_hazard(cfg: Config, model: WorldModel, prep: _Prepared, run_dir: Path) -> dict:
+    """Fit the hazard head when the training trajectories carry violation flags (and
+    ``world.hazard_steps`` > 0); saves ``hazard.pt``; returns its held-out precision / recall."""
+    w = cfg.world
+    if not w.hazard_steps or not any(t.violations is not None for t in prep.trajs):
+        return {}
+    with torch.no_grad():
+        latents = encode_trajectories(model, prep.trajs)  # [T, N, D] each
+    head = fit_hazard(
+        latents,
+        [t.violations for t in prep.trajs],
+        steps=w.hazard_steps,
+        lr=w.hazard_lr,
+        seed=cfg.run.seed,
+    )
+    save_hazard(head, run_dir)
+    if not any(t.violations is not None for t in prep.val):
+        return {}
+    with torch.no_grad():
+        val_latents = encode_trajectories(model, prep.val)
+    return hazard_metrics(head, val_latents, [t.violations for t in prep.val], 0.5)
+
+
 def world_train(cfg: Config) -> Path:
     """Run (or resume) world-model training into ``cfg.run.dir``; returns the run folder."""
     expand_urls(cfg.data.shards)  # a wrong shard path fails here, before the run folder exists
@@ -226,8 +250,9 @@ def world_train(cfg: Config) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(run_dir / WORLD_FILE, world_description(_model(cfg, prep)))
     run_training(cfg, world_task(cfg, prep))
+    hazard = train_hazard(cfg, load_world_model(run_dir), prep, run_dir)
     if prep.val:
-        report = validation_loss(cfg, load_world_model(run_dir), prep)
+        report = validation_loss(cfg, load_world_model(run_dir), prep) | hazard
         _write_json_atomic(run_dir / "val.json", report)
         log.info("validation: %s", report)
     return run_dir

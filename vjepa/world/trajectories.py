@@ -6,6 +6,7 @@ A trajectory sample (the contract in docs/world.md, written by the shard writer)
     <key>.mp4          frames [T, H, W, 3] (lossless from envs: H.264 RGB at qp 0, decodes bit-exact)
     <key>.actions.npy  float32 [T-1, A]: action t moves frame t to frame t+1
     <key>.states.npy   float32 [T, S] (optional)
+    <key>.violations.npy  bool [T] (optional): frame t is in a forbidden state; absent = unknown
     <key>.json         {"env", "seed", "episode", "fps", "num_frames", "action_low", "action_high", ...}
 
 Reading: :func:`iter_trajectories` / :func:`load_trajectories` parse every sample; a sample with
@@ -53,13 +54,15 @@ class TrajectoryError(UsageError):
 
 @dataclass
 class Trajectory:
-    """One episode: frames uint8 [T, H, W, 3], actions float32 [T-1, A], states [T, S] or None."""
+    """One episode: frames uint8 [T, H, W, 3], actions float32 [T-1, A], states [T, S] or None,
+    violations bool [T] or None (unknown: the env reported none)."""
 
     key: str
     frames: np.ndarray
     actions: np.ndarray
     states: np.ndarray | None
     meta: dict
+    violations: np.ndarray | None = None
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -125,7 +128,13 @@ def parse_trajectory(sample: dict, decoder: str) -> Trajectory:
     if states is not None and (states.ndim != 2 or states.shape[0] != t):
         raise TrajectoryError("bad_states", f"{key}: states {list(states.shape)} for {t} frames")
     states = None if states is None else states.astype(np.float32)
-    return Trajectory(key, frames, actions.astype(np.float32), states, meta)
+    flags = _npy(sample, "violations.npy", key)
+    if flags is not None and (flags.ndim != 1 or flags.shape[0] != t):
+        raise TrajectoryError(
+            "bad_violations", f"{key}: violations {list(flags.shape)} for {t} frames"
+        )
+    flags = None if flags is None else flags.astype(bool)
+    return Trajectory(key, frames, actions.astype(np.float32), states, meta, flags)
 
 
 def iter_trajectories(

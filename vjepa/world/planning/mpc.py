@@ -49,6 +49,7 @@ from vjepa.world.io import load_world_model, random_init_like
 from vjepa.world.planning import plots
 from vjepa.world.planning.budget import apply_goal_offset, episode_budget
 from vjepa.world.planning.costs import CostBuilder, ModelCost, OracleCost, has_batched_dynamics
+from vjepa.world.planning.guard import guarded_model_cost, guarded_oracle_cost
 from vjepa.world.planning.hierarchy import HighLevel, high_level
 from vjepa.world.planning.planners import plan_actions
 from vjepa.world.planning.report import (
@@ -138,6 +139,7 @@ def run_episode(
         frames.append(frame)
     plan: Tensor | None = None
     plan_seconds, steps, calls = 0.0, 0, [0]
+    flags: list[bool] | None = None
     max_steps = episode_budget(env, pcfg)[0]
     if high is not None:
         high.start(goal_frame, goal)
@@ -157,10 +159,14 @@ def run_episode(
                 target_frame, target = high.target(frame, base.get_state(), goal_frame, goal, steps)
             cost = _counted(builder(frame, base.get_state(), target_frame, target), calls)
             plan = plan_actions(cost, pcfg, low, high_b, init, generator=gen)  # [H, A]
+            if hasattr(builder, "update"):  # the guardrail's dual ascent across replans
+                builder.update(plan)
             plan_seconds += time.perf_counter() - t0
             actions = plan[: pcfg.execute].cpu().numpy()
         for a in actions[: max_steps - steps]:
-            env.step(a)
+            info = env.step(a)[-1]
+            if "violation" in info:
+                flags = (flags or []) + [bool(info["violation"])]
             steps += 1
             if high is not None:
                 high.observe(base, steps)
@@ -172,23 +178,16 @@ def run_episode(
                 break
     dist = float(base.goal_distance(goal))
     subgoals = (high.proposed, high.reached) if high is not None else (0, 0)
+    success = dist <= base.success_distance
     return Episode(
-        method,
-        task,
-        dist <= base.success_distance,
-        dist,
-        steps,
-        plan_seconds,
-        states,
-        calls[0],
-        *subgoals,
+        method, task, success, dist, steps, plan_seconds, states, calls[0], *subgoals, flags
     )
 
 
 def _counted(cost: Any, calls: list[int]) -> Any:
     """``cost`` that counts its calls (one batched rollout of the predictor each) in calls[0]."""
 
-    def counted(seqs: Tensor) -> Tensor:
+    def counted(seqs: Tensor) -> Any:
         calls[0] += 1
         return cost(seqs)
 
@@ -251,7 +250,8 @@ def energy_landscape(
     a0, a1 = torch.meshgrid(g0, g1, indexing="ij")
     seqs[:, 0, 0], seqs[:, 0, 1] = a0.reshape(-1), a1.reshape(-1)
     # Larger chunks than the planner's population: one batched pass per 1024 sequences.
-    energy = torch.cat([cost(chunk) for chunk in seqs.split(max(pcfg.samples, 1024))])
+    scored = [cost(chunk) for chunk in seqs.split(max(pcfg.samples, 1024))]
+    energy = torch.cat([e[0] if isinstance(e, tuple) else e for e in scored])  # guard: (E, viol)
     return plots.Landscape(
         g0=g0.cpu().numpy(),
         g1=g1.cpu().numpy(),
@@ -315,8 +315,13 @@ def run_plan(cfg: Config) -> dict[str, Any]:
     if model is not None:
         check_model_env(model, env, pcfg.env, pcfg)
     save_config(cfg, out / "config.yaml")
-    oracle = oracle_cost(env, pcfg.env, pcfg.energy)
+    plain_oracle = oracle_cost(env, pcfg.env, pcfg.energy)
+    oracle = guarded_oracle_cost(env, pcfg) or plain_oracle
     main_builder: CostBuilder = oracle if model is None else model_cost(model, pcfg, device)
+    if model is not None:
+        main_builder = guarded_model_cost(model, pcfg, device) or main_builder
+    # the same model and planner with every guardrail weight at 0
+    free_builder = plain_oracle if model is None else model_cost(model, pcfg, device)
     method = "oracle" if model is None else "model"
 
     high = high_level(pcfg, env, model, device) if pcfg.levels == 2 else None
@@ -326,6 +331,9 @@ def run_plan(cfg: Config) -> dict[str, Any]:
     }
     if high is not None:  # the same model and planner, flat, on the same tasks
         results["flat"] = evaluate(env, pcfg, main_builder, cfg.run.seed, "flat")
+    if hasattr(main_builder, "guard") and any(e.violations is not None for e in results[method]):
+        free = evaluate(env, pcfg, free_builder, cfg.run.seed, "unconstrained")
+        results["unconstrained"] = free
     if "random" in pcfg.baselines:
         results["random"] = evaluate(env, pcfg, None, cfg.run.seed, "random")
     if twin is not None:

@@ -11,6 +11,10 @@ random draw comes from the ``generator`` passed in; no global RNG.
 - **MPPI** (model-predictive path integral, as in PLDM / EB-JEPA): refit the Gaussian to all
   samples weighted by ``softmax(-energy / temperature)``. Returns the final weighted mean.
 
+**Rejection** (``plan.guard_mode=reject``): a cost may return ``(energies [N], violating
+[N] bool)``. A violating sample then ranks after every safe one, the elite set holds only safe
+samples while any exist, and the answer is a safe sequence whenever a safe one was seen.
+
 ``init_mean`` warm-starts the search (MPC passes the previous plan shifted by the executed
 steps); ``init_std`` is a fraction of the half-range of the action box.
 
@@ -77,11 +81,30 @@ def _sample(
 
 
 def _energies(cost: Cost, seqs: Tensor) -> Tensor:
-    energy = cost(seqs)
+    return _scored(cost, seqs)[0]
+
+
+def _scored(cost: Cost, seqs: Tensor) -> tuple[Tensor, Tensor]:
+    """(energies [N], violating [N] bool: all False unless the cost returns the mask)."""
+    out = cost(seqs)
+    energy, violating = out if isinstance(out, tuple) else (out, None)
     if energy.shape != (seqs.shape[0],):
         raise ValueError(f"cost must map [N, H, A] to [N], got {list(energy.shape)}")
+    if violating is None:
+        violating = torch.zeros(seqs.shape[0], dtype=torch.bool, device=energy.device)
     # A NaN energy (a diverging rollout) must never be chosen.
-    return torch.nan_to_num(energy.float(), nan=float("inf"))
+    return torch.nan_to_num(energy.float(), nan=float("inf")), violating.bool()
+
+
+def _ranked(energy: Tensor, violating: Tensor, elites: int) -> tuple[Tensor, Tensor]:
+    """(rank key [N], elite count): violating samples rank after every safe one, and only safe
+    samples are elites while any exist."""
+    safe = int((~violating).sum())
+    if safe in (0, len(energy)):
+        return energy, torch.tensor(elites)
+    finite = energy[torch.isfinite(energy)]
+    offset = (finite.max() - finite.min() + 1.0) if len(finite) else torch.tensor(1.0)
+    return torch.where(violating, energy + offset, energy), torch.tensor(min(elites, safe))
 
 
 @torch.no_grad()
@@ -107,13 +130,15 @@ def cem(
     if not 1 <= elites <= samples:
         raise ValueError(f"cem elites must be within [1, samples={samples}], got {elites}")
     mean, std, half = _start(horizon, action_low, action_high, init_mean, init_std)
-    best, best_energy = mean, float("inf")
+    best, best_key = mean, (True, float("inf"))  # (violating, energy): lowest wins
     for _ in range(iterations):
         seqs = _sample(mean, std, samples, action_low, action_high, generator)  # [N, H, A]
-        energy = _energies(cost, seqs)  # [N]
-        top = torch.topk(energy, elites, largest=False).indices  # [K]
-        if float(energy[top[0]]) < best_energy:
-            best, best_energy = seqs[top[0]].clone(), float(energy[top[0]])
+        energy, violating = _scored(cost, seqs)  # [N], [N]
+        rank, k = _ranked(energy, violating, elites)
+        top = torch.topk(rank, int(k), largest=False).indices  # [K]
+        key = (bool(violating[top[0]]), float(energy[top[0]]))
+        if key < best_key:
+            best, best_key = seqs[top[0]].clone(), key
         elite = seqs[top]  # [K, H, A]
         mean = elite.mean(0)  # [H, A]
         std = torch.maximum(elite.std(0, unbiased=False), min_std * half)  # [H, A]
@@ -147,10 +172,18 @@ def mppi(
     if temperature <= 0:
         raise ValueError(f"mppi temperature must be > 0, got {temperature}")
     mean, std, half = _start(horizon, action_low, action_high, init_mean, init_std)
+    safe_best, safe_energy, rejecting = None, float("inf"), False
     for _ in range(iterations):
         seqs = _sample(mean, std, samples, action_low, action_high, generator)  # [N, H, A]
-        energy = _energies(cost, seqs)  # [N]
-        top_energy, top = torch.topk(energy, elites, largest=False)  # [K]
+        energy, violating = _scored(cost, seqs)  # [N], [N]
+        rejecting = rejecting or bool(violating.any())
+        if bool((~violating).any()):
+            i = int(torch.where(violating, torch.inf, energy).argmin())
+            if float(energy[i]) < safe_energy:
+                safe_best, safe_energy = seqs[i].clone(), float(energy[i])
+        rank, k = _ranked(energy, violating, elites)
+        top = torch.topk(rank, int(k), largest=False).indices  # [K]
+        top_energy = energy[top]  # [K]
         # Energies normalised to [0, 1] over the elites, so one temperature fits any energy
         # scale (simulator distances, latent L1).
         spread = (top_energy[-1] - top_energy[0]).clamp_min(1e-12)
@@ -161,6 +194,8 @@ def mppi(
         mean = torch.einsum("k,kha->ha", weights, elite)  # [H, A]
         var = torch.einsum("k,kha->ha", weights, (elite - mean) ** 2)
         std = torch.maximum(var.sqrt(), min_std * half)  # [H, A]
+    if rejecting and safe_best is not None and bool(_scored(cost, mean[None])[1][0]):
+        return safe_best  # the weighted mean violates: the best safe sample seen instead
     return mean
 
 

@@ -90,13 +90,16 @@ def plot_trajectories(
                 lw=1.3,
                 label=f"{name} ({'ok' if ep.success else 'fail'})",
             )
+            if ep.violations:  # states[1:] follow the flagged steps: mark the violating ones
+                bad = np.flatnonzero(ep.violations) + 1
+                ax.plot(xy[bad, 0], xy[bad, 1], "x", color="k", ms=4, mew=1.0)
         s, g = _xy(env, view.start[None], size)[0], _xy(env, view.goal[None], size)[0]
         ax.plot(*s, "o", ms=8, mfc="none", mec="k", mew=1.5)
         ax.plot(*g, "*", ms=12, color="gold", mec="k")
         ax.set_title(f"task {view.task}", fontsize=9)
         ax.set_xticks([]), ax.set_yticks([])
         ax.legend(fontsize=6, loc="lower left")
-    fig.suptitle(f"{env_name}: start (o), goal (*), executed paths", fontsize=10)
+    fig.suptitle(f"{env_name}: start (o), goal (*), executed paths, violations (x)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

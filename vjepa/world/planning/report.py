@@ -31,6 +31,7 @@ class Episode:
     cost_calls: int = 0  # batched energy evaluations (predictor rollouts) of the episode
     subgoals: int = 0  # plan.levels=2: subgoals the high level proposed
     subgoals_reached: int = 0  # ... of which the agent reached within plan.horizon steps
+    violations: list[bool] | None = None  # per step, when the env reports info["violation"]
 
 
 def summarize(episodes: list[Episode]) -> dict[str, Any]:
@@ -47,7 +48,19 @@ def summarize(episodes: list[Episode]) -> dict[str, Any]:
         "seconds_per_action": plan_seconds / actions if actions else 0.0,
         "episodes": n,
         "predictor_calls_per_episode": sum(e.cost_calls for e in episodes) / n if n else 0.0,
+        **violation_summary(episodes),
     }
+
+
+def violation_summary(episodes: list[Episode]) -> dict[str, Any]:
+    """``violation_rate`` (percent of episodes with at least one violating step) and its 95 %
+    Wilson interval; empty when the env reported no violation flags."""
+    flagged = [e for e in episodes if e.violations is not None]
+    if not flagged:
+        return {}
+    k = sum(any(e.violations) for e in flagged)
+    lo, hi = wilson_interval(k, len(flagged), z=REPORT_Z)
+    return {"violation_rate": 100.0 * k / len(flagged), "violation_rate_ci95": [100 * lo, 100 * hi]}
 
 
 def build_report(
@@ -71,6 +84,12 @@ def build_report(
         elif name in results:
             rate = summarize(results[name])["success_rate"]
         report[f"{name}_success_rate"] = rate
+    if "violation_rate" in main:
+        report["violation_rate_ci95"] = main["violation_rate_ci95"]
+    if "unconstrained" in results:
+        free = summarize(results["unconstrained"])
+        report["unconstrained_success_rate"] = free["success_rate"]
+        report["unconstrained_violation_rate"] = free.get("violation_rate")
     report["methods"] = {name: summarize(eps) for name, eps in results.items()}
     return report
 
@@ -99,5 +118,6 @@ def format_report(report: dict) -> str:
         lines.append(
             f"{name:<14} {r['success_rate']:>10.1f} {f'[{lo:.1f}, {hi:.1f}]':>15} "
             f"{r['mean_final_distance']:>11.3f} {r['seconds_per_action']:>9.3f}"
+            + (f"  violations {r['violation_rate']:.1f} %" if "violation_rate" in r else "")
         )
     return "\n".join(lines)
