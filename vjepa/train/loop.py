@@ -256,7 +256,8 @@ def _run_loop(run: RunState, nan_steps: Collection[int]) -> None:
         if c.step % cfg.run.log_every == 0 or health:
             feats = _health_features(run, micro[-1], result) if health else None
             row = _log_row(run, feats)
-            if health and run.task.health is not None:  # the slow-feature watch (issue 27)
+            # the slow-feature watch (issue 27); not under FSDP2 (see _health_features)
+            if health and run.task.health is not None and not cfg.train.fsdp:
                 row |= run.task.health(cfg, run.unwrapped_model(), micro[-1], acc.device)
             _emit(run, row, bar)
         if c.step % cfg.train.checkpoint_every == 0 or c.step == cfg.train.max_steps:
@@ -265,8 +266,12 @@ def _run_loop(run: RunState, nan_steps: Collection[int]) -> None:
 
 
 def _health_features(run: RunState, batch: dict, result: StepResult) -> dict[str, Tensor]:
-    """{encoder name: [B, N, D]} of a health step: the task's own, else its forward's target."""
-    if run.task.health_features is None:
+    """{encoder name: [B, N, D]} of a health step: the task's own, else its forward's target.
+
+    Under FSDP2 the submodules' parameters are sharded DTensors that only the wrapped root's
+    forward gathers, so a task's own encoder passes are skipped there (the forward's features).
+    """
+    if run.task.health_features is None or run.cfg.train.fsdp:
         return {} if result.features is None else {"target": result.features}
     with torch.no_grad():
         return run.task.health_features(
