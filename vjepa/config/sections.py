@@ -288,6 +288,10 @@ class ObjectiveConfig(Section):
     across the clips of the batch against N(0, 1) (~0.05; 0 = off)."""
     sigreg_slices: int = _positive(256)
     """SIGReg: random projection directions per step."""
+    reg_scope: Literal["global", "local"] = "global"
+    """Clips the across-clip terms (batch_var, batch_cov, sigreg) take their statistics over:
+    global = the whole batch of every rank (gathered, with gradients; one process on the
+    concatenated batch gives the same loss and gradients), local = this rank's batch only."""
 
 
 @dataclass

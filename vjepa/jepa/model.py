@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from vjepa.config import Config
+from vjepa.jepa.gather import gather_batch
 from vjepa.jepa.losses import (
     batch_covariance_loss,
     batch_variance_loss,
@@ -70,6 +71,7 @@ class JEPA(nn.Module):
         batch_cov: float = 0.0,
         sigreg: float = 0.0,
         sigreg_slices: int = 256,
+        reg_scope: str = "global",
         seed: int = 0,
         target_encoder: nn.Module | None = None,
     ):
@@ -80,6 +82,8 @@ class JEPA(nn.Module):
             raise ValueError(f"target must be 'ema' or 'online', got {target!r}")
         if reg_input not in ("encoder", "predictor"):
             raise ValueError(f"reg_input must be 'encoder' or 'predictor', got {reg_input!r}")
+        if reg_scope not in ("global", "local"):
+            raise ValueError(f"reg_scope must be 'global' or 'local', got {reg_scope!r}")
         self.encoder = encoder
         self.predictor = predictor
         self.target_encoder = (
@@ -96,6 +100,7 @@ class JEPA(nn.Module):
         self.batch_cov = batch_cov
         self.sigreg = sigreg
         self.sigreg_slices = sigreg_slices
+        self.reg_scope = reg_scope
         self.seed = seed
         self.calls = 0  # forward count: seeds SIGReg's fresh directions (seed, call)
 
@@ -159,6 +164,8 @@ class JEPA(nn.Module):
             feats = preds  # [B, Kt, D] each
         if self.reg_pooled:
             feats = [f.mean(dim=1) for f in feats]  # [B, D] each
+        if self.reg_scope == "global":  # every rank's clips (vjepa.jepa.gather); alone: as is
+            feats = [gather_batch(f) for f in feats]  # [R * B, ...] each
         total = 0.0
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.calls)
         parts = (
@@ -218,5 +225,6 @@ def build_jepa(cfg: Config) -> JEPA:
         batch_cov=cfg.objective.batch_cov,
         sigreg=cfg.objective.sigreg,
         sigreg_slices=cfg.objective.sigreg_slices,
+        reg_scope=cfg.objective.reg_scope,
         seed=cfg.run.seed,
     )
