@@ -109,3 +109,27 @@ def test_the_writer_stores_the_decodable_count_and_the_loader_keeps_within_it(
         make_eval_loader(str(shard), data_cfg=cfg, num_clips=4, batch_size=1, num_workers=0)
     )
     assert len(batches) == 1 and batches[0]["video"].shape[:2] == (1, 4)
+
+
+def test_bench_data_reports_the_disagreement_instead_of_crashing(tmp_path, lying: bytes) -> None:
+    import importlib.util
+    from dataclasses import replace
+    from pathlib import Path
+
+    import webdataset as wds
+
+    from vjepa.config import DataConfig
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "bench_data.py"
+    spec = importlib.util.spec_from_file_location("bench_data", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    shard = tmp_path / "lying-000000.tar"
+    with wds.TarWriter(str(shard)) as sink:
+        sink.write({"__key__": "tree", "mp4": lying, "json": b'{"label": 0}'})
+    cfg = replace(DataConfig(), frames_per_clip=8, frame_step=4, crop_size=32, num_clips=2)
+    backends = ["pyav", *[b for b in ("torchcodec", "decord") if b in available_backends()]]
+    table = bench.decoder_table([str(shard)], cfg, backends, clips=2, seed=0)
+    found = table["pyav"]["frame_count_disagreements"]["tree"]
+    assert found["pyav_reported"] == CLAIMED and found["pyav_decodable"] == FRAMES
+    assert table["pyav"]["clips"] >= 2
