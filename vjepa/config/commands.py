@@ -36,6 +36,7 @@ _OBJECTIVE_KEYS = (
     "batch_cov",
     "sigreg",
     "sigreg_slices",
+    "reg_scope",
 )
 
 RENAMED: dict[str, str] = {
