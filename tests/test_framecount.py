@@ -78,3 +78,58 @@ def test_an_honest_header_costs_one_probe() -> None:
     counts = frame_counts(_avi(), "pyav")
     assert counts == type(counts)(reported=FRAMES, decodable=FRAMES, probes=1)
     assert not counts.lies
+
+
+@pytest.mark.parametrize(
+    "backend", ["pyav", *[b for b in ("torchcodec", "decord") if b in available_backends()]]
+)
+def test_the_writer_stores_the_decodable_count_and_the_loader_keeps_within_it(
+    tmp_path, lying: bytes, backend: str
+) -> None:
+    import json
+    import tarfile
+    from dataclasses import replace
+
+    from vjepa.config import DataConfig
+    from vjepa.data.formats import VideoItem
+    from vjepa.data.loader import make_eval_loader
+    from vjepa.data.writer import write_shards
+
+    (tmp_path / "tree.avi").write_bytes(lying)
+    item = VideoItem(path=str(tmp_path / "tree.avi"), label=0, label_name="tree")
+    write_shards([item], tmp_path / "shards", label_names=["tree"], progress=False)
+    (shard,) = sorted((tmp_path / "shards").glob("*.tar"))
+    with tarfile.open(shard) as tar:
+        meta = json.loads(next(tar.extractfile(m) for m in tar if m.name.endswith(".json")).read())
+    assert meta["num_frames"] == FRAMES
+    assert meta.get("header_frames", CLAIMED) == CLAIMED
+    # clips spread over the whole video: over the header's 200 frames most would not decode
+    cfg = replace(DataConfig(), decoder=backend, frames_per_clip=8, frame_step=2, crop_size=32)
+    batches = list(
+        make_eval_loader(str(shard), data_cfg=cfg, num_clips=4, batch_size=1, num_workers=0)
+    )
+    assert len(batches) == 1 and batches[0]["video"].shape[:2] == (1, 4)
+
+
+def test_bench_data_reports_the_disagreement_instead_of_crashing(tmp_path, lying: bytes) -> None:
+    import importlib.util
+    from dataclasses import replace
+    from pathlib import Path
+
+    import webdataset as wds
+
+    from vjepa.config import DataConfig
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "bench_data.py"
+    spec = importlib.util.spec_from_file_location("bench_data", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    shard = tmp_path / "lying-000000.tar"
+    with wds.TarWriter(str(shard)) as sink:
+        sink.write({"__key__": "tree", "mp4": lying, "json": b'{"label": 0}'})
+    cfg = replace(DataConfig(), frames_per_clip=8, frame_step=4, crop_size=32, num_clips=2)
+    backends = ["pyav", *[b for b in ("torchcodec", "decord") if b in available_backends()]]
+    table = bench.decoder_table([str(shard)], cfg, backends, clips=2, seed=0)
+    found = table["pyav"]["frame_count_disagreements"]["tree"]
+    assert found["pyav_reported"] == CLAIMED and found["pyav_decodable"] == FRAMES
+    assert table["pyav"]["clips"] >= 2

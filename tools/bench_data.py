@@ -46,6 +46,7 @@ from vjepa.data.clips import clip_indices
 from vjepa.data.decode import VideoReader, open_video
 from vjepa.data.encode import transcode
 from vjepa.data.errors import DataErrors
+from vjepa.data.framecount import frame_counts
 from vjepa.data.loader import make_pretrain_loader
 from vjepa.data.shards import expand_urls
 from vjepa.data.stages import augment_generator, epoch_samples
@@ -75,10 +76,13 @@ def _cpu_seconds() -> float:
     return total
 
 
-def _clip_indices(reader: VideoReader, cfg: DataConfig, gen: torch.Generator) -> list | None:
-    """The frame indices of a sample's clips, as the loader draws them (random mode)."""
+def _clip_indices(
+    reader: VideoReader, cfg: DataConfig, gen: torch.Generator, frames: int | None = None
+) -> list | None:
+    """The frame indices of a sample's clips, as the loader draws them (random mode), within
+    ``frames`` (default the reader's count)."""
     return clip_indices(
-        reader.num_frames,
+        reader.num_frames if frames is None else frames,
         frames_per_clip=cfg.frames_per_clip,
         frame_step=cfg.frame_step,
         num_clips=cfg.num_clips,
@@ -157,10 +161,20 @@ def decoder_table(
 ) -> dict[str, dict]:
     """(e): every backend on the same samples and the same frame indices, interleaved."""
     jobs = []  # (video bytes, concatenated frame indices of the sample's clips)
+    disagree: dict[str, dict[str, int]] = {}  # key -> backend -> (reported, decodable) counts
     for epoch, i, sample in _endless_samples(urls, seed):
         gen = augment_generator(seed, 0, 0, epoch, i)  # the loader's per-sample generator
-        with open_video(sample["mp4"], "pyav") as reader:  # indices from PyAV's frame count
-            idx = _clip_indices(reader, cfg, gen)
+        # A header may overstate the frames (vjepa.data.framecount): index within what every
+        # backend decodes, and report the files whose counts differ.
+        counts = {b: frame_counts(sample["mp4"], b) for b in backends}
+        seen = {v for c in counts.values() for v in (c.reported, c.decodable)}
+        if len(seen) > 1:
+            disagree[str(sample.get("__key__"))] = {
+                **{f"{b}_reported": c.reported for b, c in counts.items()},
+                **{f"{b}_decodable": c.decodable for b, c in counts.items()},
+            }
+        with open_video(sample["mp4"], "pyav") as reader:
+            idx = _clip_indices(reader, cfg, gen, min(c.decodable for c in counts.values()))
         if idx is not None:
             jobs.append((sample["mp4"], np.concatenate(idx)))
         if len(jobs) * cfg.num_clips >= clips:
@@ -190,6 +204,7 @@ def decoder_table(
             "ratio_to_fastest": speed[b] / best,
             "max_abs_diff_vs_first": diff[b],
             "clips": done,
+            "frame_count_disagreements": disagree,
         }
         for b in backends
     }

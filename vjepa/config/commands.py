@@ -40,6 +40,7 @@ _OBJECTIVE_KEYS = (
     "target_features",
     "change_weight",
     "time_var",
+    "reg_scope",
 )
 
 RENAMED: dict[str, str] = {

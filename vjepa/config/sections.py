@@ -312,6 +312,10 @@ class ObjectiveConfig(Section):
     features of the whole clip, after removing the time pattern shared by the batch: features
     that do not vary within a clip over time get no credit. One extra encoder pass per step.
     0 = off."""
+    reg_scope: Literal["global", "local"] = "global"
+    """Clips the across-clip terms (batch_var, batch_cov, sigreg) take their statistics over:
+    global = the whole batch of every rank (gathered, with gradients; one process on the
+    concatenated batch gives the same loss and gradients), local = this rank's batch only."""
 
 
 @dataclass

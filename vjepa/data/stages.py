@@ -242,6 +242,12 @@ def shuffle_buffer_for(urls: list[str], cfg: DataConfig) -> int:
 
 def parse_sample(sample: dict, errors: DataErrors) -> tuple[str, bytes, int] | None:
     """(key, video bytes, label or -1) of a tar sample, or None after counting why not."""
+    parsed = _parse(sample, errors)
+    return parsed[:3] if parsed is not None else None
+
+
+def _parse(sample: dict, errors: DataErrors) -> tuple[str, bytes, int, dict] | None:
+    """parse_sample plus the sample's ``<key>.json`` object."""
     key = str(sample.get("__key__", "?"))
     members = {k.lower(): k for k in sample if not k.startswith("__")}
     video = next((sample[members[e]] for e in VIDEO_EXTS if e in members), None)
@@ -261,7 +267,16 @@ def parse_sample(sample: dict, errors: DataErrors) -> tuple[str, bytes, int] | N
         errors.count("bad_json", key, err)
         return None
     label = meta.get("label")
-    return key, video, label if isinstance(label, int) and not isinstance(label, bool) else -1
+    return key, video, label if isinstance(label, int) and not isinstance(label, bool) else -1, meta
+
+
+def _frames(reader_frames: int, meta: dict) -> int:
+    """Frames to sample clips from: the reader's count, capped by the verified decodable count
+    the shard writer stored (``num_frames``; a header may overstate it, vjepa.data.framecount)."""
+    stored = meta.get("num_frames")
+    if isinstance(stored, int) and not isinstance(stored, bool) and 0 < stored < reader_frames:
+        return stored
+    return reader_frames
 
 
 def decode_clips(
@@ -279,17 +294,18 @@ def decode_clips(
     :func:`parse_sample`, then one decoder open and one batched decode of only the frames of
     the ``num_clips`` clips that :func:`vjepa.data.clips.clip_indices` places.
     """
-    parsed = parse_sample(sample, errors)
+    parsed = _parse(sample, errors)
     if parsed is None:
         return None
-    key, video, label = parsed
+    key, video, label, meta = parsed
     try:
         with open_video(video, cfg.decoder) as reader:
-            if reader.num_frames < cfg.min_frames:
-                errors.count("too_short", key, f"{reader.num_frames} < min_frames {cfg.min_frames}")
+            n = _frames(reader.num_frames, meta)  # min(reader, stored decodable count)
+            if n < cfg.min_frames:
+                errors.count("too_short", key, f"{n} < min_frames {cfg.min_frames}")
                 return None
             idx = clip_indices(
-                reader.num_frames,
+                n,
                 frames_per_clip=cfg.frames_per_clip,
                 frame_step=cfg.frame_step,
                 num_clips=num_clips,
@@ -300,7 +316,7 @@ def decode_clips(
                 short_video=short_video,
             )
             if idx is None:
-                errors.count("too_short", key, f"{reader.num_frames} frames")
+                errors.count("too_short", key, f"{n} frames")
                 return None
             frames = reader.get_frames(np.concatenate(idx))  # [num_clips * T, H, W, 3]
             for reason in reader.fallbacks:

@@ -48,6 +48,7 @@ from tqdm import tqdm
 from vjepa.data.decode import DecodeError, probe
 from vjepa.data.encode import transcode
 from vjepa.data.formats import SkippedInput, VideoItem
+from vjepa.data.framecount import frame_counts
 from vjepa.data.frames import DEFAULT_CRF, encode_frame_source, is_frame_source
 from vjepa.errors import UsageError
 
@@ -136,6 +137,8 @@ def prepare_sample(
         if short_side is not None or fps is not None:
             data = transcode(data, short_side=short_side, fps=fps)
             meta = probe(data)  # the json describes the stored bytes
+        # the frames that really decode: a header may overstate them (vjepa.data.framecount)
+        decodable = min(meta["num_frames"], frame_counts(data, "auto").decodable)
     except DecodeError as err:
         return _Prepared(index, key, None, None, SkippedInput(source, err.reason, str(err)))
     meta = {
@@ -144,6 +147,8 @@ def prepare_sample(
         "label_name": item.label_name,
         **{k: meta[k] for k in ("fps", "num_frames", "width", "height", "duration")},
     }
+    if decodable != meta["num_frames"]:
+        meta |= {"num_frames": decodable, "header_frames": meta["num_frames"]}
     if item.start is not None or item.end is not None:
         meta |= {"segment_start": item.start, "segment_end": item.end}
     return _Prepared(index, key, data, meta, None)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from vjepa.config import Config, ObjectiveConfig
+from vjepa.jepa.gather import gather_batch
 from vjepa.jepa.losses import (
     batch_covariance_loss,
     batch_variance_loss,
@@ -88,6 +89,7 @@ class JEPA(nn.Module):
         self.target, self.reg_input, self.reg_pooled = o.target, o.reg_input, o.reg_pooled
         self.batch_var, self.batch_cov = o.batch_var, o.batch_cov
         self.sigreg, self.sigreg_slices = o.sigreg, o.sigreg_slices
+        self.reg_scope = o.reg_scope  # global: the across-clip terms gather every rank's clips
         self.target_mode, self.target_features = o.target_mode, o.target_features
         self.time_var, self.change_weight = o.time_var, o.change_weight
         self.time_steps = time_steps  # T of the token grid (t, h, w): frames / tubelet
@@ -207,6 +209,8 @@ class JEPA(nn.Module):
             feats = preds  # [B, Kt, D] each
         if self.reg_pooled:
             feats = [f.mean(dim=1) for f in feats]  # [B, D] each
+        if self.reg_scope == "global":  # every rank's clips (vjepa.jepa.gather); alone: as is
+            feats = [gather_batch(f) for f in feats]  # [R * B, ...] each
         total = 0.0
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.calls)
         parts = (

@@ -52,6 +52,8 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from vjepa.train.diskspace import DiskFullError, checkpoint_space, state_nbytes
+
 WEIGHT_KEYS = ("encoder", "predictor", "target_encoder")
 """Top-level ``state`` entries stored as ``<key>.safetensors`` (state dicts of tensors)."""
 TRAIN_STATE = "train_state.pt"
@@ -294,11 +296,13 @@ def save_training_state(
         get_optimizer_state_dict,
     )
 
+    from vjepa.train.faults import agree_on_failure
+
     full = StateDictOptions(full_state_dict=True, cpu_offload=True)
     weights = split_weights(get_model_state_dict(model, options=full), file_prefixes(model))
     optim = get_optimizer_state_dict(model, _raw_optimizer(optimizer), options=full)
     ranks = gather_object([{**per_rank, "rng": rng_state()}])
-    folder = None
+    folder, full = None, None
     if accelerator.is_main_process:
         state = {
             **weights,
@@ -307,9 +311,14 @@ def save_training_state(
             "per_rank": ranks,
             "world_size": accelerator.num_processes,
         }
-        folder = save_checkpoint(
-            run_dir, step, state=state, keep_last=keep_last, weight_keys=tuple(weights)
-        )
+        try:  # a full disk: one line naming the folder; the previous checkpoint stays intact
+            with checkpoint_space(checkpoint_dir(run_dir), state_nbytes(state)):
+                folder = save_checkpoint(
+                    run_dir, step, state=state, keep_last=keep_last, weight_keys=tuple(weights)
+                )
+        except DiskFullError as err:
+            full = err
+    agree_on_failure(accelerator, full)  # the other ranks raise it too instead of waiting
     accelerator.wait_for_everyone()
     return folder
 

@@ -53,9 +53,12 @@ from vjepa.config import Config, save_config, to_dict
 from vjepa.errors import UsageError
 from vjepa.train.checkpoint import latest_checkpoint
 from vjepa.train.determinism import run_facts, set_deterministic
+from vjepa.train.faults import take_run_lock
 from vjepa.train.metrics import MetricsLog, health_metrics
 from vjepa.train.optim import build_optimizer
 from vjepa.train.plots import plot_health, plot_loss
+from vjepa.train.preempt import Preemption, any_rank_requested, exit_preempted
+from vjepa.train.runlock import RunLock
 from vjepa.train.state import (
     Counters,
     RunState,
@@ -94,8 +97,10 @@ class TrainingDivergedError(RuntimeError):
 # ----------------------------------------------------------------------------------------
 
 
-def setup(cfg: Config, project: str) -> Accelerator:
-    """The Accelerator for this run; writes ``config.yaml`` and starts the trackers.
+def setup(cfg: Config, project: str) -> tuple[Accelerator, RunLock]:
+    """The Accelerator for this run and its held run lock (vjepa.train.runlock: a second run
+    on a live folder raises RunLockedError on every rank); writes ``config.yaml`` and starts
+    the trackers.
 
     ``accelerate launch`` sets ACCELERATE_MIXED_PRECISION; then its choice wins, otherwise
     ``train.mixed_precision`` does.
@@ -122,13 +127,25 @@ def setup(cfg: Config, project: str) -> Accelerator:
             f"{accelerator.num_processes}; on a CPU set ACCELERATE_USE_CPU=1 and launch with "
             "--multi_gpu (see configs/accelerate/cpu_2proc.yaml)"
         )
+    try:  # before anything is written into the folder
+        lock = take_run_lock(accelerator, run_dir)
+    except UsageError:
+        _reset_accelerate()
+        raise
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
     accelerator.wait_for_everyone()
     if cfg.run.trackers:
         accelerator.init_trackers(project, config=_flat_hparams(to_dict(cfg)))
-    return accelerator
+    return accelerator, lock
+
+
+def _reset_accelerate() -> None:
+    # The Accelerate state is a process-wide singleton: reset it so a later run in the
+    # same process (the demo, tests) may pick another precision or accumulation.
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
 
 
 def resolve_threads(setting: str | int, num_workers: int) -> int:
@@ -260,8 +277,15 @@ def _run_loop(run: RunState, nan_steps: Collection[int]) -> None:
             if health and run.task.health is not None and not cfg.train.fsdp:
                 row |= run.task.health(cfg, run.unwrapped_model(), micro[-1], acc.device)
             _emit(run, row, bar)
-        if c.step % cfg.train.checkpoint_every == 0 or c.step == cfg.train.max_steps:
+        # SIGTERM / SIGUSR1 on any rank: this step is done; checkpoint it and exit 75.
+        preempted = any_rank_requested(
+            run.preempt is not None and run.preempt.requested(), acc.device
+        )
+        if preempted or c.step % cfg.train.checkpoint_every == 0 or c.step == cfg.train.max_steps:
             save(run)
+        if preempted:
+            bar.close()
+            _exit_preempted(run)
     bar.close()
 
 
@@ -277,6 +301,14 @@ def _health_features(run: RunState, batch: dict, result: StepResult) -> dict[str
         return run.task.health_features(
             run.cfg, run.unwrapped_model(), batch, run.accelerator.device
         )
+
+
+def _exit_preempted(run: RunState) -> None:
+    received = run.preempt.received if run.preempt is not None else None
+    run.log.write({"event": "preempted", "step": run.counters.step})
+    exit_preempted(
+        received.name if received else "peer", run.counters.step, str(run.last_checkpoint)
+    )
 
 
 def count_step(run: RunState, result: StepResult, step: int) -> None:
@@ -331,15 +363,13 @@ def run_training(cfg: Config, task: Task, *, nan_steps: Collection[int] = ()) ->
 
     ``nan_steps``: steps whose loss is replaced by NaN (test hook for the skip / stop path).
     """
-    accelerator = setup(cfg, task.name)
+    accelerator, lock = setup(cfg, task.name)
     try:
-        return _run(cfg, task, accelerator, nan_steps)
+        with lock, Preemption() as preempt:
+            return _run(cfg, task, accelerator, nan_steps, preempt)
     finally:
         accelerator.end_training()  # trackers flushed and closed, also after an error
-        # The Accelerate state is a process-wide singleton: reset it so a later run in the
-        # same process (the demo, tests) may pick another precision or accumulation.
-        AcceleratorState._reset_state()
-        GradientState._reset_state()
+        _reset_accelerate()
 
 
 def prepare_run(cfg: Config, task: Task, accelerator: Accelerator) -> RunState:
@@ -382,9 +412,16 @@ def _fully_shard(model: nn.Module, task: Task, accelerator: Accelerator) -> nn.M
     return model
 
 
-def _run(cfg: Config, task: Task, accelerator: Accelerator, nan_steps: Collection[int]) -> Path:
+def _run(
+    cfg: Config,
+    task: Task,
+    accelerator: Accelerator,
+    nan_steps: Collection[int],
+    preempt: Preemption | None = None,
+) -> Path:
     run_dir = Path(cfg.run.dir)
     run = prepare_run(cfg, task, accelerator)
+    run.preempt = preempt
     resume = latest_checkpoint(run_dir)
     start = restore(run, resume) if resume is not None else None
     event = {"event": "resume", "checkpoint": str(resume)} if resume else {"event": "start"}

@@ -22,6 +22,7 @@ from vjepa.config import Config, to_dict
 from vjepa.data.loader import loader_state
 from vjepa.train.checkpoint import restore_training_state, save_training_state
 from vjepa.train.metrics import MetricsLog, Throughput
+from vjepa.train.preempt import Preemption
 from vjepa.train.task import Task
 
 
@@ -83,6 +84,7 @@ class RunState:
     # Cached for the optimizer step: unwrap_model walks every module (~3 ms a step on the demo).
     unwrapped: nn.Module | None = None
     trainable: list[Tensor] | None = None  # the parameters that get gradients
+    preempt: Preemption | None = None  # SIGTERM / SIGUSR1 flag (vjepa.train.preempt)
 
     def unwrapped_model(self) -> nn.Module:
         """``accelerator.unwrap_model(model)``, computed once per run."""
