@@ -49,8 +49,9 @@ def _rank(rank: int, port: int, out: str) -> None:
             result[f"{name}_grad"] = x.grad
         # 2. What DDP produces: a linear layer, the three terms, gradients averaged by DDP.
         torch.manual_seed(0)
-        model = DistributedDataParallel(torch.nn.Linear(IN, D))
-        z = model(inputs[mine].float())  # [B, N, D]
+        # float64: the comparison below must not depend on the thread count of each process
+        model = DistributedDataParallel(torch.nn.Linear(IN, D).double())
+        z = model(inputs[mine].double())  # [B, N, D]
         total = sum(_losses(gather_batch(z), seed=7).values())
         total.backward()
         result["ddp_loss"] = total.detach()
@@ -85,8 +86,8 @@ def test_two_ranks_equal_one_process_on_the_concatenated_batch(tmp_path: Path) -
             assert want.abs().max() > 1e-4  # a gradient worth comparing
 
     torch.manual_seed(0)
-    model = torch.nn.Linear(IN, D)
-    total = sum(_losses(model(inputs.float()), seed=7).values())
+    model = torch.nn.Linear(IN, D).double()
+    total = sum(_losses(model(inputs.double()), seed=7).values())
     total.backward()
     for got in ranks:
         assert abs(got["ddp_loss"].item() - total.item()) < 1e-6
