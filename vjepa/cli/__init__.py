@@ -13,86 +13,26 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from vjepa.cli.common import (
+    EXIT_OK,
+    EXIT_RUNTIME,
+    EXIT_USER,
+    add_command,
+    add_config_args,
+    add_heads_args,
+)
+from vjepa.cli.shards import add_shards
 from vjepa.config import ConfigError, load_config
 from vjepa.errors import UsageError
-
-EXIT_OK, EXIT_RUNTIME, EXIT_USER = 0, 1, 2
 
 USER_ERRORS: tuple[type[BaseException], ...] = (UsageError, ConfigError, FileNotFoundError)
 """Exit 2. ConfigError and the readers' errors are UsageErrors; a missing file is the user's
 too. Any other exception, a ValueError included, is a bug: exit 1."""
 
 
-def _size(text: str) -> int:
-    """Parse a byte size such as 500MB, 1.5GiB or 1000000."""
-    units = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2}
-    units |= {"g": 1e9, "gb": 1e9, "gib": 1024**3}
-    t = text.strip().lower()
-    num = t.rstrip("abgikm")
-    unit = t[len(num) :]
-    try:
-        return int(float(num) * units[unit])
-    except (KeyError, ValueError):
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500MB, 2GiB)") from None
-
-
 # ----------------------------------------------------------------------------------------
 # Commands: each takes the parsed args and calls one library function.
 # ----------------------------------------------------------------------------------------
-
-
-def cmd_shards(args: argparse.Namespace) -> int:
-    if args.check:
-        return _check_shards(args)
-    from vjepa.data.inputs import IMAGE_FORMATS, detect_input_format, read_inputs
-    from vjepa.data.writer import FrameEncoding, print_summary, write_shards
-
-    if args.out is None:
-        raise UsageError("--out is required (except with --check)")
-    fmt = detect_input_format(args.src) if args.format == "auto" else args.format
-    listing = read_inputs(
-        args.src, fmt=fmt, split=args.split, split_id=args.split_id, root=args.root,
-        labels_from_folders=args.labels_from_folders,
-    )  # fmt: skip
-    frames = FrameEncoding(args.frames_fps, args.crf, args.image_frames)
-    manifest = write_shards(
-        listing.items, args.out, prefix=args.prefix, max_shard_size=args.max_shard_size,
-        max_count=args.max_count, short_side=args.short_side, fps=args.fps, workers=args.workers,
-        label_names=listing.label_names, skipped=listing.skipped,
-        shuffle_seed=None if args.no_shuffle else args.seed,
-        # json `source` paths are stored relative to this, so shards don't leak local paths
-        source_root=args.root or (args.src if Path(args.src).is_dir() else Path(args.src).parent),
-        frames=frames if fmt in IMAGE_FORMATS else None,
-    )  # fmt: skip
-    print_summary(manifest)
-    return EXIT_OK
-
-
-def _check_shards(args: argparse.Namespace) -> int:
-    """``vjepa shards --check SHARDS``: the summary table, check.json; exit 1 on bad samples."""
-    from vjepa.data.check import check_shards, format_check
-
-    out = args.out
-    if out is None:  # next to local shards, else in the current folder
-        src = Path(args.src)
-        out = src if src.is_dir() else src.parent if src.exists() else Path(".")
-    report = check_shards(args.src, full=args.full, min_frames=args.min_frames, out=out)
-    print(format_check(report))
-    print(f"wrote {report['written_to']}")
-    return EXIT_RUNTIME if report["bad"] or report["shard_problems"] else EXIT_OK
-
-
-def _crf(text: str) -> int | None:
-    """``--crf``: an x264 CRF 0..51, or ``lossless``."""
-    if text.strip().lower() == "lossless":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a CRF: {text!r} (0..51 or lossless)") from None
-    if not 0 <= value <= 51:
-        raise argparse.ArgumentTypeError(f"CRF must be in 0..51 or lossless, got {value}")
-    return value
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -229,122 +169,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------
 
 
-def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    if required:
-        p.add_argument("config", help="YAML config file (see configs/)")
-    else:
-        p.add_argument("--config", help="YAML config file for clip geometry (data.* keys)")
-    p.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key.sub=value",
-        help="override any config key, e.g. optim.lr=3e-4 data.batch_size=16",
-    )
-
-
-def _add_command(
-    sub: argparse._SubParsersAction,
-    name: str,
-    func: Callable[[argparse.Namespace], int],
-    help: str,
-    description: str,
-    target: str | None = None,
-    command: str | None = None,
-) -> argparse.ArgumentParser:
-    """The parser of one command; ``func`` runs it. With a ``target`` ("module:function") the
-    command is that function of a config file and key=value overrides (see cmd_config);
-    ``command`` names its config root (default: ``name``)."""
-    p = sub.add_parser(name, help=help, description=description)
-    p.set_defaults(func=func, target=target, config_command=command or name)
-    if target is not None:
-        _add_config_args(p)
-    return p
-
-
-def _add_heads_args(p: argparse.ArgumentParser, predictor: bool = True) -> None:
-    """Head counts of official-format files of a non-official width (weights do not fix them)."""
-    default = "default: the official count, else width // 64 (head dim 64), said in one line"
-    p.add_argument("--num-heads", type=int, help=f"encoder attention heads ({default})")
-    if predictor:
-        p.add_argument("--pred-num-heads", type=int, help=f"predictor attention heads ({default})")
-
-
-def _add_shards(sub: argparse._SubParsersAction) -> None:
-    p = _add_command(
-        sub, "shards", cmd_shards,
-        help="write videos into webdataset tar shards",
-        description="Turn a folder, a list file or an official annotation set (UCF101, HMDB51, "
-        "Kinetics, SSv2) into webdataset shards <prefix>-%%06d.tar (<key>.mp4 + <key>.json) "
-        "plus manifest.json, samples in a seeded random order (--no-shuffle keeps the input "
-        "order). Files that are not videos and unreadable videos are skipped and listed in "
-        "manifest.json with their reason.",
-    )  # fmt: skip
-    p.add_argument(
-        "src",
-        help="folder of videos / frame folders / images, list/CSV file, or annotation "
-        "file/folder; with --check: the shards (folder, glob or brace pattern)",
-    )
-    p.add_argument(
-        "--out", help="output folder for the shards (required); with --check: for check.json"
-    )
-    p.add_argument(
-        "--format",
-        default="auto",
-        choices=[
-            "auto",
-            "folder",
-            "list",
-            "ucf101",
-            "hmdb51",
-            "kinetics",
-            "ssv2",
-            "frames",
-            "images",
-        ],
-        help="input format (auto: by SRC; a folder of images and no videos: frames, or images "
-        "when they lie directly in SRC)",
-    )
-    p.add_argument("--split", default="train", help="split to read: train, test or val")
-    p.add_argument("--split-id", type=int, default=1, choices=[1, 2, 3], help="UCF101/HMDB51 split")
-    p.add_argument("--root", help="video root folder for annotation formats")
-    p.add_argument(
-        "--labels-from-folders", action="store_true", help="parent folder name is the class"
-    )
-    p.add_argument("--short-side", type=int, help="re-encode (H.264) with this short side")
-    p.add_argument("--fps", type=float, help="re-encode at this frame rate")
-    p.add_argument(
-        "--max-shard-size", type=_size, default="1GB", help="bytes per shard (e.g. 500MB)"
-    )
-    p.add_argument("--max-count", type=int, default=1000, help="samples per shard")
-    p.add_argument("--workers", type=int, default=1, help="parallel reader/encoder processes")
-    p.add_argument("--prefix", default="shard", help="shard file name prefix")
-    p.add_argument("--seed", type=int, default=0, help="seed of the shuffled sample order")
-    p.add_argument(
-        "--no-shuffle", action="store_true", help="keep the input order (default: shuffled)"
-    )
-    p.add_argument(
-        "--frames-fps", type=float, default=25.0, help="frames / images: fps of the stored mp4"
-    )
-    p.add_argument(
-        "--crf", type=_crf, default=18, help="frames / images: H.264 CRF 0..51 or lossless"
-    )
-    p.add_argument(
-        "--image-frames", type=int, default=1,
-        help="images: frames per image (1: a one-frame clip; 2 = a tubelet, as V-JEPA 2)",
-    )  # fmt: skip
-    p.add_argument(
-        "--check", action="store_true",
-        help="validate the shard set SRC instead: decode, frame counts, sizes, fps, labels, "
-        "duplicates; prints a table, writes check.json, exit 1 on bad samples",
-    )  # fmt: skip
-    p.add_argument("--full", action="store_true", help="--check: decode every frame")
-    p.add_argument(
-        "--min-frames", type=int, help="--check: list samples with fewer frames (clip span)"
-    )
-
-
 def _add_extract(sub: argparse._SubParsersAction) -> None:
-    p = _add_command(
+    p = add_command(
         sub, "extract", cmd_extract,
         help="write frozen features of a shard set to disk",
         description="Stream a shard set through a frozen encoder and write pooled [N, D] or "
@@ -362,12 +188,12 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clips", type=int, default=1, help="temporal clips per video")
     p.add_argument("--crops", type=int, default=1, choices=[1, 3], help="spatial crops per clip")
     p.add_argument("--batch-size", type=int, default=8)
-    _add_heads_args(p, predictor=False)
-    _add_config_args(p, required=False)
+    add_heads_args(p, predictor=False)
+    add_config_args(p, required=False)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = _add_command(
+    p = add_command(
         sub, "export", cmd_export,
         help="export a frozen encoder (safetensors, TorchScript, ONNX, Hugging Face)",
         description="Export the target (default), context encoder or predictor of a run folder, "
@@ -378,11 +204,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--which", default=None, choices=["target", "context", "predictor"])
     p.add_argument("--format", help="extra formats, comma-separated: torchscript,onnx,hf")
     p.add_argument("--probe-report", help="a probe report.json to include in the model card")
-    _add_heads_args(p)
+    add_heads_args(p)
 
 
 def _add_import(sub: argparse._SubParsersAction) -> None:
-    p = _add_command(
+    p = add_command(
         sub, "import", cmd_import,
         help="convert an official V-JEPA / V-JEPA 2 checkpoint",
         description="Convert an official V-JEPA or V-JEPA 2 checkpoint file into an export "
@@ -390,11 +216,11 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("file", help="official checkpoint (.pt / .pth.tar)")
     p.add_argument("--out", required=True, help="output folder")
-    _add_heads_args(p)
+    add_heads_args(p)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = _add_command(
+    p = add_command(
         sub, "demo", cmd_demo,
         help="shards + short CPU pretraining + probe comparison on the sample corpus",
         description="Write shards of data/sample, pretrain the tiny model for a few minutes, then "
@@ -436,7 +262,7 @@ def _add_world(sub: argparse._SubParsersAction) -> None:
         description="Action-conditioned world model over a frozen encoder.",
     )
     wsub = p.add_subparsers(dest="world_command", metavar="WORLD_COMMAND", required=True)
-    _add_command(
+    add_command(
         wsub, "train", cmd_config, target="vjepa.world.train:world_train", command="world train",
         help="train the action-conditioned predictor (resumes from the run folder)",
         description="Train the world model's predictor on trajectory shards (vjepa collect) over "
@@ -445,7 +271,7 @@ def _add_world(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_collect(sub: argparse._SubParsersAction) -> None:
-    p = _add_command(
+    p = add_command(
         sub, "collect", cmd_collect,
         help="random-action trajectories of an env as trajectory shards",
         description="Roll out random actions with persistence in ENV (a gymnasium id, "
@@ -481,14 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_shards(sub)
-    _add_command(
+    add_shards(sub)
+    add_command(
         sub, "pretrain", cmd_config, target="vjepa.train.pretrain:pretrain",
         help="V-JEPA pretraining (resumes from the run folder)",
         description="Pretrain a V-JEPA encoder. Re-running the same command resumes from the "
         "latest complete checkpoint in run.dir. Multi-GPU: accelerate launch -m vjepa pretrain ...",
     )  # fmt: skip
-    _add_command(
+    add_command(
         sub, "probe", cmd_config, target="vjepa.eval.probe.run:run_probe",
         help="frozen-backbone probe (attentive, linear, kNN)",
         description="Train an attentive, linear or kNN probe on a frozen encoder and write "
@@ -500,15 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_world(sub)
     _add_collect(sub)
-    plan = _add_command(
+    plan = add_command(
         sub, "plan", cmd_plan,
         help="MPC with CEM / MPPI on held-out tasks, against random and oracle baselines",
         description="Plan to goal images with a world model (plan.model) or the true simulator "
         "(plan.model=oracle) on plan.episodes tasks of plan.env; writes report.json, "
         "episodes.jsonl, trajectories.png, energy_landscape.png and episode.gif into run.dir.",
     )  # fmt: skip
-    _add_config_args(plan)
-    _add_command(
+    add_config_args(plan)
+    add_command(
         sub, "surprise", cmd_config, target="vjepa.eval.surprise.run:run_surprise",
         help="violation of expectation: pairwise accuracy on possible / impossible videos",
         description="Score possible / impossible video pairs (surprise.pairs CSV) by the "
