@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from tests.train_utils import (
+from train_utils import (
     ROOT,
     final_weights,
     make_shards,
@@ -23,6 +22,7 @@ from tests.train_utils import (
     vjepa_cmd,
     write_config,
 )
+
 from vjepa.train.checkpoint import is_complete, latest_checkpoint, list_checkpoints
 from vjepa.train.metrics import read_metrics
 from vjepa.train.preempt import PREEMPTED_EXIT_CODE

@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from test_mpc import _tiny_world_export
 
-from tests.test_mpc import _tiny_world_export
 from vjepa.config import ConfigError, load_config
 from vjepa.world.collect import collect, random_actions
 from vjepa.world.envs import make_env
