@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
+from train_utils import spawn_ranks
 
 from vjepa.jepa.gather import gather_batch
 from vjepa.jepa.losses import batch_covariance_loss, batch_variance_loss, sigreg_loss
@@ -32,44 +30,33 @@ def _data(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     return feats, inputs
 
 
-def _rank(rank: int, port: int, out: str) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
-    try:
-        feats, inputs = _data(torch.float64)
-        mine = slice(rank * B, (rank + 1) * B)
-        result: dict[str, torch.Tensor] = {}
-        # 1. Input gradients of each loss through the gathered batch.
-        for name in ("var", "cov", "sigreg"):
-            x = feats[mine].clone().requires_grad_(True)  # [B, N, D] this rank's half
-            loss = _losses(gather_batch(x), seed=7)[name]
-            loss.backward()
-            result[f"{name}_loss"] = loss.detach()
-            result[f"{name}_grad"] = x.grad
-        # 2. What DDP produces: a linear layer, the three terms, gradients averaged by DDP.
-        torch.manual_seed(0)
-        # float64: the comparison below must not depend on the thread count of each process
-        model = DistributedDataParallel(torch.nn.Linear(IN, D).double())
-        z = model(inputs[mine].double())  # [B, N, D]
-        total = sum(_losses(gather_batch(z), seed=7).values())
-        total.backward()
-        result["ddp_loss"] = total.detach()
-        result["ddp_weight_grad"] = model.module.weight.grad
-        result["ddp_bias_grad"] = model.module.bias.grad
-        torch.save(result, Path(out) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _rank(rank: int, out: Path) -> None:
+    """One gloo rank (train_utils.spawn_ranks): this rank's half of the batch."""
+    feats, inputs = _data(torch.float64)
+    mine = slice(rank * B, (rank + 1) * B)
+    result: dict[str, torch.Tensor] = {}
+    # 1. Input gradients of each loss through the gathered batch.
+    for name in ("var", "cov", "sigreg"):
+        x = feats[mine].clone().requires_grad_(True)  # [B, N, D] this rank's half
+        loss = _losses(gather_batch(x), seed=7)[name]
+        loss.backward()
+        result[f"{name}_loss"] = loss.detach()
+        result[f"{name}_grad"] = x.grad
+    # 2. What DDP produces: a linear layer, the three terms, gradients averaged by DDP.
+    torch.manual_seed(0)
+    # float64: the comparison below must not depend on the thread count of each process
+    model = DistributedDataParallel(torch.nn.Linear(IN, D).double())
+    z = model(inputs[mine].double())  # [B, N, D]
+    total = sum(_losses(gather_batch(z), seed=7).values())
+    total.backward()
+    result["ddp_loss"] = total.detach()
+    result["ddp_weight_grad"] = model.module.weight.grad
+    result["ddp_bias_grad"] = model.module.bias.grad
+    torch.save(result, out / f"rank{rank}.pt")
 
 
 def test_two_ranks_equal_one_process_on_the_concatenated_batch(tmp_path: Path) -> None:
-    mp.spawn(_rank, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    spawn_ranks(_rank, WORLD, tmp_path)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
 
     feats, inputs = _data(torch.float64)

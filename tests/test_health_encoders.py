@@ -7,21 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from train_utils import make_shards, tiny_overrides
+from train_utils import (
+    make_shards,
+    tiny_overrides,
+)
 
 from vjepa.config import load_config
 from vjepa.train.metrics import read_metrics
 from vjepa.train.plots import is_flat, plot_health
 from vjepa.train.pretrain import pretrain
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _health_rows(run_dir: Path) -> list[dict]:

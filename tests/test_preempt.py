@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from train_utils import free_port
+
 from vjepa.train.preempt import PREEMPTED_EXIT_CODE, Preemption, any_rank_requested
 
 # A training-loop stand-in: each step takes ~0.3 s and logs its start and end; between steps
@@ -104,11 +106,7 @@ with Preemption() as pre:
 
 
 def test_a_signal_on_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
+    port = str(free_port())
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     procs = [
         subprocess.Popen(

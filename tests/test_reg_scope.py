@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import Tensor, nn
+from train_utils import spawn_ranks
 
 from vjepa.config import ObjectiveConfig, load_config
 from vjepa.config.load import ConfigError
@@ -53,32 +52,21 @@ def _terms(model: JEPA, video: Tensor) -> tuple[Tensor, dict[str, Tensor], list[
     return total.detach(), terms, [p.grad.clone() for p in model.encoder.parameters()]
 
 
-def _rank(rank: int, port: int, out: str) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
-    try:
-        result = {}
-        for scope in ("global", "local"):
-            model = _jepa(scope)
-            total, terms, grads = _terms(model, _video()[rank * B : (rank + 1) * B])
-            for g in grads:  # what DDP does: the mean over ranks
-                dist.all_reduce(g)
-                g /= WORLD
-            result[scope] = (total, terms, grads)
-        torch.save(result, Path(out) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _rank(rank: int, out: Path) -> None:
+    """One gloo rank (train_utils.spawn_ranks): this rank's half of the batch."""
+    result = {}
+    for scope in ("global", "local"):
+        model = _jepa(scope)
+        total, terms, grads = _terms(model, _video()[rank * B : (rank + 1) * B])
+        for g in grads:  # what DDP does: the mean over ranks
+            dist.all_reduce(g)
+            g /= WORLD
+        result[scope] = (total, terms, grads)
+    torch.save(result, out / f"rank{rank}.pt")
 
 
 def test_global_scope_on_two_ranks_equals_one_process(tmp_path: Path) -> None:
-    mp.spawn(_rank, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    spawn_ranks(_rank, WORLD, tmp_path)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
     total, terms, grads = _terms(_jepa("global"), _video())
     assert set(terms) == {"batch_var", "batch_cov", "sigreg"}

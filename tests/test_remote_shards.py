@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import socket
 import tarfile
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from train_utils import free_port
 
 from vjepa.data.errors import DataErrors
 from vjepa.data.remote import (
@@ -178,14 +178,8 @@ def test_a_shard_past_its_tries_is_skipped_and_counted(corpus) -> None:
     assert faults.n404 == 1  # a 404 is permanent: asked once
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_no_server_at_all_is_one_usage_error_with_the_cause() -> None:
-    urls = [f"http://127.0.0.1:{_free_port()}/shard-{i}.tar" for i in range(5)]
+    urls = [f"http://127.0.0.1:{free_port()}/shard-{i}.tar" for i in range(5)]
     with pytest.raises(TransportError) as info:
         _read(urls)
     message = str(info.value)
@@ -202,7 +196,7 @@ def test_no_server_at_all_is_one_usage_error_with_the_cause() -> None:
 def moto_s3(corpus) -> Iterator[str]:
     boto3 = pytest.importorskip("boto3")
     server_mod = pytest.importorskip("moto.server")
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
@@ -320,7 +314,7 @@ def test_json_members_are_what_was_written(corpus) -> None:
 
 
 def test_an_endless_shard_stream_stops_on_a_dead_network() -> None:
-    port = _free_port()
+    port = free_port()
     endless = (f"http://127.0.0.1:{port}/shard-{i}.tar" for i in iter(int, 1))  # resampled
     with pytest.raises(TransportError, match="Connection refused"):
         for _ in shard_samples(endless, DataErrors(), FAST):

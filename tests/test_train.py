@@ -36,13 +36,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_shards(tmp_path_factory.mktemp("shards"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny matrices: one intra-op thread is faster than two, and far faster on a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _loss_rows(run_dir: Path) -> list[dict]:

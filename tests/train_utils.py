@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,3 +112,32 @@ def final_weights(run_dir: Path) -> dict[str, dict]:
         name: load_file(str(ckpt / f"{name}.safetensors"))
         for name in ("encoder", "predictor", "target_encoder")
     }
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (process groups and local servers of the tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gloo_rank(rank: int, body: Callable[[int, Path], None], world: int, port: int, out: str):
+    """One spawned rank: a gloo group on 127.0.0.1, ``body(rank, out)``, then an exit that
+    skips the interpreter's teardown (torch's gloo threads can abort it with "terminate called
+    without an active exception", SIGABRT, after the results are already written)."""
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    try:
+        body(rank, Path(out))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def spawn_ranks(body: Callable[[int, Path], None], world: int, out: Path) -> None:
+    """Run ``body(rank, out)`` on ``world`` gloo ranks (a module-level function, picklable)."""
+    mp.spawn(_gloo_rank, args=(body, world, free_port(), str(out)), nprocs=world, join=True)
