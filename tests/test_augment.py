@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from vjepa.data.augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    drift_offsets,
     eval_transform,
     normalize,
     normalize_,
@@ -53,6 +54,32 @@ def test_train_crop_and_flip_are_shared_by_all_frames(seed: int) -> None:
     diff = out[:, 1:].float() - out[:, :1].float()  # [C, T-1, S, S]
     np.testing.assert_allclose(diff.mean(dim=(0, 2, 3)), 20 * np.arange(1, 6), atol=0.6)
     assert diff.std(dim=(0, 2, 3)).max() < 0.6
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_drift_moves_the_window_at_one_velocity_inside_the_frame(seed: int) -> None:
+    """data.drift: each frame is the same-size crop of its own frame at a box that moves by a
+    constant velocity of at most ``drift`` px per frame; drift 0 is the old transform exactly."""
+    frames = np.repeat(textured_frames(1, 60, 80), 8, axis=0)  # a STATIC scene, [8, 60, 80, 3]
+    g = torch.Generator().manual_seed(seed)
+    out = train_transform(frames, crop_size=32, scale=(0.3, 0.5), hflip=False, drift=3.0,
+                          generator=g, normalize=False)  # fmt: skip
+    g = torch.Generator().manual_seed(seed)
+    box = random_resized_box(60, 80, scale=(0.3, 0.5), aspect=(0.75, 1.35), generator=g)
+    tops, lefts = drift_offsets(8, (60, 80), box, 3.0, g)
+    steps = np.diff(np.stack([tops, lefts], 1), axis=0)  # [7, 2]
+    assert np.abs(steps).max() <= 4 and np.ptp(steps, axis=0).max() <= 1  # one velocity, rounded
+    assert all(0 <= y <= 60 - box[2] and 0 <= x <= 80 - box[3] for y, x in zip(tops, lefts))
+    for t in range(8):
+        ref = reference(frames[t], (tops[t], lefts[t], box[2], box[3]), 32, False)
+        assert (out[:, t].float() - ref).abs().max() <= 1.01  # uint8 rounding
+    moved = np.abs(np.array([tops[-1] - tops[0], lefts[-1] - lefts[0]])).max()
+    still = out[:, -1].float().sub(out[:, 0].float()).abs().mean()
+    assert (moved == 0) == bool(still == 0)  # the static scene moves exactly when the box does
+    kw = {"crop_size": 32, "normalize": False}
+    old = train_transform(frames, generator=torch.Generator().manual_seed(seed), **kw)
+    off = train_transform(frames, drift=0.0, generator=torch.Generator().manual_seed(seed), **kw)
+    assert torch.equal(old, off)  # drift 0 draws nothing: the seed order of old runs holds
 
 
 def test_flip_happens_for_some_seeds_and_the_box_varies() -> None:

@@ -256,6 +256,30 @@ def test_pair_generator_renders_each_violation(tmp_path: Path) -> None:
     assert csv_path.stat().st_mtime_ns == stamp  # complete: not written again
 
 
+@pytest.mark.parametrize("index", range(4))
+def test_occluded_vanish_is_balanced_and_hidden(index: int) -> None:
+    """IntPhys-style vanish: the bar is in all four renderings, the switch happens while the
+    object is fully behind it (no frame shows a pop), and the videos differ only after the bar
+    has passed the object's place."""
+    gen = _generator()
+    scene = gen.draw_scene(gen.scene_rng(3, index), size=64, num_frames=32)
+    v = scene.violation_frame
+    aa, ab, bb, ba = (
+        gen.render(scene, "occluded", s).astype(int) for s in ("aa", "ab", "bb", "ba")
+    )
+    plain = gen.render(scene, "vanish", "aa").astype(int)
+    bar = (np.abs(bb - gen.render(scene, "vanish", "bb")).max(axis=-1) > 30).mean(axis=(1, 2))
+    assert 0.3 < bar[v] < 0.9 and bar[0] + bar[-1] < bar[v]  # a wide bar that passes by
+    # around the switch the object is hidden: possible and impossible are pixel-identical there
+    assert np.array_equal(aa[: v + 2], ab[: v + 2]) and np.array_equal(bb[: v + 2], ba[: v + 2])
+    # ... and the object is gone from ab (and there in ba) once the bar has moved on
+    later = np.abs(aa[v + 2 :] - ab[v + 2 :]).max(axis=-1) > 50  # [T', H, W]
+    assert later[-1].mean() > 0.01 and np.array_equal(ab[v:], bb[v:])
+    # the unoccluded vanish of the same scene shows the pop AT the violation frame
+    pop = np.abs(plain[v] - gen.render(scene, "vanish", "ab")[v].astype(int)).max(axis=-1)
+    assert (pop > 50).mean() > 0.01
+
+
 def test_cli_random_and_pretrained_models(tmp_path: Path, capsys) -> None:
     from train_utils import make_shards, tiny_overrides
 

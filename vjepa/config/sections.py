@@ -102,6 +102,10 @@ class DataConfig(Section):
     """Aspect-ratio range of the random-resized crop (train)."""
     hflip: bool = True
     """Random horizontal flip (one decision per clip)."""
+    drift: float = _non_negative(0.0)
+    """Training clips only: move the crop window at a random constant velocity of up to this
+    many source pixels per clip frame (a simulated camera pan), so a static background moves
+    within the clip and copying the context no longer predicts it (issue 27). 0: off."""
     short_video: Literal["pad", "skip"] = "pad"
     """A video shorter than the clip span: repeat its last frame (pad) or skip it."""
     min_frames: int = _positive(1)

@@ -87,6 +87,36 @@ def random_resized_box(
     return (height - h) // 2, (width - w) // 2, h, w
 
 
+def drift_offsets(
+    num: int,
+    size: tuple[int, int],
+    box: tuple[int, int, int, int],
+    drift: float,
+    generator: torch.Generator,
+) -> tuple[list[int], list[int]]:
+    """Per-frame ``(tops, lefts)`` of a ``box`` that moves at one random velocity.
+
+    The speed is uniform in ``[0, drift]`` source pixels per frame in a uniform direction; the
+    path is scaled down to fit inside the frame and placed so the middle frame stays near the
+    box's own position (the box's sampled place), clamped to the frame.
+    """
+    height, width = size
+    top, left, h, w = box
+    u = torch.rand(2, generator=generator).tolist()
+    speed, angle = drift * u[0], 2 * math.pi * u[1]
+    span = max(num - 1, 1)
+    vy, vx = speed * math.sin(angle), speed * math.cos(angle)
+    # the whole path must fit: shrink the velocity per axis to the room the box leaves
+    vy = math.copysign(min(abs(vy), (height - h) / span), vy)
+    vx = math.copysign(min(abs(vx), (width - w) / span), vx)
+    mid = (num - 1) / 2
+    y0 = min(max(top - vy * mid, max(0.0, -vy * span)), (height - h) - max(0.0, vy * span))
+    x0 = min(max(left - vx * mid, max(0.0, -vx * span)), (width - w) - max(0.0, vx * span))
+    tops = [min(max(round(y0 + vy * i), 0), height - h) for i in range(num)]
+    lefts = [min(max(round(x0 + vx * i), 0), width - w) for i in range(num)]
+    return tops, lefts
+
+
 def _resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """uint8 ``[T, C, H, W]`` (channels-last strides) -> uint8 ``[T, C, h, w]``, bilinear + antialias."""
     if tuple(frames.shape[-2:]) == size:
@@ -118,20 +148,30 @@ def train_transform(
     scale: tuple[float, float] = (0.3, 1.0),
     aspect: tuple[float, float] = (0.75, 1.35),
     hflip: bool = True,
+    drift: float = 0.0,
     generator: torch.Generator,
     normalize: bool = True,
 ) -> torch.Tensor:
     """One random-resized crop and one flip for the whole clip: ``[T,H,W,C]`` -> ``[C,T,S,S]``.
 
-    Float32 ImageNet-normalised output, or uint8 when ``normalize`` is False.
+    ``drift > 0`` moves the crop window at a constant random velocity of up to ``drift`` source
+    pixels per clip frame (a simulated camera pan, see :func:`drift_offsets`), so a static
+    background is no longer static in the clip. Float32 ImageNet-normalised output, or uint8
+    when ``normalize`` is False.
     """
-    _, height, width, _ = frames.shape
+    num, height, width, _ = frames.shape
     top, left, h, w = random_resized_box(
         height, width, scale=scale, aspect=aspect, generator=generator
     )
     flip = hflip and bool(torch.rand(1, generator=generator).item() < 0.5)
     # Crop the uint8 frames first: resizing only the crop is the cheap order.
-    crop = _to_tensor(frames[:, top : top + h, left : left + w])  # [T, C, h, w]
+    if drift > 0:
+        dy, dx = drift_offsets(num, (height, width), (top, left, h, w), drift, generator)
+        crop = _to_tensor(
+            np.stack([f[y : y + h, x : x + w] for f, y, x in zip(frames, dy, dx, strict=True)])
+        )  # [T, C, h, w]: the window moves frame by frame
+    else:
+        crop = _to_tensor(frames[:, top : top + h, left : left + w])  # [T, C, h, w]
     clip = _resize(crop, (crop_size, crop_size))  # [T, C, S, S]
     if flip:
         clip = clip.flip(-1)

@@ -206,6 +206,7 @@ class PretrainStream(_Stream):
                     scale=cfg.random_resize_scale,
                     aspect=cfg.random_resize_aspect,
                     hflip=cfg.hflip,
+                    drift=cfg.drift,
                     generator=gen,
                     normalize=False,  # done per batch, in place: collate_video
                 )

@@ -6,7 +6,12 @@ Every scene has two object states, ``a`` and ``b``, that differ by one property:
 - ``vanish``: the object is there (a) or not (b): object permanence;
 - ``teleport``: the object is at its place (a) or 0.4 frame sizes away (b): continuity;
 - ``colour``: the object is grey (a) or red (b);
-- ``shape``: the object is one shape (a) or another of the same size and texture (b).
+- ``shape``: the object is one shape (a) or another of the same size and texture (b);
+- ``occluded``: vanish behind an occluder, IntPhys style: an opaque bar sweeps across the
+  object in all four renderings and the switch happens while the object is fully hidden, so
+  no frame shows the object popping in or out; only what is (or is not) there after the bar
+  has passed tells possible from impossible. (The object is placed at the frame's centre at
+  the violation frame, so the bar that passes it never meets an edge.)
 
 Each scene is rendered four times, IntPhys style (Riochet et al.): ``aa`` and ``bb`` keep one
 state all clip long (possible); ``ab`` and ``ba`` switch at a violation frame drawn near the
@@ -45,11 +50,13 @@ import numpy as np
 
 from vjepa.data.encode import encode_frames
 
-CATEGORIES: tuple[str, ...] = ("vanish", "teleport", "colour", "shape")
+CATEGORIES: tuple[str, ...] = ("vanish", "teleport", "colour", "shape", "occluded")
 TONES = np.array([[20.0, 20.0, 20.0], [235.0, 235.0, 235.0]])
 """The two grey levels of every texture, as in the sample corpus."""
 RED = np.array([1.0, 0.3, 0.3])
 """Channel gains of the ``colour`` violation: grey turns red."""
+OCCLUDER = np.array([120.0, 120.0, 150.0])
+"""The flat colour of the ``occluded`` bar (neither tone of the scene)."""
 _DIRECTIONS = ((-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
 
 
@@ -70,6 +77,7 @@ class Scene:
     violation_frame: int
     new_shape: int  # for "shape"
     jump: tuple[float, float]  # for "teleport", pixels
+    sweep: float  # for "occluded": the bar's speed relative to the object, pixels per frame
 
 
 def draw_scene(rng: np.random.Generator, size: int = 64, num_frames: int = 32) -> Scene:
@@ -95,6 +103,7 @@ def draw_scene(rng: np.random.Generator, size: int = 64, num_frames: int = 32) -
     new_shape = (shape + 1 + int(rng.integers(2))) % 3
     jump_angle = rng.uniform(0, 2 * np.pi)
     jump = 0.4 * size  # far enough to leave the object's own footprint
+    sweep = 4.0 * scale * float(rng.choice([-1.0, 1.0]))  # drawn last: earlier draws unchanged
     return Scene(
         size=size,
         num_frames=num_frames,
@@ -109,6 +118,7 @@ def draw_scene(rng: np.random.Generator, size: int = 64, num_frames: int = 32) -
         violation_frame=violation,
         new_shape=new_shape,
         jump=(jump * np.cos(jump_angle), jump * np.sin(jump_angle)),
+        sweep=sweep,
     )
 
 
@@ -140,10 +150,14 @@ def render(scene: Scene, category: str, states: str = "aa") -> np.ndarray:
         arg = 2 * np.pi * (fx * bx[..., None] + fy * by[..., None]) / size
         mix = 0.5 + 0.5 * (amp * np.sin(arg + phase)).sum(-1) / amp.sum()  # [H, W]
         frame = TONES[0] * (1 - mix[..., None]) + TONES[1] * mix[..., None]  # [H, W, 3]
-        if b and category == "vanish":
+        cx, cy = scene.cx0 + vx * t, scene.cy0 + vy * t
+        if category == "occluded":  # the object at the centre at the violation frame
+            cx = size / 2 + vx * (t - scene.violation_frame)
+            cy = size / 2 + vy * (t - scene.violation_frame)
+            frame = _occlude(frame, scene, xs, cx, t) if b else frame
+        if b and category in ("vanish", "occluded"):
             frames[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
             continue
-        cx, cy = scene.cx0 + vx * t, scene.cy0 + vy * t
         if b and category == "teleport":
             cx, cy = cx + scene.jump[0], cy + scene.jump[1]
         ox = (xs - cx + size / 2) % size - size / 2  # on a torus, as the sample scenes
@@ -159,8 +173,29 @@ def render(scene: Scene, category: str, states: str = "aa") -> np.ndarray:
         if b and category == "colour":
             obj = obj * RED  # the texture stays, its hue changes
         frame = frame * (1 - alpha) + obj * alpha
+        if category == "occluded":
+            frame = _occlude(frame, scene, xs, cx, t)
         frames[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
     return frames
+
+
+def occluder_half_width(scene: Scene) -> float:
+    """Half the bar's width: the object's widest extent (the diamond reaches 1.2 radii), the
+    antialiased edge, and one frame of relative motion, so the object is fully hidden from
+    the frame before the violation frame to the frame after it."""
+    return 1.2 * max(scene.rx, scene.ry) + 1.0 + abs(scene.sweep)
+
+
+def _occlude(frame: np.ndarray, scene: Scene, xs: np.ndarray, cx: float, t: int) -> np.ndarray:
+    """Draw the vertical bar of an ``occluded`` scene at frame ``t`` over ``frame`` [H, W, 3].
+
+    The bar is centred on the object's column at the violation frame and sweeps past it at
+    ``scene.sweep`` pixels per frame relative to the object; it enters and leaves the frame
+    once (it does not wrap around as the scene does)."""
+    bx = cx + scene.sweep * (t - scene.violation_frame)
+    d = np.abs(xs - bx)  # [H, W]
+    cover = np.clip(occluder_half_width(scene) - d + 0.5, 0.0, 1.0)[..., None]
+    return frame * (1 - cover) + OCCLUDER * cover
 
 
 def scene_rng(seed: int, index: int) -> np.random.Generator:

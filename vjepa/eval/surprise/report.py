@@ -126,7 +126,8 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     lines += [
         f"  {cat:<12} {r['pairwise_accuracy']:6.2f} %  (95 % CI {r['ci95'][0]:.1f}-"
-        f"{r['ci95'][1]:.1f}, n={r['num_pairs']})"
+        f"{r['ci95'][1]:.1f}, n={r['num_pairs']}; max {r['pairwise_accuracy_max']:.1f} %, "
+        f"mean {r['pairwise_accuracy_mean']:.1f} %)"
         for cat, r in report["by_category"].items()
     ]
     return "\n".join(lines)
