@@ -351,3 +351,31 @@ def test_a_frozen_teacher_run_gives_its_trained_context_encoder(tmp_path):
         target = vjepa.load_encoder(run, which="target")
     target_state = target.encoder.state_dict()
     assert all(torch.equal(target_state[k], init[k]) for k in init)  # the random init
+
+
+def test_frame_diff_encoder_loads_exports_and_hides_the_future(tmp_path):
+    """model.frame_diff (issue 27): 6 input channels, recorded in the architecture, so load,
+    export and reload give the same encoder; a context of the first steps sees no later frame."""
+    from vjepa.models.encoder import with_frame_diff
+
+    x = clip()
+    diff = with_frame_diff(x)  # [B, 6, T, H, W]
+    assert torch.equal(diff[:, :3], x) and torch.equal(diff[:, 3:, 0], torch.zeros_like(x[:, :, 0]))
+    assert torch.allclose(diff[:, 3:, 2], x[:, :, 2] - x[:, :, 1])
+    cfg = tiny_config("rope")
+    cfg.model.frame_diff = True
+    enc = build_encoder(cfg.model, num_frames=4, img_size=64).eval()
+    assert enc.patch_embed.proj.weight.shape[1] == 6
+    state = {"target_encoder": enc.state_dict(), "encoder": enc.state_dict(),
+             "config": to_dict(cfg), "counters": {"step": 1, "batches": 1}}  # fmt: skip
+    save_checkpoint(tmp_path / "run", 1, state=state, keep_last=1)
+    loaded = load_encoder(tmp_path / "run")
+    with torch.no_grad():
+        assert torch.equal(loaded(x), enc(x))
+        export(tmp_path / "run", tmp_path / "export")
+        assert torch.equal(load_encoder(tmp_path / "export")(x), enc(x))
+        later = x.clone()
+        later[:, :, 2:] += 3.0  # change only the second tubelet
+        first = torch.arange(16)[None].expand(2, -1)  # the first tubelet's 16 tokens
+        assert torch.equal(enc(x, first), enc(later, first))
+        assert not torch.equal(enc(x), enc(later))

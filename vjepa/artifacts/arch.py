@@ -25,6 +25,8 @@ ARCH_KEYS = (
     "pos_embed",
 )
 """The keys of config.json ``architecture``: exactly the VisionTransformer constructor arguments."""
+OPTIONAL_ARCH = {"frame_diff": False}
+"""Architecture keys added later, with the value that every older config.json meant."""
 
 
 def encoder_arch(
@@ -35,6 +37,7 @@ def encoder_arch(
     num_frames: int,
     img_size: int,
     pos_embed: str,
+    frame_diff: bool = False,
 ) -> dict[str, Any]:
     """The ARCH_KEYS of model size ``name`` (a row of SIZES) for clips of this geometry."""
     size = SIZES[name]
@@ -48,6 +51,7 @@ def encoder_arch(
         "num_frames": num_frames,
         "img_size": img_size,
         "pos_embed": pos_embed,
+        **({"frame_diff": True} if frame_diff else {}),
     }
 
 
@@ -61,6 +65,7 @@ def arch_from_config(cfg: Config) -> dict[str, Any]:
         num_frames=cfg.data.frames_per_clip,
         img_size=cfg.data.crop_size,
         pos_embed=m.pos_embed,
+        frame_diff=m.frame_diff,
     )
 
 
@@ -95,6 +100,7 @@ def arch_of(encoder: nn.Module) -> dict[str, Any]:
         "num_frames": encoder.num_frames,
         "img_size": encoder.img_size,
         "pos_embed": encoder.pos_embed_mode,
+        **({"frame_diff": True} if getattr(encoder, "frame_diff", False) else {}),
     }
 
 
@@ -105,7 +111,8 @@ def vit_from_arch(
     missing = [k for k in ARCH_KEYS if k not in arch]
     if missing:
         raise WeightsMismatchError(f"architecture lacks {', '.join(missing)}")
-    return VisionTransformer(**{k: arch[k] for k in ARCH_KEYS}, generator=generator)
+    extra = {k: arch.get(k, default) for k, default in OPTIONAL_ARCH.items()}
+    return VisionTransformer(**{k: arch[k] for k in ARCH_KEYS}, **extra, generator=generator)
 
 
 def build_encoder_from_arch(arch: dict[str, Any]) -> nn.Module:

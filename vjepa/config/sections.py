@@ -188,6 +188,9 @@ class ModelConfig(Section):
     """Frames per tubelet (temporal patch)."""
     pos_embed: Literal["sincos", "rope"] = "sincos"
     """Fixed 3D sin-cos position embedding (V-JEPA) or 3D rotary embedding (V-JEPA 2)."""
+    frame_diff: bool = False
+    """Stack each frame's difference to the previous frame onto its RGB channels (6 input
+    channels), so motion is linear in the input (issue 27). Not in the official checkpoints."""
     pred_width: int = _positive(384)
     """Predictor width."""
     pred_depth: int = _positive(12)

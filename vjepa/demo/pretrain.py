@@ -104,6 +104,10 @@ def write_demo_corpus(
     return folders, list(STYLES[corpus])
 
 
+ENCODER_KEYS = ("name", "patch_size", "tubelet_size", "pos_embed", "frame_diff")
+"""The model keys that make the encoder's architecture: the random floor must share them."""
+
+
 def probe_overrides(
     cfg, run_dir: Path, backbone: str, shards: dict[str, Path], split: str
 ) -> list[str]:
@@ -120,10 +124,7 @@ def probe_overrides(
         f"probe.encoder={encoder}",
         f"probe.train_shards={shards['train']}",
         f"probe.val_shards={shards[split]}",
-        f"model.name={cfg.model.name}",
-        f"model.patch_size={cfg.model.patch_size}",
-        f"model.tubelet_size={cfg.model.tubelet_size}",
-        f"model.pos_embed={cfg.model.pos_embed}",
+        *(f"model.{k}={getattr(cfg.model, k)}" for k in ENCODER_KEYS),
         f"data.frames_per_clip={cfg.data.frames_per_clip}",
         f"data.frame_step={cfg.data.frame_step}",
         f"data.crop_size={cfg.data.crop_size}",

@@ -71,6 +71,9 @@ class VisionTransformer(nn.Module):
     ``pos_embed="sincos"``: the fixed table (a persistent buffer ``pos_embed`` [1,N,D]) is
     added before masking and resampled trilinearly for other clip sizes.
     ``pos_embed="rope"``: 3D RoPE in every block at the tokens' true positions.
+    ``frame_diff=True``: each frame's difference to the previous one (zero for the first) is
+    stacked onto its RGB channels before the patch embedding (6 input channels), so motion
+    is a linear function of the input: :func:`with_frame_diff`.
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class VisionTransformer(nn.Module):
         heads: int,
         mlp_ratio: float = 4.0,
         pos_embed: PosEmbed = "sincos",
+        frame_diff: bool = False,
         activation_checkpointing: bool = False,
         generator: torch.Generator | None = None,
     ):
@@ -99,11 +103,15 @@ class VisionTransformer(nn.Module):
         self.num_heads = heads
         self.mlp_ratio = mlp_ratio
         self.pos_embed_mode: PosEmbed = pos_embed
+        self.frame_diff = bool(frame_diff)
         self.activation_checkpointing = activation_checkpointing
         self.grid = token_grid(num_frames, img_size, img_size, patch_size, tubelet_size)
 
         self.patch_embed = PatchEmbed3D(
-            patch_size=patch_size, tubelet_size=tubelet_size, embed_dim=width
+            patch_size=patch_size,
+            tubelet_size=tubelet_size,
+            embed_dim=width,
+            in_chans=6 if frame_diff else 3,
         )
         if pos_embed == "sincos":
             # A buffer, not a parameter: fixed, never optimised, but saved so official values load.
@@ -132,6 +140,8 @@ class VisionTransformer(nn.Module):
         """
         _, _, T, H, W = x.shape
         grid = token_grid(T, H, W, self.patch_size, self.tubelet_size)
+        if self.frame_diff:
+            x = with_frame_diff(x)  # [B, 6, T, H, W]
         x = self.patch_embed(x)  # [B, N, D]
         if self.pos_embed_mode == "sincos":
             x = x + resample_pos_embed(self.pos_embed, self.grid, grid)  # [B, N, D]
@@ -148,6 +158,15 @@ class VisionTransformer(nn.Module):
             rope = rope_cos_sin(ids, grid[1:], self.head_dim)
         x = run_blocks(self.blocks, x, rope, self.activation_checkpointing)  # [B, N|K, D]
         return self.norm(x)
+
+
+def with_frame_diff(x: Tensor) -> Tensor:
+    """``[B, C, T, H, W]`` -> ``[B, 2C, T, H, W]``: the frames and their backward differences
+    ``x[t] - x[t-1]`` (zeros at ``t = 0``). Only earlier frames enter a frame's difference, so a
+    context made of the first time steps never sees the future."""
+    diff = torch.zeros_like(x)
+    diff[:, :, 1:] = x[:, :, 1:] - x[:, :, :-1]
+    return torch.cat([x, diff], dim=1)
 
 
 def build_encoder(
@@ -173,6 +192,7 @@ def build_encoder(
         heads=size.heads,
         mlp_ratio=size.mlp_ratio,
         pos_embed=model_cfg.pos_embed,
+        frame_diff=model_cfg.frame_diff,
         activation_checkpointing=model_cfg.activation_checkpointing,
         generator=generator,
     )
