@@ -353,19 +353,24 @@ def test_a_frozen_teacher_run_gives_its_trained_context_encoder(tmp_path):
     assert all(torch.equal(target_state[k], init[k]) for k in init)  # the random init
 
 
-def test_frame_diff_encoder_loads_exports_and_hides_the_future(tmp_path):
-    """model.frame_diff (issue 27): 6 input channels, recorded in the architecture, so load,
-    export and reload give the same encoder; a context of the first steps sees no later frame."""
+@pytest.mark.parametrize(
+    "options", [{"frame_diff": True}, {"stem": "conv"}, {"frame_diff": True, "stem": "conv"}]
+)
+def test_small_frame_encoders_load_export_and_hide_what_is_masked(tmp_path, options):
+    """model.frame_diff / model.stem=conv (issue 27): recorded in the architecture, so load,
+    export and reload give the same encoder; a context of the first steps sees no later frame,
+    and with a spatial mask no kept token sees a hidden pixel (the conv reaches across tokens)."""
     from vjepa.models.encoder import with_frame_diff
 
     x = clip()
     diff = with_frame_diff(x)  # [B, 6, T, H, W]
-    assert torch.equal(diff[:, :3], x) and torch.equal(diff[:, 3:, 0], torch.zeros_like(x[:, :, 0]))
+    assert torch.equal(diff[:, :3], x) and not diff[:, 3:, 0].any()
     assert torch.allclose(diff[:, 3:, 2], x[:, :, 2] - x[:, :, 1])
     cfg = tiny_config("rope")
-    cfg.model.frame_diff = True
+    for key, value in options.items():
+        setattr(cfg.model, key, value)
     enc = build_encoder(cfg.model, num_frames=4, img_size=64).eval()
-    assert enc.patch_embed.proj.weight.shape[1] == 6
+    assert enc.patch_embed.proj.weight.shape[1] == (6 if options.get("frame_diff") else 3)
     state = {"target_encoder": enc.state_dict(), "encoder": enc.state_dict(),
              "config": to_dict(cfg), "counters": {"step": 1, "batches": 1}}  # fmt: skip
     save_checkpoint(tmp_path / "run", 1, state=state, keep_last=1)
@@ -379,3 +384,11 @@ def test_frame_diff_encoder_loads_exports_and_hides_the_future(tmp_path):
         first = torch.arange(16)[None].expand(2, -1)  # the first tubelet's 16 tokens
         assert torch.equal(enc(x, first), enc(later, first))
         assert not torch.equal(enc(x), enc(later))
+        keep = torch.tensor([[0, 5, 10, 15, 16, 21], [1, 2, 7, 12, 19, 30]])  # scattered tokens
+        on = torch.zeros(2, 32).scatter_(1, keep, 1.0).view(2, 1, 2, 4, 4)
+        for dim, size in ((2, 2), (3, 16), (4, 16)):
+            on = on.repeat_interleave(size, dim=dim)  # [B, 1, T, H, W]
+        noisy = x + 4.0 * (1 - on) * torch.randn_like(x)  # only hidden pixels change
+        assert torch.allclose(enc(x, keep), enc(noisy, keep), atol=1e-6)
+        every = torch.arange(32)[None].expand(2, -1)
+        assert torch.allclose(enc(x, [keep, every])[1], enc(x), atol=1e-5)

@@ -25,7 +25,7 @@ ARCH_KEYS = (
     "pos_embed",
 )
 """The keys of config.json ``architecture``: exactly the VisionTransformer constructor arguments."""
-OPTIONAL_ARCH = {"frame_diff": False}
+OPTIONAL_ARCH = {"frame_diff": False, "stem": "linear"}
 """Architecture keys added later, with the value that every older config.json meant."""
 
 
@@ -38,8 +38,10 @@ def encoder_arch(
     img_size: int,
     pos_embed: str,
     frame_diff: bool = False,
+    stem: str = "linear",
 ) -> dict[str, Any]:
-    """The ARCH_KEYS of model size ``name`` (a row of SIZES) for clips of this geometry."""
+    """The ARCH_KEYS of model size ``name`` (a row of SIZES) for clips of this geometry, plus
+    the OPTIONAL_ARCH keys that differ from their default."""
     size = SIZES[name]
     return {
         "width": size.width,
@@ -51,8 +53,13 @@ def encoder_arch(
         "num_frames": num_frames,
         "img_size": img_size,
         "pos_embed": pos_embed,
-        **({"frame_diff": True} if frame_diff else {}),
+        **optional_arch(frame_diff=frame_diff, stem=stem),
     }
+
+
+def optional_arch(**values: Any) -> dict[str, Any]:
+    """The OPTIONAL_ARCH ``values`` that differ from their default (older files lack them)."""
+    return {k: v for k, v in values.items() if v != OPTIONAL_ARCH[k]}
 
 
 def arch_from_config(cfg: Config) -> dict[str, Any]:
@@ -66,6 +73,7 @@ def arch_from_config(cfg: Config) -> dict[str, Any]:
         img_size=cfg.data.crop_size,
         pos_embed=m.pos_embed,
         frame_diff=m.frame_diff,
+        stem=m.stem,
     )
 
 
@@ -100,7 +108,7 @@ def arch_of(encoder: nn.Module) -> dict[str, Any]:
         "num_frames": encoder.num_frames,
         "img_size": encoder.img_size,
         "pos_embed": encoder.pos_embed_mode,
-        **({"frame_diff": True} if getattr(encoder, "frame_diff", False) else {}),
+        **optional_arch(frame_diff=encoder.frame_diff, stem=encoder.stem),
     }
 
 

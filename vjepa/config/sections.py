@@ -191,6 +191,10 @@ class ModelConfig(Section):
     frame_diff: bool = False
     """Stack each frame's difference to the previous frame onto its RGB channels (6 input
     channels), so motion is linear in the input (issue 27). Not in the official checkpoints."""
+    stem: Literal["linear", "conv"] = "linear"
+    """Patch embedding: ``linear`` (one Conv3d per tubelet, the official ViT) or ``conv``: a
+    small conv net at a 4-pixel stride pooled to the patch grid (vjepa.models.stem), for small
+    frames where a patch-4 ViT is too slow. Not in the official checkpoints."""
     pred_width: int = _positive(384)
     """Predictor width."""
     pred_depth: int = _positive(12)

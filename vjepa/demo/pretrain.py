@@ -104,7 +104,7 @@ def write_demo_corpus(
     return folders, list(STYLES[corpus])
 
 
-ENCODER_KEYS = ("name", "patch_size", "tubelet_size", "pos_embed", "frame_diff")
+ENCODER_KEYS = ("name", "patch_size", "tubelet_size", "pos_embed", "frame_diff", "stem")
 """The model keys that make the encoder's architecture: the random floor must share them."""
 
 

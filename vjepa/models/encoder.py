@@ -27,8 +27,10 @@ from vjepa.models.layers import (
     run_blocks,
     sincos_pos_embed_3d,
 )
+from vjepa.models.stem import ConvStem
 
 PosEmbed = Literal["sincos", "rope"]
+Stem = Literal["linear", "conv"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class VisionTransformer(nn.Module):
         mlp_ratio: float = 4.0,
         pos_embed: PosEmbed = "sincos",
         frame_diff: bool = False,
+        stem: Stem = "linear",
         activation_checkpointing: bool = False,
         generator: torch.Generator | None = None,
     ):
@@ -104,10 +107,14 @@ class VisionTransformer(nn.Module):
         self.mlp_ratio = mlp_ratio
         self.pos_embed_mode: PosEmbed = pos_embed
         self.frame_diff = bool(frame_diff)
+        if stem not in ("linear", "conv"):
+            raise ValueError(f"stem must be 'linear' or 'conv', got {stem!r}")
+        self.stem: Stem = stem
         self.activation_checkpointing = activation_checkpointing
         self.grid = token_grid(num_frames, img_size, img_size, patch_size, tubelet_size)
 
-        self.patch_embed = PatchEmbed3D(
+        embed = PatchEmbed3D if stem == "linear" else ConvStem
+        self.patch_embed = embed(
             patch_size=patch_size,
             tubelet_size=tubelet_size,
             embed_dim=width,
@@ -136,20 +143,43 @@ class VisionTransformer(nn.Module):
         """Tokens of clip ``x`` [B,3,T,H,W]: all [B,N,D], or the kept ones [B,K,D] per mask.
 
         ``masks`` may be a list (one Long [B,K_i] per mask generator): the clip is then patch
-        embedded once and the blocks run once per mask; the result is a list.
+        embedded once and the blocks run once per mask; the result is a list. With a conv stem
+        or frame differences, whose inputs reach across token borders, each mask instead
+        embeds the clip with its hidden pixels zeroed (:meth:`_embed`), so no kept token sees
+        a hidden one.
         """
         _, _, T, H, W = x.shape
         grid = token_grid(T, H, W, self.patch_size, self.tubelet_size)
-        if self.frame_diff:
-            x = with_frame_diff(x)  # [B, 6, T, H, W]
-        x = self.patch_embed(x)  # [B, N, D]
-        if self.pos_embed_mode == "sincos":
-            x = x + resample_pos_embed(self.pos_embed, self.grid, grid)  # [B, N, D]
-        if isinstance(masks, (list, tuple)):
+        many = isinstance(masks, (list, tuple))
+        if masks is not None and (self.frame_diff or self.stem == "conv"):
+            out = [
+                self._blocks(self._embed(x, grid, m), m, grid) for m in (masks if many else [masks])
+            ]
+            return out if many else out[0]
+        x = self._embed(x, grid, None)  # [B, N, D]
+        if many:
             return [self._blocks(apply_masks(x, m), m, grid) for m in masks]  # [B, K_i, D] each
         if masks is not None:
             x = apply_masks(x, masks)  # [B, K, D]: gathered after positions are added
         return self._blocks(x, masks, grid)
+
+    def _embed(self, x: Tensor, grid: Grid, keep: Tensor | None) -> Tensor:
+        """Patch-embedded tokens with positions: all ``[B, N, D]``, or with ``keep`` [B, K]
+        (token indices) the kept ``[B, K, D]`` of the clip whose other pixels are zeroed."""
+        hidden = None
+        if keep is not None:
+            B, N = x.shape[0], grid[0] * grid[1] * grid[2]
+            on = torch.zeros(B, N, dtype=x.dtype, device=x.device).scatter_(1, keep, 1.0)
+            on = on.view(B, 1, *grid)
+            for dim, size in ((2, self.tubelet_size), (3, self.patch_size), (4, self.patch_size)):
+                on = on.repeat_interleave(size, dim=dim)  # [B, 1, T, H, W]
+            x, hidden = x * on, on
+        if self.frame_diff:
+            x = with_frame_diff(x, hidden)  # [B, 6, T, H, W]
+        x = self.patch_embed(x)  # [B, N, D]
+        if self.pos_embed_mode == "sincos":
+            x = x + resample_pos_embed(self.pos_embed, self.grid, grid)  # [B, N, D]
+        return x if keep is None else apply_masks(x, keep)
 
     def _blocks(self, x: Tensor, ids: Tensor | None, grid: Grid) -> Tensor:
         rope = None
@@ -160,12 +190,15 @@ class VisionTransformer(nn.Module):
         return self.norm(x)
 
 
-def with_frame_diff(x: Tensor) -> Tensor:
+def with_frame_diff(x: Tensor, on: Tensor | None = None) -> Tensor:
     """``[B, C, T, H, W]`` -> ``[B, 2C, T, H, W]``: the frames and their backward differences
     ``x[t] - x[t-1]`` (zeros at ``t = 0``). Only earlier frames enter a frame's difference, so a
-    context made of the first time steps never sees the future."""
+    context made of the first time steps never sees the future. ``on`` [B, 1, T, H, W] (1 =
+    visible): a difference is kept only where both of its frames are visible."""
     diff = torch.zeros_like(x)
     diff[:, :, 1:] = x[:, :, 1:] - x[:, :, :-1]
+    if on is not None:
+        diff[:, :, 1:] *= on[:, :, 1:] * on[:, :, :-1]
     return torch.cat([x, diff], dim=1)
 
 
@@ -193,6 +226,7 @@ def build_encoder(
         mlp_ratio=size.mlp_ratio,
         pos_embed=model_cfg.pos_embed,
         frame_diff=model_cfg.frame_diff,
+        stem=model_cfg.stem,
         activation_checkpointing=model_cfg.activation_checkpointing,
         generator=generator,
     )

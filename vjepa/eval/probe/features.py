@@ -250,6 +250,7 @@ def random_backbone(
         img_size=data_cfg.crop_size,
         pos_embed=model_cfg.pos_embed,
         frame_diff=model_cfg.frame_diff,
+        stem=model_cfg.stem,
     )
     encoder = random_encoder(arch, seed)
     # No weights file: the identity of a random backbone is (size, seed), never a sha256.
