@@ -1,12 +1,14 @@
 """The `vjepa` command line: help texts and exit codes (2 = user error, no traceback)."""
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from vjepa.cli import build_parser, main
+from vjepa.cli import CONFIG_COMMANDS, build_parser, main
+from vjepa.config import ROOTS
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = ["shards", "pretrain", "probe", "extract", "export", "import", "demo", "surprise"]
@@ -29,6 +31,17 @@ def test_each_command_has_help(cmd, capsys):
     out = capsys.readouterr().out
     assert f"usage: vjepa {cmd}" in out
     assert len(build_parser()._subparsers._group_actions[0].choices[cmd].description) > 40
+
+
+def test_each_config_command_has_a_root_and_a_function():
+    # `vjepa <command> CONFIG`: the table entry, its config root and its function agree
+    for command, spec in CONFIG_COMMANDS.items():
+        assert command in ROOTS, command
+        module, function = spec.target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), spec.target
+        args = build_parser().parse_args([*command.split(), "cfg.yaml", "run.seed=1"])
+        assert (args.config_command, args.target, args.func) == (command, spec.target, spec.func)
+        assert (args.config, args.overrides) == ("cfg.yaml", ["run.seed=1"])
 
 
 def test_unknown_key_exits_2_and_suggests(capsys):

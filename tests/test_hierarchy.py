@@ -11,7 +11,7 @@ from vjepa.config import ConfigError, load_config
 from vjepa.world.collect import collect, random_actions
 from vjepa.world.envs import make_env
 from vjepa.world.planning.hierarchy import HighLevel, StateMeasure, build_graph
-from vjepa.world.planning.mpc import evaluate, oracle_cost, run_plan
+from vjepa.world.planning.mpc import Method, evaluate, oracle_cost, run_plan
 from vjepa.world.trajectories import Trajectory
 
 
@@ -48,9 +48,9 @@ def test_two_levels_reach_goals_behind_walls_that_the_flat_planner_does_not():
     graph = build_graph(_maze_walks(env), StateMeasure(env), pcfg)
     assert graph.frames.shape[0] == 1200 and graph.links > 0
     oracle = oracle_cost(env, pcfg.env, pcfg.energy)
-    flat = evaluate(env, pcfg, oracle, 0, "flat")
+    flat = evaluate(env, pcfg, Method("flat", oracle), 0)
     high = HighLevel(graph, pcfg)
-    two = evaluate(env, pcfg, oracle, 0, "two_level", None, high)
+    two = evaluate(env, pcfg, Method("two_level", oracle, high), 0)
     assert [e.success for e in flat] == [False, False, False]
     assert [e.success for e in two] == [True, True, True]
     assert all(e.subgoals >= 3 and e.subgoals_reached >= e.subgoals // 2 for e in two)

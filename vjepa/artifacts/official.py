@@ -288,16 +288,16 @@ def build_from_official(
     else:
         frames = num_frames if num_frames is not None else _V2_DEFAULT_FRAMES
         size = img_size if img_size is not None else _V2_DEFAULT_SIZE
-    encoder = VisionTransformer(
+    # the clip geometry, the same for the encoder and the predictor
+    geometry = dict(
         img_size=size,
         num_frames=frames,
         patch_size=arch.patch_size,
         tubelet_size=arch.tubelet_size,
-        width=arch.width,
-        depth=arch.depth,
-        heads=heads,
-        mlp_ratio=arch.mlp_ratio,
         pos_embed=arch.pos_embed,
+    )
+    encoder = VisionTransformer(
+        width=arch.width, depth=arch.depth, heads=heads, mlp_ratio=arch.mlp_ratio, **geometry
     )
     load_state_strict(encoder, ckpt.target_encoder, f"{ckpt.path} [{ckpt.source_key}]")
     if ckpt.predictor is None:
@@ -313,12 +313,8 @@ def build_from_official(
         depth=arch.pred_depth,
         heads=pred_num_heads,
         num_mask_tokens=arch.num_mask_tokens,
-        img_size=size,
-        num_frames=frames,
-        patch_size=arch.patch_size,
-        tubelet_size=arch.tubelet_size,
-        pos_embed=arch.pos_embed,
         mlp_ratio=arch.pred_mlp_ratio,
+        **geometry,
     )
     load_state_strict(predictor, ckpt.predictor, f"{ckpt.path} [predictor]")
     return encoder, predictor

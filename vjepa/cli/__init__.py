@@ -12,6 +12,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from vjepa.cli.common import (
     EXIT_OK,
@@ -22,7 +23,7 @@ from vjepa.cli.common import (
     add_heads_args,
 )
 from vjepa.cli.shards import add_shards
-from vjepa.config import ConfigError, load_config
+from vjepa.config import Config, ConfigError, load_config
 from vjepa.errors import UsageError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (UsageError, ConfigError, FileNotFoundError)
@@ -35,13 +36,18 @@ too. Any other exception, a ValueError included, is a bug: exit 1."""
 # ----------------------------------------------------------------------------------------
 
 
-def cmd_config(args: argparse.Namespace) -> int:
-    """``vjepa pretrain | probe | surprise | world train``: ``args.target`` ("module:function")
-    of the config. A wrong ``accelerate launch`` line is a LaunchError, a UsageError (exit 2)."""
+def _run_config(args: argparse.Namespace) -> tuple[Config, Any]:
+    """(config, result) of ``args.target`` ("module:function") called with the loaded config."""
     # config errors first, before heavy imports; the command's root rejects other commands' keys
     cfg = load_config(args.config, args.overrides, command=args.config_command)
     module, function = args.target.split(":")
-    getattr(importlib.import_module(module), function)(cfg)
+    return cfg, getattr(importlib.import_module(module), function)(cfg)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """``vjepa pretrain | probe | surprise | world train``: the function of :data:`CONFIG_COMMANDS`.
+    A wrong ``accelerate launch`` line is a LaunchError, a UsageError (exit 2)."""
+    _run_config(args)
     return EXIT_OK
 
 
@@ -156,10 +162,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides, command="plan")
-    from vjepa.world.planning.mpc import run_plan
-
-    report = run_plan(cfg)
+    cfg, report = _run_config(args)
     print(f"report written to {Path(cfg.run.dir) / 'report.json'} ({report['episodes']} episodes)")
     return EXIT_OK
 
@@ -262,12 +265,7 @@ def _add_world(sub: argparse._SubParsersAction) -> None:
         description="Action-conditioned world model over a frozen encoder.",
     )
     wsub = p.add_subparsers(dest="world_command", metavar="WORLD_COMMAND", required=True)
-    add_command(
-        wsub, "train", cmd_config, target="vjepa.world.train:world_train", command="world train",
-        help="train the action-conditioned predictor (resumes from the run folder)",
-        description="Train the world model's predictor on trajectory shards (vjepa collect) over "
-        "a frozen encoder (world.encoder). Same loop, checkpoints and resume as pretraining.",
-    )  # fmt: skip
+    _add_config(wsub, "world train")
 
 
 def _add_collect(sub: argparse._SubParsersAction) -> None:
@@ -300,6 +298,64 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     )
 
 
+class ConfigCommand(NamedTuple):
+    """A command that runs one library function on a config file and key=value overrides."""
+
+    target: str
+    """"module:function" called with the loaded config (imported when the command runs)."""
+    help: str
+    description: str
+    func: Callable[[argparse.Namespace], int] = cmd_config
+    """What runs it: cmd_config, or a command that also prints what the function returned."""
+
+
+CONFIG_COMMANDS: dict[str, ConfigCommand] = {
+    "pretrain": ConfigCommand(
+        "vjepa.train.pretrain:pretrain",
+        help="V-JEPA pretraining (resumes from the run folder)",
+        description="Pretrain a V-JEPA encoder. Re-running the same command resumes from the "
+        "latest complete checkpoint in run.dir. Multi-GPU: accelerate launch -m vjepa pretrain ...",
+    ),
+    "probe": ConfigCommand(
+        "vjepa.eval.probe.run:run_probe",
+        help="frozen-backbone probe (attentive, linear, kNN)",
+        description="Train an attentive, linear or kNN probe on a frozen encoder and write "
+        "report.json, confusion.png and a table.",
+    ),
+    "world train": ConfigCommand(
+        "vjepa.world.train:world_train",
+        help="train the action-conditioned predictor (resumes from the run folder)",
+        description="Train the world model's predictor on trajectory shards (vjepa collect) over "
+        "a frozen encoder (world.encoder). Same loop, checkpoints and resume as pretraining.",
+    ),
+    "plan": ConfigCommand(
+        "vjepa.world.planning.mpc:run_plan",
+        help="MPC with CEM / MPPI on held-out tasks, against random and oracle baselines",
+        description="Plan to goal images with a world model (plan.model) or the true simulator "
+        "(plan.model=oracle) on plan.episodes tasks of plan.env; writes report.json, "
+        "episodes.jsonl, trajectories.png, energy_landscape.png and episode.gif into run.dir.",
+        func=cmd_plan,
+    ),
+    "surprise": ConfigCommand(
+        "vjepa.eval.surprise.run:run_surprise",
+        help="violation of expectation: pairwise accuracy on possible / impossible videos",
+        description="Score possible / impossible video pairs (surprise.pairs CSV) by the "
+        "predictor's error on future frames; writes report.json and surprise.png.",
+    ),
+}
+"""`vjepa <command> CONFIG [key.sub=value ...]`: the command's config root (vjepa.config.ROOTS)
+has the same name."""
+
+
+def _add_config(sub: argparse._SubParsersAction, command: str) -> None:
+    """The parser of ``CONFIG_COMMANDS[command]`` (named by its last word under ``sub``)."""
+    spec = CONFIG_COMMANDS[command]
+    add_command(
+        sub, command.split()[-1], spec.func, help=spec.help, description=spec.description,
+        target=spec.target, command=command,
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vjepa",
@@ -308,38 +364,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_shards(sub)
-    add_command(
-        sub, "pretrain", cmd_config, target="vjepa.train.pretrain:pretrain",
-        help="V-JEPA pretraining (resumes from the run folder)",
-        description="Pretrain a V-JEPA encoder. Re-running the same command resumes from the "
-        "latest complete checkpoint in run.dir. Multi-GPU: accelerate launch -m vjepa pretrain ...",
-    )  # fmt: skip
-    add_command(
-        sub, "probe", cmd_config, target="vjepa.eval.probe.run:run_probe",
-        help="frozen-backbone probe (attentive, linear, kNN)",
-        description="Train an attentive, linear or kNN probe on a frozen encoder and write "
-        "report.json, confusion.png and a table.",
-    )  # fmt: skip
+    _add_config(sub, "pretrain")
+    _add_config(sub, "probe")
     _add_extract(sub)
     _add_export(sub)
     _add_import(sub)
     _add_demo(sub)
     _add_world(sub)
     _add_collect(sub)
-    plan = add_command(
-        sub, "plan", cmd_plan,
-        help="MPC with CEM / MPPI on held-out tasks, against random and oracle baselines",
-        description="Plan to goal images with a world model (plan.model) or the true simulator "
-        "(plan.model=oracle) on plan.episodes tasks of plan.env; writes report.json, "
-        "episodes.jsonl, trajectories.png, energy_landscape.png and episode.gif into run.dir.",
-    )  # fmt: skip
-    add_config_args(plan)
-    add_command(
-        sub, "surprise", cmd_config, target="vjepa.eval.surprise.run:run_surprise",
-        help="violation of expectation: pairwise accuracy on possible / impossible videos",
-        description="Score possible / impossible video pairs (surprise.pairs CSV) by the "
-        "predictor's error on future frames; writes report.json and surprise.png.",
-    )  # fmt: skip
+    _add_config(sub, "plan")
+    _add_config(sub, "surprise")
     return parser
 
 

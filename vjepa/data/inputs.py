@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from vjepa.data.formats import FORMATS, VIDEO_EXTENSIONS, Listing, detect_format, read_source
 from vjepa.data.frames import IMAGE_EXTENSIONS, read_frame_folders, read_images
@@ -55,23 +56,17 @@ def detect_input_format(src: str | Path) -> str:
 
 
 def read_inputs(
-    src: str | Path,
-    *,
-    fmt: str = "auto",
-    split: str = "train",
-    split_id: int = 1,
-    root: str | Path | None = None,
-    labels_from_folders: bool = False,
+    src: str | Path, *, fmt: str = "auto", labels_from_folders: bool = False, **video_options: Any
 ) -> Listing:
-    """Read any input of `vjepa shards` (``fmt="auto"`` guesses it, see the module doc)."""
+    """Read any input of `vjepa shards` (``fmt="auto"`` guesses it, see the module doc).
+
+    ``video_options`` (``split``, ``split_id``, ``root``) go to :func:`read_source` with the
+    video formats; the image formats take ``labels_from_folders`` only.
+    """
     if fmt not in INPUT_FORMATS:
         raise UsageError(f"unknown input format {fmt!r} (one of {', '.join(INPUT_FORMATS)})")
     fmt = detect_input_format(src) if fmt == "auto" else fmt
-    if fmt == "frames":
-        return read_frame_folders(src, labels_from_folders=labels_from_folders)
-    if fmt == "images":
-        return read_images(src, labels_from_folders=labels_from_folders)
-    return read_source(
-        src, fmt=fmt, split=split, split_id=split_id, root=root,
-        labels_from_folders=labels_from_folders,
-    )  # fmt: skip
+    if fmt in IMAGE_FORMATS:
+        read = read_frame_folders if fmt == "frames" else read_images
+        return read(src, labels_from_folders=labels_from_folders)
+    return read_source(src, fmt=fmt, labels_from_folders=labels_from_folders, **video_options)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,18 +113,27 @@ def _bounds(env: gym.Env, device: torch.device) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(low).to(device), torch.from_numpy(high).to(device)
 
 
+@dataclass(frozen=True)
+class Method:
+    """One way of choosing actions, named ``name`` in the report: the planner on ``builder``'s
+    energy, or uniform random actions (builder None); with ``high`` (plan.levels=2) the planner
+    aims at its subgoals instead of the goal."""
+
+    name: str
+    builder: CostBuilder | None = None
+    high: HighLevel | None = None
+
+
 def run_episode(
     env: gym.Env,
     task: int,
     pcfg: PlanConfig,
-    builder: CostBuilder | None,
+    method: Method,
     seed: int,
-    method: str,
     frames: list[np.ndarray] | None = None,
-    high: HighLevel | None = None,
 ) -> Episode:
-    """One task with the planner on ``builder``'s energy, or random actions (builder None);
-    with ``high`` (plan.levels=2) the planner aims at its subgoals instead of the goal."""
+    """Task ``task`` (0-based, of the plan.tasks split) with ``method`` (frames into ``frames``)."""
+    builder, high = method.builder, method.high
     base = env.unwrapped
     start, goal = base.sample_task(task_seed(pcfg, task))
     goal_frame = reset_to(env, goal)
@@ -180,7 +189,7 @@ def run_episode(
     subgoals = (high.proposed, high.reached) if high is not None else (0, 0)
     success = dist <= base.success_distance
     return Episode(
-        method, task, success, dist, steps, plan_seconds, states, calls[0], *subgoals, flags
+        method.name, task, success, dist, steps, plan_seconds, states, calls[0], *subgoals, flags
     )
 
 
@@ -197,19 +206,15 @@ def _counted(cost: Any, calls: list[int]) -> Any:
 def evaluate(
     env: gym.Env,
     pcfg: PlanConfig,
-    builder: CostBuilder | None,
+    method: Method,
     seed: int,
-    method: str,
     frames: list[np.ndarray] | None = None,
-    high: HighLevel | None = None,
 ) -> list[Episode]:
-    """Every held-out task with one method (frames of the first episode into ``frames``)."""
-    episodes = []
-    for task in range(pcfg.episodes):
-        episodes.append(
-            run_episode(env, task, pcfg, builder, seed, method, frames if task == 0 else None, high)
-        )
-    return episodes
+    """Every held-out task with ``method`` (frames of the first episode into ``frames``)."""
+    return [
+        run_episode(env, task, pcfg, method, seed, frames if task == 0 else None)
+        for task in range(pcfg.episodes)
+    ]
 
 
 # ----------------------------------------------------------------------------------------
@@ -326,21 +331,20 @@ def run_plan(cfg: Config) -> dict[str, Any]:
 
     high = high_level(pcfg, env, model, device) if pcfg.levels == 2 else None
     frames: list[np.ndarray] = []
-    results: dict[str, list[Episode]] = {
-        method: evaluate(env, pcfg, main_builder, cfg.run.seed, method, frames, high)
-    }
+    seed = cfg.run.seed
+    results = {method: evaluate(env, pcfg, Method(method, main_builder, high), seed, frames)}
+    others = []
     if high is not None:  # the same model and planner, flat, on the same tasks
-        results["flat"] = evaluate(env, pcfg, main_builder, cfg.run.seed, "flat")
+        others.append(Method("flat", main_builder))
     if hasattr(main_builder, "guard") and any(e.violations is not None for e in results[method]):
-        free = evaluate(env, pcfg, free_builder, cfg.run.seed, "unconstrained")
-        results["unconstrained"] = free
+        others.append(Method("unconstrained", free_builder))
     if "random" in pcfg.baselines:
-        results["random"] = evaluate(env, pcfg, None, cfg.run.seed, "random")
+        others.append(Method("random"))
     if twin is not None:
-        twin_cost = model_cost(twin, pcfg, device)
-        results["random_model"] = evaluate(env, pcfg, twin_cost, cfg.run.seed, "random_model")
+        others.append(Method("random_model", model_cost(twin, pcfg, device)))
     if "oracle" in pcfg.baselines and method != "oracle":
-        results["oracle"] = evaluate(env, pcfg, oracle, cfg.run.seed, "oracle")
+        others.append(Method("oracle", oracle))
+    results |= {m.name: evaluate(env, pcfg, m, seed) for m in others}
 
     report = build_report(pcfg, method, results, task_seed(pcfg, 0))
     budget, budget_source = episode_budget(env, pcfg)

@@ -26,6 +26,8 @@ steps); ``init_std`` is a fraction of the half-range of the action box.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -35,53 +37,78 @@ from vjepa.config import PlanConfig
 Cost = Callable[[Tensor], Tensor]
 
 
-def _check(
-    horizon: int, action_low: Tensor, action_high: Tensor, samples: int, init_mean: Tensor | None
-) -> None:
-    if horizon < 1 or samples < 2:
-        raise ValueError(f"planner needs horizon >= 1 and samples >= 2, got {horizon}, {samples}")
-    if action_low.shape != action_high.shape or action_low.ndim != 1:
-        raise ValueError(
-            f"action_low / action_high must be [A] each, got {list(action_low.shape)} "
-            f"and {list(action_high.shape)}"
-        )
-    if init_mean is not None and init_mean.shape != (horizon, action_low.shape[0]):
-        raise ValueError(
-            f"init_mean must be [horizon, A] = [{horizon}, {action_low.shape[0]}], "
-            f"got {list(init_mean.shape)}"
-        )
+@dataclass(frozen=True)
+class Search:
+    """What both planners search and how: the keywords of :func:`cem` and :func:`mppi`."""
 
+    horizon: int
+    """Actions per sequence, H."""
+    action_low: Tensor
+    """[A] lower bound of every action."""
+    action_high: Tensor
+    """[A] upper bound of every action."""
+    samples: int
+    """Sequences scored per iteration, N (one call of the cost)."""
+    iterations: int
+    """Refits of the sampling distribution."""
+    elites: int
+    """Lowest-energy samples the distribution is refit to, within [1, samples]."""
+    generator: torch.Generator
+    """The source of every random draw."""
+    init_mean: Tensor | None = None
+    """[H, A] warm start (MPC: the previous plan shifted); None: the centre of the box."""
+    init_std: float = 1.0
+    """Initial sampling std, a fraction of the half-range of the box."""
+    min_std: float = 0.02
+    """Floor of the std (a fraction of the half-range): the search never collapses too early."""
 
-def _start(
-    horizon: int,
-    action_low: Tensor,
-    action_high: Tensor,
-    init_mean: Tensor | None,
-    init_std: float,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(mean [H, A], std [H, A], half-range [A]) of the initial sampling distribution."""
-    mid = (action_low + action_high) / 2  # [A]
-    half = (action_high - action_low) / 2  # [A]
-    mean = mid.expand(horizon, -1).clone() if init_mean is None else init_mean.clone()
-    mean = torch.minimum(torch.maximum(mean, action_low), action_high)
-    std = (init_std * half).expand(horizon, -1).clone()  # [H, A]
-    return mean, std, half
+    def __post_init__(self) -> None:
+        low, high, horizon, samples = self.action_low, self.action_high, self.horizon, self.samples
+        if horizon < 1 or samples < 2:
+            raise ValueError(
+                f"planner needs horizon >= 1 and samples >= 2, got {horizon}, {samples}"
+            )
+        if low.shape != high.shape or low.ndim != 1:
+            raise ValueError(
+                f"action_low / action_high must be [A] each, got {list(low.shape)} "
+                f"and {list(high.shape)}"
+            )
+        if self.init_mean is not None and self.init_mean.shape != (horizon, low.shape[0]):
+            raise ValueError(
+                f"init_mean must be [horizon, A] = [{horizon}, {low.shape[0]}], "
+                f"got {list(self.init_mean.shape)}"
+            )
+        if not 1 <= self.elites <= samples:
+            raise ValueError(f"elites must be within [1, samples={samples}], got {self.elites}")
 
+    def start(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(mean [H, A], std [H, A], half-range [A]) of the initial sampling distribution."""
+        low, high = self.action_low, self.action_high
+        mid = (low + high) / 2  # [A]
+        half = (high - low) / 2  # [A]
+        start = mid.expand(self.horizon, -1) if self.init_mean is None else self.init_mean
+        mean = torch.minimum(torch.maximum(start, low), high)  # [H, A], a new tensor
+        std = (self.init_std * half).expand(self.horizon, -1).clone()  # [H, A]
+        return mean, std, half
 
-def _sample(
-    mean: Tensor, std: Tensor, samples: int, low: Tensor, high: Tensor, generator: torch.Generator
-) -> Tensor:
-    """``samples`` sequences [N, H, A] around (mean, std), clipped to the box; row 0 = mean."""
-    noise = torch.randn(
-        (samples, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype
-    )  # [N, H, A]
-    seqs = mean + std * noise
-    seqs[0] = mean  # score the current mean too
-    return torch.minimum(torch.maximum(seqs, low), high)
-
-
-def _energies(cost: Cost, seqs: Tensor) -> Tensor:
-    return _scored(cost, seqs)[0]
+    def population(
+        self, cost: Cost, mean: Tensor, std: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One iteration: ``samples`` sequences around (mean, std) clipped to the box (row 0: the
+        mean), scored and ranked: (sequences [N, H, A], energies [N], violating [N] bool, elite
+        indices [K] from the lowest energy up)."""
+        noise = torch.randn(
+            (self.samples, *mean.shape),
+            generator=self.generator,
+            device=mean.device,
+            dtype=mean.dtype,
+        )  # [N, H, A]
+        seqs = mean + std * noise
+        seqs[0] = mean  # score the current mean too
+        seqs = torch.minimum(torch.maximum(seqs, self.action_low), self.action_high)
+        energy, violating = _scored(cost, seqs)  # [N], [N]
+        rank, k = _ranked(energy, violating, self.elites)
+        return seqs, energy, violating, torch.topk(rank, int(k), largest=False).indices
 
 
 def _scored(cost: Cost, seqs: Tensor) -> tuple[Tensor, Tensor]:
@@ -108,81 +135,46 @@ def _ranked(energy: Tensor, violating: Tensor, elites: int) -> tuple[Tensor, Ten
 
 
 @torch.no_grad()
-def cem(
-    cost: Cost,
-    *,
-    horizon: int,
-    action_low: Tensor,
-    action_high: Tensor,
-    samples: int,
-    iterations: int,
-    elites: int,
-    generator: torch.Generator,
-    init_mean: Tensor | None = None,
-    init_std: float = 1.0,
-    min_std: float = 0.02,
-) -> Tensor:
+def cem(cost: Cost, **search: Any) -> Tensor:
     """Cross-entropy method; returns the lowest-energy action sequence found, [H, A].
 
-    ``min_std`` (a fraction of the half-range) keeps the search from collapsing too early.
+    ``search``: the fields of :class:`Search` (horizon, action_low, action_high, samples,
+    iterations, elites, generator; optional init_mean, init_std, min_std).
     """
-    _check(horizon, action_low, action_high, samples, init_mean)
-    if not 1 <= elites <= samples:
-        raise ValueError(f"cem elites must be within [1, samples={samples}], got {elites}")
-    mean, std, half = _start(horizon, action_low, action_high, init_mean, init_std)
+    s = Search(**search)
+    mean, std, half = s.start()
     best, best_key = mean, (True, float("inf"))  # (violating, energy): lowest wins
-    for _ in range(iterations):
-        seqs = _sample(mean, std, samples, action_low, action_high, generator)  # [N, H, A]
-        energy, violating = _scored(cost, seqs)  # [N], [N]
-        rank, k = _ranked(energy, violating, elites)
-        top = torch.topk(rank, int(k), largest=False).indices  # [K]
+    for _ in range(s.iterations):
+        seqs, energy, violating, top = s.population(cost, mean, std)  # [N, H, A], [N], [N], [K]
         key = (bool(violating[top[0]]), float(energy[top[0]]))
         if key < best_key:
             best, best_key = seqs[top[0]].clone(), key
         elite = seqs[top]  # [K, H, A]
         mean = elite.mean(0)  # [H, A]
-        std = torch.maximum(elite.std(0, unbiased=False), min_std * half)  # [H, A]
+        std = torch.maximum(elite.std(0, unbiased=False), s.min_std * half)  # [H, A]
     return best
 
 
 @torch.no_grad()
-def mppi(
-    cost: Cost,
-    *,
-    horizon: int,
-    action_low: Tensor,
-    action_high: Tensor,
-    samples: int,
-    iterations: int,
-    elites: int,
-    generator: torch.Generator,
-    init_mean: Tensor | None = None,
-    init_std: float = 1.0,
-    temperature: float = 0.1,
-    min_std: float = 0.02,
-) -> Tensor:
+def mppi(cost: Cost, *, temperature: float = 0.1, **search: Any) -> Tensor:
     """MPPI; returns the energy-weighted mean action sequence after the last iteration, [H, A].
 
     Weights are ``softmax(-E' / temperature)`` over the ``elites`` lowest energies, with
     ``E'`` the energies rescaled to [0, 1] among them (``elites = samples`` weighs all).
+    ``search``: the fields of :class:`Search`, as for :func:`cem`.
     """
-    _check(horizon, action_low, action_high, samples, init_mean)
-    if not 1 <= elites <= samples:
-        raise ValueError(f"mppi elites must be within [1, samples={samples}], got {elites}")
+    s = Search(**search)
     if temperature <= 0:
         raise ValueError(f"mppi temperature must be > 0, got {temperature}")
-    mean, std, half = _start(horizon, action_low, action_high, init_mean, init_std)
+    mean, std, half = s.start()
     safe_best, safe_energy, rejecting = None, float("inf"), False
-    for _ in range(iterations):
-        seqs = _sample(mean, std, samples, action_low, action_high, generator)  # [N, H, A]
-        energy, violating = _scored(cost, seqs)  # [N], [N]
+    for _ in range(s.iterations):
+        seqs, energy, violating, top = s.population(cost, mean, std)  # [N, H, A], [N], [N], [K]
         rejecting = rejecting or bool(violating.any())
         if bool((~violating).any()):
             i = int(torch.where(violating, torch.inf, energy).argmin())
             if float(energy[i]) < safe_energy:
                 safe_best, safe_energy = seqs[i].clone(), float(energy[i])
-        rank, k = _ranked(energy, violating, elites)
-        top = torch.topk(rank, int(k), largest=False).indices  # [K]
         top_energy = energy[top]  # [K]
         # Energies normalised to [0, 1] over the elites, so one temperature fits any energy
         # scale (simulator distances, latent L1).
@@ -193,7 +185,7 @@ def mppi(
         elite = seqs[top]  # [K, H, A]
         mean = torch.einsum("k,kha->ha", weights, elite)  # [H, A]
         var = torch.einsum("k,kha->ha", weights, (elite - mean) ** 2)
-        std = torch.maximum(var.sqrt(), min_std * half)  # [H, A]
+        std = torch.maximum(var.sqrt(), s.min_std * half)  # [H, A]
     if rejecting and safe_best is not None and bool(_scored(cost, mean[None])[1][0]):
         return safe_best  # the weighted mean violates: the best safe sample seen instead
     return mean
