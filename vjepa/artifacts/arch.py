@@ -1,5 +1,8 @@
 """Architectures: the constructor arguments of an encoder / predictor, read off a config, a
-built module or the weights, and the modules built from them on the meta device."""
+built module or the weights, and the modules built from them on the meta device.
+
+The encoder's keys (ARCH_KEYS, OPTIONAL_ARCH, encoder_arch) live beside the encoder in
+vjepa.models.encoder, which builds every encoder from them; they are re-exported here."""
 
 from __future__ import annotations
 
@@ -10,71 +13,36 @@ from torch import nn
 
 from vjepa.artifacts.official import WeightsMismatchError
 from vjepa.config import Config
-from vjepa.models.encoder import SIZES, VisionTransformer
+from vjepa.models.encoder import (
+    ARCH_KEYS,
+    OPTIONAL_ARCH,
+    SIZES,
+    VisionTransformer,
+    encoder_arch,
+    model_arch,
+    optional_arch,
+)
 from vjepa.models.predictor import Predictor
 
-ARCH_KEYS = (
-    "width",
-    "depth",
-    "heads",
-    "mlp_ratio",
-    "patch_size",
-    "tubelet_size",
-    "num_frames",
-    "img_size",
-    "pos_embed",
-)
-"""The keys of config.json ``architecture``: exactly the VisionTransformer constructor arguments."""
-OPTIONAL_ARCH = {"frame_diff": False, "stem": "linear"}
-"""Architecture keys added later, with the value that every older config.json meant."""
-
-
-def encoder_arch(
-    name: str,
-    *,
-    patch_size: int,
-    tubelet_size: int,
-    num_frames: int,
-    img_size: int,
-    pos_embed: str,
-    frame_diff: bool = False,
-    stem: str = "linear",
-) -> dict[str, Any]:
-    """The ARCH_KEYS of model size ``name`` (a row of SIZES) for clips of this geometry, plus
-    the OPTIONAL_ARCH keys that differ from their default."""
-    size = SIZES[name]
-    return {
-        "width": size.width,
-        "depth": size.depth,
-        "heads": size.heads,
-        "mlp_ratio": float(size.mlp_ratio),
-        "patch_size": patch_size,
-        "tubelet_size": tubelet_size,
-        "num_frames": num_frames,
-        "img_size": img_size,
-        "pos_embed": pos_embed,
-        **optional_arch(frame_diff=frame_diff, stem=stem),
-    }
-
-
-def optional_arch(**values: Any) -> dict[str, Any]:
-    """The OPTIONAL_ARCH ``values`` that differ from their default (older files lack them)."""
-    return {k: v for k, v in values.items() if v != OPTIONAL_ARCH[k]}
+__all__ = [
+    "ARCH_KEYS",
+    "OPTIONAL_ARCH",
+    "SIZES",
+    "arch_from_config",
+    "arch_of",
+    "build_encoder_from_arch",
+    "build_predictor_from_arch",
+    "encoder_arch",
+    "model_arch",
+    "optional_arch",
+    "predictor_arch_from_state",
+    "vit_from_arch",
+]
 
 
 def arch_from_config(cfg: Config) -> dict[str, Any]:
     """Encoder architecture of one of our runs (model size row + geometry of the clips)."""
-    m = cfg.model
-    return encoder_arch(
-        m.name,
-        patch_size=m.patch_size,
-        tubelet_size=m.tubelet_size,
-        num_frames=cfg.data.frames_per_clip,
-        img_size=cfg.data.crop_size,
-        pos_embed=m.pos_embed,
-        frame_diff=m.frame_diff,
-        stem=m.stem,
-    )
+    return model_arch(cfg.model, num_frames=cfg.data.frames_per_clip, img_size=cfg.data.crop_size)
 
 
 def predictor_arch_from_state(

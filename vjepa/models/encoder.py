@@ -8,7 +8,7 @@ strip and a strict load (see vjepa.artifacts.official).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -202,6 +202,76 @@ def with_frame_diff(x: Tensor, on: Tensor | None = None) -> Tensor:
     return torch.cat([x, diff], dim=1)
 
 
+ARCH_KEYS = (
+    "width",
+    "depth",
+    "heads",
+    "mlp_ratio",
+    "patch_size",
+    "tubelet_size",
+    "num_frames",
+    "img_size",
+    "pos_embed",
+)
+"""The keys of config.json ``architecture``: exactly the VisionTransformer constructor arguments."""
+OPTIONAL_ARCH = {"frame_diff": False, "stem": "linear"}
+"""Architecture keys added later, with the value that every older config.json meant."""
+
+
+def encoder_arch(
+    name: str,
+    *,
+    patch_size: int,
+    tubelet_size: int,
+    num_frames: int,
+    img_size: int,
+    pos_embed: str,
+    frame_diff: bool = False,
+    stem: str = "linear",
+) -> dict[str, Any]:
+    """The ARCH_KEYS of model size ``name`` (a row of SIZES) for clips of this geometry, plus
+    the OPTIONAL_ARCH keys that differ from their default."""
+    size = SIZES[name]
+    return {
+        "width": size.width,
+        "depth": size.depth,
+        "heads": size.heads,
+        "mlp_ratio": float(size.mlp_ratio),
+        "patch_size": patch_size,
+        "tubelet_size": tubelet_size,
+        "num_frames": num_frames,
+        "img_size": img_size,
+        "pos_embed": pos_embed,
+        **optional_arch(frame_diff=frame_diff, stem=stem),
+    }
+
+
+def optional_arch(**values: Any) -> dict[str, Any]:
+    """The OPTIONAL_ARCH ``values`` that differ from their default (older files lack them)."""
+    return {k: v for k, v in values.items() if v != OPTIONAL_ARCH[k]}
+
+
+def model_arch(
+    model_cfg: ModelConfig, *, num_frames: int, img_size: int, name: str | None = None
+) -> dict[str, Any]:
+    """The ARCH_KEYS of ``model.*`` (size ``name``, else ``model_cfg.name``) for these clips."""
+    name = name or model_cfg.name
+    if name not in SIZES:
+        raise ConfigError(
+            f"model.name {name!r} is not a known size; choose one of {', '.join(SIZES)}"
+        )
+    return encoder_arch(
+        name,
+        patch_size=model_cfg.patch_size,
+        tubelet_size=model_cfg.tubelet_size,
+        num_frames=num_frames,
+        img_size=img_size,
+        pos_embed=model_cfg.pos_embed,
+        frame_diff=model_cfg.frame_diff,
+        stem=model_cfg.stem,
+    )
+
+
 def build_encoder(
     model_cfg: ModelConfig,
     *,
@@ -210,23 +280,8 @@ def build_encoder(
     generator: torch.Generator | None = None,
 ) -> VisionTransformer:
     """The encoder of size ``model_cfg.name`` for clips of ``num_frames`` x ``img_size``^2."""
-    if model_cfg.name not in SIZES:
-        raise ConfigError(
-            f"model.name {model_cfg.name!r} is not a known size; choose one of {', '.join(SIZES)}"
-        )
-    size = SIZES[model_cfg.name]
     return VisionTransformer(
-        img_size=img_size,
-        num_frames=num_frames,
-        patch_size=model_cfg.patch_size,
-        tubelet_size=model_cfg.tubelet_size,
-        width=size.width,
-        depth=size.depth,
-        heads=size.heads,
-        mlp_ratio=size.mlp_ratio,
-        pos_embed=model_cfg.pos_embed,
-        frame_diff=model_cfg.frame_diff,
-        stem=model_cfg.stem,
+        **model_arch(model_cfg, num_frames=num_frames, img_size=img_size),
         activation_checkpointing=model_cfg.activation_checkpointing,
         generator=generator,
     )

@@ -3,7 +3,7 @@
 The linear patch embedding of a ViT sees a 16 x 16 patch through one linear map: on 64-pixel
 frames a small moving object is a fraction of one token and its motion a small change of that
 token's projection. :class:`ConvStem` replaces the map with a small conv net that works at a
-fine stride (``fine`` pixels, 4 by default, the cost of a patch-4 ViT would be 16 x the
+fine stride (``FINE`` = 4 pixels; the cost of a patch-4 ViT would be 16 x the
 tokens) and only then pools to the token grid, so local shape and motion can be computed
 before the tokens are formed. The transformer blocks, masks and positions are unchanged: the
 stem returns ``[B, N, D]`` tokens in the same (t, h, w) order as :class:`PatchEmbed3D`.
@@ -49,20 +49,16 @@ class ConvBlock(nn.Module):
 
 
 class ConvStem(nn.Module):
-    """``[B, C, T, H, W]`` -> ``[B, N, D]``: tubelet conv at stride ``fine``, ``depth`` residual
-    conv blocks at that resolution, a strided conv to the ``patch_size`` token grid."""
+    """``[B, C, T, H, W]`` -> ``[B, N, D]``: tubelet conv at stride ``FINE``, ``DEPTH`` residual
+    conv blocks at that resolution, a strided conv to the ``patch_size`` token grid. Takes the
+    arguments of :class:`vjepa.models.layers.PatchEmbed3D`, which it replaces."""
 
-    def __init__(
-        self,
-        *,
-        patch_size: int,
-        tubelet_size: int,
-        embed_dim: int,
-        in_chans: int = 3,
-        fine: int = 4,
-        depth: int = 2,
-    ) -> None:
+    FINE = 4
+    DEPTH = 2
+
+    def __init__(self, *, patch_size: int, tubelet_size: int, embed_dim: int, in_chans: int = 3):
         super().__init__()
+        fine, depth = self.FINE, self.DEPTH
         if patch_size % fine:
             raise ValueError(f"the conv stem's stride {fine} must divide patch_size {patch_size}")
         width = max(embed_dim // 2, 16)

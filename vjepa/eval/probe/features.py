@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vjepa.artifacts.arch import encoder_arch
+from vjepa.artifacts.arch import model_arch
 from vjepa.artifacts.encoder import load_encoder, random_encoder
 from vjepa.config import ConfigError, DataConfig, ModelConfig
 from vjepa.data.loader import make_eval_loader
@@ -242,15 +242,11 @@ def random_backbone(
     if random_model not in SIZES:
         raise ConfigError(f"probe.random_model {random_model!r} is not one of {', '.join(SIZES)}")
     model_cfg = model_cfg or ModelConfig()
-    arch = encoder_arch(
-        random_model,
-        patch_size=model_cfg.patch_size,
-        tubelet_size=model_cfg.tubelet_size,
+    arch = model_arch(
+        model_cfg,
+        name=random_model,
         num_frames=data_cfg.frames_per_clip,
         img_size=data_cfg.crop_size,
-        pos_embed=model_cfg.pos_embed,
-        frame_diff=model_cfg.frame_diff,
-        stem=model_cfg.stem,
     )
     encoder = random_encoder(arch, seed)
     # No weights file: the identity of a random backbone is (size, seed), never a sha256.
