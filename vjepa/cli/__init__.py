@@ -36,8 +36,8 @@ too. Any other exception, a ValueError included, is a bug: exit 1."""
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    """``vjepa pretrain | probe | surprise | world train``: ``args.target`` ("module:function")
-    of the config. A wrong ``accelerate launch`` line is a LaunchError, a UsageError (exit 2)."""
+    """``vjepa pretrain | finetune | probe | surprise | world train``: ``args.target``
+    ("module:function") of the config. A wrong ``accelerate launch`` line is a LaunchError, a UsageError (exit 2)."""
     # config errors first, before heavy imports; the command's root rejects other commands' keys
     cfg = load_config(args.config, args.overrides, command=args.config_command)
     module, function = args.target.split(":")
@@ -319,6 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="frozen-backbone probe (attentive, linear, kNN)",
         description="Train an attentive, linear or kNN probe on a frozen encoder and write "
         "report.json, confusion.png and a table.",
+    )  # fmt: skip
+    add_command(
+        sub, "finetune", cmd_config, target="vjepa.train.finetune:finetune",
+        help="full fine-tuning of an encoder with a classification head (resumes)",
+        description="Fine-tune an encoder (a run folder, export, official file or random) end "
+        "to end with an attentive or linear head: layer-wise lr decay, drop path, mixup / "
+        "CutMix, label smoothing; evaluates on finetune.dev_shards, keeps the best checkpoint "
+        "(train.keep_best=dev_top1) and writes report.json on finetune.val_shards.",
     )  # fmt: skip
     _add_extract(sub)
     _add_export(sub)
