@@ -5,7 +5,8 @@ the unwrapped model, in eval mode, without gradients, under the run's autocast a
 ``torch.random.fork_rng``: the global RNG (CPU, and this process's GPU) is put back as it was,
 so an evaluation never changes the training after it (its own draws take their own
 generators; a DataLoader's iterator draws its base seed from the global RNG). The metrics go
-to metrics.jsonl as one row ``{"step", <metric>..., "eval_s"}`` and to the trackers.
+to metrics.jsonl as one row ``{"step", <metric>..., "eval_s"}`` and to the trackers; with
+several processes every rank takes the main process's values (one keep_best decision).
 
 ``train.keep_best`` names one of the metrics: a strictly higher value than any before saves a
 complete checkpoint of the usual form (weights, optimizer, counters, config) into
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from accelerate.utils import broadcast_object_list
 
 from vjepa.train.checkpoint import latest_checkpoint
 from vjepa.train.state import RunState, save
@@ -54,6 +56,8 @@ def evaluate(run: RunState) -> dict[str, float]:
         finally:
             model.train(training)
     seconds = time.perf_counter() - start
+    if acc.num_processes > 1:  # one decision for every rank (keep_best saves collectively)
+        metrics = broadcast_object_list([metrics])[0]
     row = {"step": run.counters.step, **metrics, "eval_s": round(seconds, 3)}
     run.log.write(row)
     acc.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])

@@ -210,9 +210,10 @@ def final_report(cfg: Config, device: torch.device | str = "cpu") -> dict[str, A
         "num_train": int(manifest["count"]) if manifest else None,
         "num_val": len(keys),
         "num_classes": len(names),
-        "steps": int(ckpt["step"]),
+        "max_steps": cfg.train.max_steps,
         "checkpoint": {
             "path": str(folder),
+            "step": int(ckpt["step"]),
             "chosen_on": cfg.train.keep_best if best else "last step",
             "value": ckpt["counters"].get("best_value") if best else None,
         },
