@@ -37,6 +37,7 @@ COMMAND_OF_FOLDER = {
     "surprise": "surprise",
     "plan": "plan",
     "world": "world train",
+    "finetune": "finetune",
 }
 VJEPA_CONFIGS = sorted(
     str(p) for d in COMMAND_OF_FOLDER for p in (REPO / "configs" / d).glob("*.yaml")

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import math
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from train_utils import (
-    ROOT,
     final_weights,
+    kill_after_first_checkpoint,
     make_shards,
-    run_env,
     run_vjepa,
     tiny_overrides,
     vjepa_cmd,
@@ -135,23 +131,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path: Path, shards: Pa
     done = run_vjepa(config, f"run.dir={straight}")
     assert done.returncode == 0, done.stderr[-3000:]
 
-    proc = subprocess.Popen(
-        vjepa_cmd(config, f"run.dir={killed}"),
-        cwd=ROOT,
-        env=run_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 90
-    while latest_checkpoint(killed) is None:
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
-    resumed_from = latest_checkpoint(killed)
-    first_step = int(resumed_from.name.split("-")[1])
+    first_step = kill_after_first_checkpoint(vjepa_cmd(config, f"run.dir={killed}"), killed)
     assert 4 <= first_step < steps, "the run ended before the kill: nothing was resumed"
 
     again = run_vjepa(config, f"run.dir={killed}")

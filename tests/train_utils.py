@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -100,6 +102,25 @@ def run_vjepa(config: Path, *overrides: str, timeout: float = 120) -> subprocess
         text=True,
         timeout=timeout,
     )
+
+
+def kill_after_first_checkpoint(command: list[str], run_dir: Path, timeout: float = 90) -> int:
+    """Start ``command`` (a training into ``run_dir``), SIGKILL it as soon as a complete
+    checkpoint exists; returns that checkpoint's step (the step the re-run resumes from)."""
+    from vjepa.train.checkpoint import latest_checkpoint
+
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env=run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + timeout
+    while latest_checkpoint(run_dir) is None:
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    return int(latest_checkpoint(run_dir).name.split("-")[1])
 
 
 def final_weights(run_dir: Path) -> dict[str, dict]:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from vjepa import config
-from vjepa.config import sections, world
+from vjepa.config import sections, supervised, world
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "config.md"
@@ -65,6 +65,7 @@ def _row(key: str, f: dataclasses.Field, text: str) -> str:
 def render() -> str:
     docs = field_docs(Path(sections.__file__).read_text())
     docs |= field_docs(Path(world.__file__).read_text())
+    docs |= field_docs(Path(supervised.__file__).read_text())
     lines = [
         "# Configuration reference",
         "",

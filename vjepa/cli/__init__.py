@@ -322,6 +322,14 @@ CONFIG_COMMANDS: dict[str, ConfigCommand] = {
         description="Train an attentive, linear or kNN probe on a frozen encoder and write "
         "report.json, confusion.png and a table.",
     ),
+    "finetune": ConfigCommand(
+        "vjepa.train.finetune:finetune",
+        help="full fine-tuning of an encoder with a classification head (resumes)",
+        description="Fine-tune an encoder (a run folder, export, official file or random) end "
+        "to end with an attentive or linear head: layer-wise lr decay, drop path, mixup / "
+        "CutMix, label smoothing; evaluates on finetune.dev_shards, keeps the best checkpoint "
+        "(train.keep_best=dev_top1) and writes report.json on finetune.val_shards.",
+    ),
     "world train": ConfigCommand(
         "vjepa.world.train:world_train",
         help="train the action-conditioned predictor (resumes from the run folder)",
@@ -366,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_shards(sub)
     _add_config(sub, "pretrain")
     _add_config(sub, "probe")
+    _add_config(sub, "finetune")
     _add_extract(sub)
     _add_export(sub)
     _add_import(sub)

@@ -12,6 +12,7 @@ from vjepa.config.commands import (
     ROOTS,
     Config,
     ExtractRoot,
+    FinetuneRoot,
     PlanRoot,
     PretrainRoot,
     ProbeRoot,
@@ -32,6 +33,7 @@ from vjepa.config.sections import (
     RunConfig,
     SurpriseConfig,
 )
+from vjepa.config.supervised import FinetuneConfig, OnlineProbeConfig
 from vjepa.config.world import PlanConfig, WorldConfig
 
 __all__ = [
@@ -41,11 +43,14 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "ExtractRoot",
+    "FinetuneConfig",
+    "FinetuneRoot",
     "LoopConfig",
     "MaskBlockConfig",
     "MaskConfig",
     "ModelConfig",
     "ObjectiveConfig",
+    "OnlineProbeConfig",
     "OptimConfig",
     "PlanConfig",
     "PlanRoot",

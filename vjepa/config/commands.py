@@ -22,6 +22,7 @@ from vjepa.config.sections import (
     RunConfig,
     SurpriseConfig,
 )
+from vjepa.config.supervised import FinetuneConfig, OnlineProbeConfig
 from vjepa.config.world import PlanConfig, WorldConfig
 
 _OBJECTIVE_KEYS = (
@@ -66,6 +67,21 @@ def check_clip_geometry(data: DataConfig, model: ModelConfig) -> None:
         )
 
 
+def check_keep_best(train: LoopConfig, metrics: tuple[str, ...], every: int) -> None:
+    """``train.keep_best`` must name a metric that this command's evaluation writes, and the
+    evaluation must run (``every`` > 0)."""
+    if not train.keep_best:
+        return
+    if train.keep_best not in metrics:
+        known = ", ".join(metrics) if metrics else "none: this command has no evaluation"
+        raise ConfigError(f"train.keep_best={train.keep_best!r} is not a metric of it ({known})")
+    if not every:
+        raise ConfigError(
+            f"train.keep_best={train.keep_best} needs the evaluation that writes it to run "
+            "(online_probe.every / finetune.eval_every > 0)"
+        )
+
+
 class Root:
     """A command's config: its sections are the dataclass fields; ``check()`` relates them."""
 
@@ -97,6 +113,18 @@ class PretrainRoot(ClipRoot):
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    online_probe: OnlineProbeConfig = field(default_factory=OnlineProbeConfig)
+
+    def check(self) -> None:
+        super().check()
+        p = self.online_probe
+        if p.every and not (p.train_shards and p.val_shards):
+            raise ConfigError(
+                "online_probe.every needs online_probe.train_shards and online_probe.val_shards"
+            )
+        if p.every and self.train.fsdp:
+            raise ConfigError("online_probe.every needs train.fsdp=false (it runs the submodules)")
+        check_keep_best(self.train, ("online_knn_top1", "online_linear_top1"), p.every)
 
 
 @dataclass
@@ -115,6 +143,27 @@ class WorldTrainRoot(ClipRoot):
     world: WorldConfig = field(default_factory=WorldConfig)
 
     RENAMED: ClassVar[dict[str, str]] = {"train.loss_exp": "world.loss_exp"}
+
+    def check(self) -> None:
+        super().check()
+        check_keep_best(self.train, (), 0)
+
+
+@dataclass
+class FinetuneRoot(ClipRoot):
+    """`vjepa finetune`: an encoder and a classification head trained end to end on labelled
+    shards; ``model.*`` is the architecture of a random backbone (finetune.backbone=random)."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+    def check(self) -> None:
+        super().check()
+        check_keep_best(self.train, ("dev_top1",), self.finetune.eval_every)
 
 
 @dataclass
@@ -154,12 +203,15 @@ class PlanRoot(Root):
     plan: PlanConfig = field(default_factory=PlanConfig)
 
 
-Config = PretrainRoot | WorldTrainRoot | ProbeRoot | ExtractRoot | SurpriseRoot | PlanRoot
+Config = (
+    PretrainRoot | WorldTrainRoot | FinetuneRoot | ProbeRoot | ExtractRoot | SurpriseRoot | PlanRoot
+)
 """The config of any command: the annotation of code shared between commands (the loop)."""
 
 ROOTS: dict[str, type[Config]] = {
     "pretrain": PretrainRoot,
     "world train": WorldTrainRoot,
+    "finetune": FinetuneRoot,
     "probe": ProbeRoot,
     "extract": ExtractRoot,
     "surprise": SurpriseRoot,

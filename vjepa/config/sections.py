@@ -238,7 +238,8 @@ class OptimConfig(Section):
 
 @dataclass
 class LoopConfig(Section):
-    """The training loop (`vjepa pretrain` and `vjepa world train`): steps, checkpoints, precision."""
+    """The training loop (`vjepa pretrain`, `vjepa world train`, `vjepa finetune`): steps,
+    checkpoints, precision."""
 
     max_steps: int = _positive(100_000)
     """Optimizer steps in the whole run (the schedules span this many)."""
@@ -270,6 +271,10 @@ class LoopConfig(Section):
     debug_dump: bool = False
     """Write per-rank debug files into run.dir: the sample keys of every batch (keys-rank<r>.txt)
     and a checksum of the final parameters (params-rank<r>.txt), to check data sharding and DDP."""
+    keep_best: str = ""
+    """Keep the checkpoint with the highest value of this metric of the run's periodic evaluation
+    in run.dir/best/ (vjepa pretrain: online_knn_top1 or online_linear_top1 of the online probe;
+    vjepa finetune: dev_top1). Empty: off. Never read by the training itself."""
 
 
 @dataclass

@@ -57,8 +57,9 @@ VIDEO_EXTS: tuple[str, ...] = tuple(e.lstrip(".") for e in VIDEO_EXTENSIONS)
 """Sample members read as the video: any video container suffix (vjepa.data.formats), in any
 case, first match in this order wins (our shards use ``mp4``; the decoders go by content)."""
 
-# Domain tags keep the seeds of different random streams apart.
-SHARDS, SHUFFLE, AUG, MASK, RESAMPLE = 1, 2, 3, 4, 5
+# Domain tags keep the seeds of different random streams apart (FINETUNE: fine-tuning's
+# per-batch mixup / CutMix / drop path, HEAD: a head's init, PROBE: the online probe).
+SHARDS, SHUFFLE, AUG, MASK, RESAMPLE, FINETUNE, HEAD, PROBE = 1, 2, 3, 4, 5, 6, 7, 8
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter (malloc.h)
 
 

@@ -15,13 +15,14 @@ docstring); everything else lives here and beside it, once:
   re-running the same command resumes from the latest complete one: weights, optimizer, step,
   counters, RNG and the data position of every rank;
 - ``metrics.jsonl`` (a row every ``run.log_every`` steps; per-step numbers stay on the device
-  and are read back only then), tracker scalars, a tqdm bar, ``loss.png`` at the end.
+  and are read back only then), tracker scalars, a tqdm bar, ``loss.png`` at the end;
+- the task's periodic evaluation and ``train.keep_best`` (vjepa.train.evaluation).
 
 - ``cfg`` is the one :class:`vjepa.config.Config`; the loop reads ``cfg.run`` (dir, seed,
   log_every, trackers), ``cfg.optim`` (AdamW, schedules, clip_grad, ema), ``cfg.train``
   (max_steps, checkpoint_every, keep_last, grad_accum, mixed_precision, health_every,
-  max_bad_steps, threads, fsdp, debug_dump) and ``cfg.data.num_workers`` (for ``train.threads:
-  auto``). To train with other values, pass a copy made with
+  max_bad_steps, threads, fsdp, debug_dump, keep_best) and ``cfg.data.num_workers`` (for
+  ``train.threads: auto``). To train with other values, pass a copy made with
   ``dataclasses.replace`` (e.g. ``replace(cfg, train=cfg.world.train, run=...)``); the task's
   callables get that same copy.
 - The optimizer is :func:`vjepa.train.optim.build_optimizer` over the trainable parameters; frozen
@@ -53,6 +54,7 @@ from vjepa.config import Config, save_config, to_dict
 from vjepa.errors import UsageError
 from vjepa.train.checkpoint import latest_checkpoint
 from vjepa.train.determinism import run_facts, set_deterministic
+from vjepa.train.evaluation import evaluate, evaluation_due
 from vjepa.train.faults import take_run_lock
 from vjepa.train.metrics import MetricsLog, health_metrics
 from vjepa.train.optim import build_optimizer
@@ -277,6 +279,8 @@ def _run_loop(run: RunState, nan_steps: Collection[int]) -> None:
             if health and run.task.health is not None and not cfg.train.fsdp:
                 row |= run.task.health(cfg, run.unwrapped_model(), micro[-1], acc.device)
             _emit(run, row, bar)
+        if evaluation_due(run):  # the task's evaluation; train.keep_best
+            evaluate(run)
         # SIGTERM / SIGUSR1 on any rank: this step is done; checkpoint it and exit 75.
         preempted = any_rank_requested(
             run.preempt is not None and run.preempt.requested(), acc.device
@@ -380,12 +384,16 @@ def prepare_run(cfg: Config, task: Task, accelerator: Accelerator) -> RunState:
     """
     run_dir = Path(cfg.run.dir)
     model = task.build_model(cfg)
+    groups = task.param_groups  # None: the default groups
     if cfg.train.fsdp:
         model = _fully_shard(model, task, accelerator)  # before AdamW: it holds the DTensors
-        optimizer = accelerator.prepare(build_optimizer(model, cfg.optim))
+        own = groups(cfg, model) if groups else None
+        optimizer = accelerator.prepare(build_optimizer(model, cfg.optim, groups=own))
     else:
         fused = accelerator.device.type == "cpu"  # measured faster there (see build_optimizer)
-        model, optimizer = accelerator.prepare(model, build_optimizer(model, cfg.optim, fused))
+        own = groups(cfg, model) if groups else None
+        optimizer = build_optimizer(model, cfg.optim, fused, groups=own)
+        model, optimizer = accelerator.prepare(model, optimizer)
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
     return RunState(cfg, task, accelerator, model, optimizer, run_dir, Counters(), log)
 

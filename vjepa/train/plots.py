@@ -77,9 +77,26 @@ def is_flat(values: Sequence[float], rtol: float = FLAT_RTOL) -> bool:
     return hi - lo <= rtol * max(abs(hi), abs(lo), 1e-12)
 
 
+PROBE_LINES = (("online_knn_top1", "kNN"), ("online_linear_top1", "linear"))
+"""The online probe's metrics (vjepa.train.online_probe) and their labels in health.png."""
+
+
+def _plot_probe(ax, rows: dict[int, dict]) -> None:
+    """The online probe's top-1 against the step, one line per probe."""
+    for key, label in PROBE_LINES:
+        points = [(s, rows[s][key]) for s in sorted(rows) if rows[s].get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), marker=".", label=label)
+    ax.set_title("online probe top-1 (%)", fontsize=9)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 def plot_health(metrics_path: str | Path, out_path: str | Path) -> Path | None:
     """One panel per health metric (see ``HEALTH_PANELS``) against the step, one line per
-    encoder logged (``context``: the one that trains; ``target``: only when it moves).
+    encoder logged (``context``: the one that trains; ``target``: only when it moves), and one
+    for the online probe's top-1 when it ran (``PROBE_LINES``).
 
     A collapse across clips shows as across-clip std falling towards 0 and position share
     rising towards 1 while the pooled feature std stays up. Flat-line check: a series that
@@ -89,14 +106,21 @@ def plot_health(metrics_path: str | Path, out_path: str | Path) -> Path | None:
     """
     keys = [f"{enc}_{m}" for enc, _ in HEALTH_ENCODERS for m, _ in HEALTH_PANELS]
     by_step: dict[int, dict] = {}
+    probe: dict[int, dict] = {}  # the online probe's rows (vjepa.train.online_probe)
     for row in read_metrics(metrics_path):
         if "step" in row and any(key in row for key in keys):
             by_step[int(row["step"])] = row  # a later (resumed) row wins
-    if not by_step:
+        if "step" in row and any(key in row for key, _ in PROBE_LINES):
+            probe[int(row["step"])] = row
+    if not by_step and not probe:
         return None
     steps = sorted(by_step)
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(HEALTH_PANELS), figsize=(3.4 * len(HEALTH_PANELS), 3.4))
+    panels = len(HEALTH_PANELS) + bool(probe)
+    fig, axes = plt.subplots(1, panels, figsize=(3.4 * panels, 3.4), squeeze=False)
+    axes = list(axes[0])
+    if probe:
+        _plot_probe(axes.pop(), probe)
     for ax, (metric, title) in zip(axes, HEALTH_PANELS):
         for enc, color in HEALTH_ENCODERS:
             key = f"{enc}_{metric}"
@@ -113,9 +137,10 @@ def plot_health(metrics_path: str | Path, out_path: str | Path) -> Path | None:
             ax.set_ylim(0, 1)
         if ax.get_lines():
             ax.legend(fontsize=7)
-    logged = [enc for enc, _ in HEALTH_ENCODERS if f"{enc}_std" in by_step[steps[-1]]]
+    logged = [enc for enc, _ in HEALTH_ENCODERS if steps and f"{enc}_std" in by_step[steps[-1]]]
     note = "" if "target" in logged else "; target encoder frozen (not plotted)"
-    fig.suptitle(f"representation health of the {' and '.join(logged)} encoder{note}", fontsize=9)
+    title = f"representation health of the {' and '.join(logged)} encoder{note}"
+    fig.suptitle(title if logged else "online probe (no health row yet)", fontsize=9)
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
     plt.close(fig)

@@ -11,7 +11,10 @@ hook, atomic checkpoints, resume, metrics, trackers, tqdm, plots). What is pretr
   it is **resampled by design**: the loader reseeds from its batch count and the resumed run
   sees a fresh draw, not a replay;
 - the forward: video (normalised on the device when it arrives as uint8) and the context /
-  target masks of every mask generator; ``masks.png`` shows the first clip's masks.
+  target masks of every mask generator; ``masks.png`` shows the first clip's masks;
+- the online probe (``online_probe.every``, off by default): kNN and linear top-1 of the
+  trained encoder on labelled shards every N steps (vjepa.train.online_probe), the loop's
+  periodic evaluation; ``train.keep_best`` can keep the best checkpoint by it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from vjepa.data.shards import expand_urls
 from vjepa.jepa.masks import MaskCollator
 from vjepa.jepa.model import build_jepa
 from vjepa.train.loop import LaunchError, TrainingDivergedError, parameter_digest, run_training
+from vjepa.train.online_probe import OnlineProbe
 from vjepa.train.plots import plot_masks
 from vjepa.train.state import Counters
 from vjepa.train.step import schedule_values
@@ -80,7 +84,7 @@ def make_batches(cfg: Config, rank: int, world_size: int, start: dict | None) ->
     return iter(loader)
 
 
-def _video_on_device(batch: dict, cfg: Config, device: torch.device) -> torch.Tensor:
+def video_on_device(batch: dict, cfg: Config, device: torch.device) -> torch.Tensor:
     """[B, C, T, H, W] float32 on ``device``; uint8 batches are normalised here (cheaper)."""
     video = batch["video"].to(device, non_blocking=True)
     if cfg.data.normalize_on_device or video.dtype == torch.uint8:
@@ -89,7 +93,7 @@ def _video_on_device(batch: dict, cfg: Config, device: torch.device) -> torch.Te
 
 
 def _forward(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -> StepOutput:
-    video = _video_on_device(batch, cfg, device)  # [B, C, T, H, W]
+    video = video_on_device(batch, cfg, device)  # [B, C, T, H, W]
     ctx = [m.to(device, non_blocking=True) for m in batch["ctx_idx"]]  # [B, Kc] each
     tgt = [m.to(device, non_blocking=True) for m in batch["tgt_idx"]]  # [B, Kt] each
     out = model(video, ctx, tgt)
@@ -98,7 +102,7 @@ def _forward(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -
 
 def _health(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -> dict[str, float]:
     """The slow-feature watch of :meth:`vjepa.jepa.JEPA.health` on one batch (health steps)."""
-    video = _video_on_device(batch, cfg, device)  # [B, C, T, H, W]
+    video = video_on_device(batch, cfg, device)  # [B, C, T, H, W]
     ctx = [m.to(device) for m in batch["ctx_idx"]]  # [B, Kc] each
     tgt = [m.to(device) for m in batch["tgt_idx"]]  # [B, Kt] each
     return model.health(video, ctx, tgt)
@@ -110,7 +114,7 @@ def _health_features(
     """Health-step features of the full clip: the context encoder (the one that trains), and
     the target encoder only when it moves (an EMA teacher; a frozen one, ``optim.ema: [1, 1]``,
     is its random init, and ``objective.target: online`` copies the context encoder)."""
-    video = _video_on_device(batch, cfg, device)  # [B, C, T, H, W]
+    video = video_on_device(batch, cfg, device)  # [B, C, T, H, W]
     out = {"context": model.encoder(video)}  # [B, N, D]
     if cfg.objective.target == "ema" and tuple(cfg.optim.ema) != (1.0, 1.0):
         out["target"] = model.target_encoder(video)  # [B, N, D]
@@ -149,6 +153,8 @@ def pretrain_task() -> Task:
         plot_first_batch=_plot_masks,
         health=_health,
         health_features=_health_features,
+        evaluate=OnlineProbe(),  # online_probe.*: kNN and linear top-1 every N steps
+        eval_every=lambda cfg: cfg.online_probe.every,
     )
 
 
@@ -158,4 +164,7 @@ def pretrain(cfg: Config, *, nan_steps: Collection[int] = ()) -> Path:
     ``nan_steps``: steps whose loss is replaced by NaN (test hook for the skip / stop path).
     """
     expand_urls(cfg.data.shards)  # a wrong shard path fails here, before the run folder exists
+    if cfg.online_probe.every:
+        expand_urls(cfg.online_probe.train_shards)
+        expand_urls(cfg.online_probe.val_shards)
     return run_training(cfg, pretrain_task(), nan_steps=nan_steps)

@@ -41,6 +41,10 @@ class Counters:
     data_errors_before_resume: dict[str, int] = field(default_factory=dict)
     """Skipped samples by reason, all ranks, counted before the last resume (the loader's own
     counts restart at zero in a new process)."""
+    best_value: float | None = None
+    """The best value of ``train.keep_best`` so far (None: none evaluated yet)."""
+    best_step: int = 0
+    """The step of the checkpoint kept in run.dir/best/ (0: none)."""
 
 
 @dataclass
@@ -108,21 +112,26 @@ def data_error_totals(run: RunState) -> dict[str, int]:
     return summed_over_ranks(run.data_errors, run.counters.data_errors_before_resume)
 
 
-def save(run: RunState) -> None:
-    """Checkpoint the run (collective: every rank calls it; rank 0 writes, all wait)."""
+def save(run: RunState, into: Path | None = None, keep_last: int | None = None) -> None:
+    """Checkpoint the run (collective: every rank calls it; rank 0 writes, all wait).
+
+    ``into``: another folder than the run's own (``train.keep_best``: run.dir/best), keeping
+    ``keep_last`` checkpoints there; the run's last checkpoint stays what it was.
+    """
     acc, c = run.accelerator, run.counters
     counters = asdict(c) | {"data_errors_before_resume": data_error_totals(run)}
     folder = save_training_state(
         acc,
         acc.unwrap_model(run.model),
         run.optimizer,
-        run_dir=run.run_dir,
+        run_dir=into or run.run_dir,
         step=c.step,
         per_rank={"data": loader_state(c.batches, run.data_states), "batches": c.batches},
         extra={"counters": counters, "config": to_dict(run.cfg)},
-        keep_last=run.cfg.train.keep_last,
+        keep_last=keep_last or run.cfg.train.keep_last,
     )
-    run.last_checkpoint = folder or run.run_dir / "checkpoints" / f"step-{c.step:08d}"
+    if into is None:
+        run.last_checkpoint = folder or run.run_dir / "checkpoints" / f"step-{c.step:08d}"
 
 
 def restore(run: RunState, path: Path) -> dict | None:

@@ -40,6 +40,13 @@ task never closes over a config of its own.
 - ``rows(batch)``: the samples in a batch (for ``clips_per_s``); default: the leading size of
   the first tensor in the batch. ``plot_first_batch(cfg, batch, run_dir)``: optional plot of
   the first batch (main process).
+- ``param_groups(cfg, model)``: the optimizer's parameter groups when the task wants its own
+  (fine-tuning: layer-wise lr decay, vjepa.train.optim.layer_decay_groups); default: every
+  trainable parameter, matrices with weight decay.
+- ``evaluate(cfg, unwrapped model, device) -> {metric: float}``: a periodic evaluation every
+  ``eval_every(cfg)`` steps and at the last step (vjepa.train.evaluation: no grad, eval mode,
+  the global RNG restored after it), written to metrics.jsonl and the trackers;
+  ``train.keep_best`` keeps the checkpoint with the best value of one of its metrics.
 """
 
 from __future__ import annotations
@@ -67,6 +74,10 @@ def _leading_rows(batch: dict) -> int:
     for value in batch.values():
         if isinstance(value, Tensor) and value.ndim > 0:
             return int(value.shape[0])
+    return 0
+
+
+def _never(cfg: Config) -> int:
     return 0
 
 
@@ -106,3 +117,10 @@ class Task:
     """Optional ``(cfg, unwrapped model, batch, device) -> {name: float}`` at health steps,
     after the optimizer step, merged into that metrics.jsonl row (pretraining: the slow-feature
     watch on the context encoder). Every rank calls it at the same steps."""
+    param_groups: Callable[[Config, nn.Module], list[dict]] | None = None
+    """Optional ``(cfg, model) -> AdamW parameter groups`` (a group may carry ``lr_scale``)."""
+    evaluate: Callable[[Config, nn.Module, torch.device], dict[str, float]] | None = None
+    """Optional periodic evaluation ``(cfg, unwrapped model, device) -> {metric: value}``; every
+    rank calls it at the same steps (each on the whole evaluation set)."""
+    eval_every: Callable[[Config], int] = _never
+    """Steps between evaluations (0: never); the last step is always evaluated."""

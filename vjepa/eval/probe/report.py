@@ -181,8 +181,9 @@ def format_table(report: dict[str, Any]) -> str:
     ident = (
         bb["path"] if bb["path"] != "random" else f"random {bb.get('model')} (seed {bb['seed']})"
     )
+    kind = report["kind"] if report["kind"] == "finetune" else f"probe {report['kind']}"
     lines = [
-        f"probe {report['kind']}  backbone {ident}",
+        f"{kind}  backbone {ident}",
         f"views {report['views']}  train {report['num_train']}  val {report['num_val']}",
         f"top-1 {report['top1']:6.2f}%   top-5 {report['top5']:6.2f}%",
     ]
