@@ -19,7 +19,7 @@ def _result(pre: float, rnd: float) -> dict:
         "b_ci95": [rnd - 5, rnd + 5],
         "gap": pre - rnd,
     }
-    return {"comparison": {"linear": comp}, "surprise": {"pretrained": 0.6}}
+    return {"comparison": {"linear": comp}, "surprise": {"pretrained": 60.0}}
 
 
 def test_spread_reports_mean_min_max_and_the_runs() -> None:

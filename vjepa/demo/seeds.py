@@ -52,7 +52,7 @@ def spread(runs: dict[int, dict]) -> dict[str, Any]:
         }
     surprise = [runs[s]["surprise"]["pretrained"] for s in sorted(runs) if "surprise" in runs[s]]
     if surprise:
-        out["surprise_pretrained"] = _stats([100.0 * v for v in surprise])
+        out["surprise_pretrained"] = _stats(surprise)  # already in percent (demo_results.json)
     return out
 
 
