@@ -29,6 +29,7 @@ from vjepa.config.sections import (
     ObjectiveConfig,
     OptimConfig,
     ProbeConfig,
+    RetryConfig,
     RunConfig,
     SurpriseConfig,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "PretrainRoot",
     "ProbeConfig",
     "ProbeRoot",
+    "RetryConfig",
     "RunConfig",
     "SurpriseConfig",
     "SurpriseRoot",
