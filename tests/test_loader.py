@@ -276,9 +276,10 @@ def test_expand_urls_and_slot_plan(tmp_path: Path) -> None:
     assert expand_urls(f"{names[2]},{names[0]}::{names[1]}") == [names[2], names[0], names[1]]
     assert expand_urls("pipe:cat x-{0..1}.tar") == ["pipe:cat x-0.tar", "pipe:cat x-1.tar"]
     assert expand_urls("https://h/d-{00..01}.tar") == ["https://h/d-00.tar", "https://h/d-01.tar"]
-    assert expand_urls("s3://b/k-{0..1}.tar") == [
-        "pipe:aws s3 cp s3://b/k-0.tar -",
-        "pipe:aws s3 cp s3://b/k-1.tar -",
+    assert expand_urls("s3://b/k-{0..1}.tar") == ["s3://b/k-0.tar", "s3://b/k-1.tar"]  # boto3
+    assert expand_urls("gs://b/k-{0..1}.tar") == [
+        "pipe:gsutil cat gs://b/k-0.tar",
+        "pipe:gsutil cat gs://b/k-1.tar",
     ]
     for bad in (
         "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from vjepa.data.writer import write_shards
 from vjepa.eval.probe.report import compare_reports, format_table
 from vjepa.eval.probe.run import run_probe, run_splits
 from vjepa.train.metrics import read_metrics
+from vjepa.train.runlock import LOCK_FILE, RunLock, RunLockedError
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -243,3 +245,14 @@ def test_probe_encoder_context_loads_the_online_encoder(tmp_path: Path):
         assert (context(x) - target(x)).abs().max() > 1e-3
     cfg_probe = load_config(DEMO, ["probe.encoder=context"])
     assert cfg_probe.probe.encoder == "context"
+
+
+def test_a_probe_on_a_held_run_folder_is_refused(tmp_path: Path, shards):
+    cfg = _cfg(tmp_path, shards, "probe.kind=knn", "probe.k=3")
+    with RunLock(tmp_path, is_main=True):  # held by a live process (this one)
+        with pytest.raises(RunLockedError, match=f"in use by pid {os.getpid()} "):
+            run_probe(cfg)
+        assert not (tmp_path / "config.yaml").exists()  # refused before writing anything
+    report = run_probe(cfg)  # released: the probe runs, holding the lock meanwhile
+    assert report["kind"] == "knn" and (tmp_path / "report.json").is_file()
+    assert not (tmp_path / LOCK_FILE).exists()  # and lets it go at the end

@@ -9,25 +9,21 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import tarfile
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from http_faults import Faults, s3_fetch, serve
+from http_faults import moto_s3 as moto_s3_server
 from train_utils import free_port
 
+from vjepa.config import RetryConfig
 from vjepa.data.errors import DataErrors
-from vjepa.data.remote import (
-    RetryPolicy,
-    TransportError,
-    expand_remote,
-    shard_samples,
-)
+from vjepa.data.remote import ShardFailedError, TransportError, shard_samples
+from vjepa.data.shards import expand_urls
 
-FAST = RetryPolicy(tries=4, base_s=0.01, max_s=0.05, timeout_s=10.0)
+FAST = RetryConfig(tries=4, backoff_s=0.01, backoff_max_s=0.05, timeout_s=10.0)
 SHARDS, PER_SHARD = 24, 10
 
 
@@ -46,86 +42,6 @@ def _shard(index: int, n: int = PER_SHARD) -> tuple[bytes, dict[str, bytes]]:
     return buf.getvalue(), videos
 
 
-class Faults:
-    """Every ``every_503``-th request answered 503; every ``every_cut``-th transfer cut half-way.
-
-    ``doomed``: paths whose first transfer is cut half-way and every later request gets 503.
-    """
-
-    def __init__(self, every_503: int = 5, every_cut: int = 3, doomed: tuple[str, ...] = ()):
-        self.every_503, self.every_cut, self.doomed = every_503, every_cut, set(doomed)
-        self.lock = threading.Lock()
-        self.requests = self.transfers = self.n503 = self.cuts = self.n404 = 0
-        self.seen: set[str] = set()
-
-    def decide(self, path: str) -> str:
-        """'503', 'cut' or 'ok' for the next request of ``path``."""
-        with self.lock:
-            self.requests += 1
-            if path in self.doomed:
-                first = path not in self.seen
-                self.seen.add(path)
-                return "cut" if first else "503"
-            if self.every_503 and self.requests % self.every_503 == 0:
-                return "503"
-            self.transfers += 1
-            if self.every_cut and self.transfers % self.every_cut == 0:
-                return "cut"
-            return "ok"
-
-
-def _serve(fetch: Callable[[str], bytes | None], faults: Faults) -> Iterator[str]:
-    """Run a faulty HTTP server on 127.0.0.1 (free port); yields its base URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # quiet
-            pass
-
-        def do_GET(self) -> None:
-            body = fetch(self.path)
-            if body is None:
-                with faults.lock:
-                    faults.n404 += 1
-                self.send_error(404)
-                return
-            what = faults.decide(self.path)
-            if what == "503":
-                with faults.lock:
-                    faults.n503 += 1
-                self.send_error(503)
-                return
-            start = 0
-            m = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
-            if m:
-                start = int(m.group(1))
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-            else:
-                self.send_response(200)
-            part = body[start:]
-            self.send_header("Content-Length", str(len(part)))
-            self.end_headers()
-            if what == "cut":
-                with faults.lock:
-                    faults.cuts += 1
-                self.wfile.write(part[: len(part) // 2])
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            self.wfile.write(part)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture(scope="module")
 def corpus() -> tuple[dict[str, bytes], dict[str, bytes]]:
     shards, videos = {}, {}
@@ -135,17 +51,17 @@ def corpus() -> tuple[dict[str, bytes], dict[str, bytes]]:
     return shards, videos
 
 
-def _read(urls: list[str], policy: RetryPolicy = FAST):
-    errors, retries = DataErrors("test: "), {}
-    got = {s["__key__"]: s for s in shard_samples(urls, errors, policy, retries=retries)}
-    return got, errors, retries
+def _read(urls: list[str], policy: RetryConfig = FAST):
+    errors = DataErrors("test: ")
+    got = {s["__key__"]: s for s in shard_samples(urls, errors, policy)}
+    return got, errors, errors.retries
 
 
 def test_flaky_http_server_loses_nothing(corpus) -> None:
     shards, videos = corpus
     faults = Faults(every_503=5, every_cut=3)
-    for base in _serve(shards.get, faults):
-        urls = expand_remote(f"{base}/data/shard-{{000000..{SHARDS - 1:06d}}}.tar")
+    for base in serve(shards.get, faults):
+        urls = expand_urls(f"{base}/data/shard-{{000000..{SHARDS - 1:06d}}}.tar")
         got, errors, retries = _read(urls)
     injected = faults.n503 + faults.cuts
     lost = len(videos) - len(got)
@@ -157,14 +73,16 @@ def test_flaky_http_server_loses_nothing(corpus) -> None:
     assert lost <= injected / 4
     assert lost == 0 and errors.total == 0
     assert all(got[k]["mp4"] == v and got[k]["json"] == b'{"label": 1}' for k, v in videos.items())
-    assert retries["open"] + retries["transfer"] == injected  # every fault seen and recovered
+    assert (
+        retries.get("open", 0) + retries.get("resume", 0) == injected
+    )  # every fault seen and recovered
 
 
 def test_a_shard_past_its_tries_is_skipped_and_counted(corpus) -> None:
     shards, videos = corpus
     doomed = "/data/shard-000003.tar"
     faults = Faults(every_503=0, every_cut=0, doomed=(doomed,))
-    for base in _serve(shards.get, faults):
+    for base in serve(shards.get, faults):
         urls = [f"{base}/data/shard-{i:06d}.tar" for i in range(6)] + [f"{base}/data/gone.tar"]
         got, errors, retries = _read(urls)
     assert errors.counts == {"shard_truncated": 1, "shard_unreachable": 1}
@@ -173,7 +91,7 @@ def test_a_shard_past_its_tries_is_skipped_and_counted(corpus) -> None:
     assert from_doomed == [f"s03_{i:03d}" for i in range(len(from_doomed))]
     assert all(got[k]["mp4"] == videos[k] and "json" in got[k] for k in got)
     assert len(got) == 5 * PER_SHARD + len(from_doomed)
-    assert retries["transfer"] == FAST.tries - 1  # 3 resumes answered 503, then given up
+    assert retries == {"resume": FAST.tries - 1}  # 3 resumes answered 503, then given up
     assert faults.requests == 5 + FAST.tries  # 5 whole shards, 1 + 3 tries of the doomed one
     assert faults.n404 == 1  # a 404 is permanent: asked once
 
@@ -194,31 +112,13 @@ def test_no_server_at_all_is_one_usage_error_with_the_cause() -> None:
 
 @pytest.fixture(scope="module")
 def moto_s3(corpus) -> Iterator[str]:
-    boto3 = pytest.importorskip("boto3")
-    server_mod = pytest.importorskip("moto.server")
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    try:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            region_name="us-east-1",
-        )
-        s3.create_bucket(Bucket="bucket")
-        shards, _ = corpus
-        for i in range(SHARDS):
-            s3.put_object(
-                Bucket="bucket",
-                Key=f"prefix/shard-{i:06d}.tar",
-                Body=shards[f"/data/shard-{i:06d}.tar"],
-            )
-        yield endpoint
-    finally:
-        server.stop()
+    pytest.importorskip("boto3")
+    pytest.importorskip("moto.server")
+    shards, _ = corpus
+    objects = {
+        f"prefix/shard-{i:06d}.tar": shards[f"/data/shard-{i:06d}.tar"] for i in range(SHARDS)
+    }
+    yield from moto_s3_server(objects, free_port())
 
 
 @pytest.fixture
@@ -240,7 +140,7 @@ def test_s3_urls_as_users_write_them(moto_s3, corpus, aws_env) -> None:
     aws_env.setenv("AWS_ENDPOINT_URL_S3", moto_s3)
     aws_env.setenv("AWS_ACCESS_KEY_ID", "test")
     aws_env.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    urls = expand_remote("s3://bucket/prefix/shard-{000000..000003}.tar")
+    urls = expand_urls("s3://bucket/prefix/shard-{000000..000003}.tar")
     assert urls == [f"s3://bucket/prefix/shard-{i:06d}.tar" for i in range(4)]
     got, errors, _ = _read(urls)
     assert errors.total == 0 and len(got) == 4 * PER_SHARD
@@ -251,28 +151,10 @@ def test_s3_through_the_same_faults(moto_s3, corpus, aws_env) -> None:
     _, videos = corpus
     aws_env.setenv("AWS_ACCESS_KEY_ID", "test")
     aws_env.setenv("AWS_SECRET_ACCESS_KEY", "test")
-
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_s3,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        region_name="us-east-1",
-    )
-
-    def from_moto(path: str) -> bytes | None:  # the S3 API answers; the proxy adds the faults
-        bucket, _, key = path.split("?")[0].lstrip("/").partition("/")
-        try:
-            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except s3.exceptions.NoSuchKey:
-            return None
-
     faults = Faults(every_503=5, every_cut=3)
-    for proxy in _serve(from_moto, faults):
+    for proxy in serve(s3_fetch(moto_s3), faults):
         aws_env.setenv("AWS_ENDPOINT_URL_S3", proxy)
-        urls = expand_remote(f"s3://bucket/prefix/shard-{{000000..{SHARDS - 1:06d}}}.tar")
+        urls = expand_urls(f"s3://bucket/prefix/shard-{{000000..{SHARDS - 1:06d}}}.tar")
         got, errors, retries = _read(urls)
     injected = faults.n503 + faults.cuts
     print(
@@ -280,7 +162,7 @@ def test_s3_through_the_same_faults(moto_s3, corpus, aws_env) -> None:
         f"({faults.n503} x 503, {faults.cuts} cuts), retries {retries}, errors {errors.counts}"
     )
     assert injected >= 15 and errors.total == 0 and len(got) == len(videos)
-    assert retries["open"] + retries["transfer"] == injected
+    assert retries.get("open", 0) + retries.get("resume", 0) == injected
     assert all(got[k]["mp4"] == videos[k] for k in got)
 
 
@@ -288,7 +170,7 @@ def test_s3_without_credentials_is_one_line_with_the_cause(moto_s3, aws_env) -> 
     aws_env.setenv("AWS_ENDPOINT_URL_S3", moto_s3)
     aws_env.delenv("AWS_ACCESS_KEY_ID", raising=False)
     aws_env.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
-    urls = expand_remote("s3://bucket/prefix/shard-{000000..000003}.tar")
+    urls = expand_urls("s3://bucket/prefix/shard-{000000..000003}.tar")
     with pytest.raises(TransportError) as info:
         _read(urls)
     assert str(info.value) == (
@@ -302,7 +184,7 @@ def test_s3_wrong_bucket_is_one_line_with_the_cause(moto_s3, aws_env) -> None:
     aws_env.setenv("AWS_ACCESS_KEY_ID", "test")
     aws_env.setenv("AWS_SECRET_ACCESS_KEY", "test")
     with pytest.raises(TransportError, match="NoSuchBucket") as info:
-        _read(expand_remote("s3://nobucket/prefix/shard-{000000..000003}.tar"))
+        _read(expand_urls("s3://nobucket/prefix/shard-{000000..000003}.tar"))
     assert "\n" not in str(info.value)
 
 
@@ -319,3 +201,33 @@ def test_an_endless_shard_stream_stops_on_a_dead_network() -> None:
     with pytest.raises(TransportError, match="Connection refused"):
         for _ in shard_samples(endless, DataErrors(), FAST):
             pass
+
+
+def test_on_failure_stop_names_the_shard_in_one_line(corpus) -> None:
+    shards, _ = corpus
+    doomed = "/data/shard-000002.tar"
+    faults = Faults(every_503=0, every_cut=0, doomed=(doomed,))
+    stop = RetryConfig(tries=3, backoff_s=0.01, backoff_max_s=0.05, on_failure="stop")
+    for base in serve(shards.get, faults):
+        urls = [f"{base}/data/shard-{i:06d}.tar" for i in range(4)]
+        with pytest.raises(ShardFailedError) as info:
+            _read(urls, stop)
+    assert str(info.value) == (
+        f"shard {base}{doomed} failed after its retries: HTTP 503 Service Unavailable "
+        "(data.retry.on_failure=stop; 'skip' counts such a shard and goes on)"
+    )
+    assert faults.requests == 2 + 3  # two whole shards, then the doomed one's 3 tries
+
+
+def test_local_shards_read_exactly_as_webdataset_reads_them(tmp_path) -> None:
+    """The loaders' reader changed from webdataset's tarfile_samples: local shards must give
+    the same samples in the same order (exact resume of older runs depends on it)."""
+    from train_utils import make_shards
+    from webdataset.tariterators import tarfile_samples
+
+    urls = expand_urls(str(make_shards(tmp_path, per_class=3, per_shard=5)))
+    ours = list(shard_samples(urls, DataErrors()))
+    theirs = list(tarfile_samples({"url": u} for u in urls))
+    assert len(urls) > 1 and len(ours) == 18
+    assert [s["__key__"] for s in ours] == [s["__key__"] for s in theirs]
+    assert ours == theirs  # every member's bytes, and __url__

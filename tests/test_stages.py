@@ -41,4 +41,8 @@ def test_bad_members_are_counted_by_reason_never_raised() -> None:
         3,
     )
     assert errors.as_dict() == {"missing_video": 1, "missing_json": 1, "bad_json": 1}
-    assert errors.batch_fields() == {"data_errors": errors.as_dict(), "decoder_fallbacks": {}}
+    assert errors.batch_fields() == {
+        "data_errors": errors.as_dict(),
+        "decoder_fallbacks": {},
+        "data_retries": {},
+    }

@@ -54,6 +54,7 @@ def test_a_few_steps_lower_the_loss(tmp_path: Path, shards: Path) -> None:
     for key in ("lr", "wd", "ema", "clips_per_s", "data_wait_frac", "grad_norm", "skipped_steps"):
         assert math.isfinite(row[key]), key
     assert row["data_errors"] == {} and row["skipped_steps"] == 0
+    assert row["data_retries"] == {}  # local shards: no network, nothing retried
     assert 0.0 <= row["data_wait_frac"] <= 1.0 and row["clips_per_s"] > 0
     # the schedules of the last step (index 29): near the end of the cosine
     assert row["lr"] == pytest.approx(

@@ -51,6 +51,8 @@ def _default(f: dataclasses.Field) -> str:
         value = f.default_factory()
     else:
         return ""
+    if dataclasses.is_dataclass(value):
+        return "see below"  # a nested section: its own table
     plain = config.to_dict(value)  # any value: dataclasses -> dicts, tuples -> lists
     return f"`{plain}`" if not isinstance(plain, list) or len(str(plain)) < 80 else "see below"
 
@@ -96,10 +98,20 @@ def render() -> str:
         users = ", ".join(f"`vjepa {c}`" for c in used[name])
         lines += [f"## `{name}` ({cls.__name__})", "", doc, "", f"Read by {users}.", ""]
         lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
+        nested = []
         for f in dataclasses.fields(cls):
             text = docs.get(cls.__name__, {}).get(f.name, "")
             lines.append(_row(f"{name}.{f.name}", f, text))
+            if dataclasses.is_dataclass(f.default_factory):  # a nested section (data.retry)
+                nested.append((f"{name}.{f.name}", f.default_factory))
         lines.append("")
+        for key, sub in nested:
+            doc = " ".join((sub.__doc__ or "").split())
+            lines += [f"### `{key}` ({sub.__name__})", "", doc, ""]
+            lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
+            for f in dataclasses.fields(sub):
+                lines.append(_row(f"{key}.{f.name}", f, docs.get(sub.__name__, {}).get(f.name, "")))
+            lines.append("")
     block = config.MaskBlockConfig
     lines += [f"### `mask.blocks[i]` ({block.__name__})", "", (block.__doc__ or "").strip(), ""]
     lines += ["| key | type | default | meaning |", "|---|---|---|---|"]

@@ -30,6 +30,7 @@ from vjepa.config.sections import (
     ObjectiveConfig,
     OptimConfig,
     ProbeConfig,
+    RetryConfig,
     RunConfig,
     SurpriseConfig,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "PretrainRoot",
     "ProbeConfig",
     "ProbeRoot",
+    "RetryConfig",
     "RunConfig",
     "SurpriseConfig",
     "SurpriseRoot",

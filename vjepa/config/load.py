@@ -213,14 +213,21 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
 def validate(cfg: Config) -> None:
     """Every field's range check, each section's own checks, then the root's across sections."""
     for f in dataclasses.fields(cfg):
-        section = getattr(cfg, f.name)
-        for g in dataclasses.fields(section):
-            value = getattr(section, g.name)
-            rng = g.metadata.get("range")
-            if rng is not None and value is not None and not rng[0](value):
-                raise ConfigError(f"{f.name}.{g.name} {rng[1]}, got {value!r}")
-        section.check()
+        _validate_section(getattr(cfg, f.name), f"{f.name}.")
     cfg.check()
+
+
+def _validate_section(section: Any, prefix: str) -> None:
+    """Range checks of ``section``'s fields, those of its nested sections, then its check()."""
+    for g in dataclasses.fields(section):
+        value = getattr(section, g.name)
+        if dataclasses.is_dataclass(value):  # a nested section (data.retry)
+            _validate_section(value, f"{prefix}{g.name}.")
+            continue
+        rng = g.metadata.get("range")
+        if rng is not None and value is not None and not rng[0](value):
+            raise ConfigError(f"{prefix}{g.name} {rng[1]}, got {value!r}")
+    section.check()
 
 
 def range_of(f: dataclasses.Field) -> str | None:

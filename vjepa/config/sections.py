@@ -77,6 +77,40 @@ class RunConfig(Section):
 
 
 @dataclass
+class RetryConfig(Section):
+    """Remote shards (``http(s)://``, ``s3://``; vjepa.data.remote): retries of a failed open
+    or a broken transfer, resumed from the bytes already read, and what becomes of a shard
+    that fails after them."""
+
+    tries: int = _positive(4)
+    """Attempts per stall: a failed open, or a transfer broken at one byte, is tried this many
+    times in all (1: no retry). Progress resets the count. A permanent answer (HTTP 4xx, S3
+    NoSuchKey / AccessDenied, no credentials) is not retried."""
+    backoff_s: float = _non_negative(0.5)
+    """Wait before the first retry of a stall, in seconds; it doubles with each further retry."""
+    backoff_max_s: float = _non_negative(8.0)
+    """Longest wait between two retries, in seconds (at least backoff_s)."""
+    timeout_s: float = _positive(30.0)
+    """Connect and read timeout of one request, in seconds."""
+    give_up_after: int = _positive(3)
+    """This many shards in a row failing for one and the same cause before any shard was read
+    (no credentials, a wrong bucket, no network) stop the run at once: one line with the
+    transport's cause, exit 2."""
+    on_failure: Literal["skip", "stop"] = "skip"
+    """A shard still failing after its tries: ``skip`` counts it in data_errors
+    (shard_unreachable: nothing read; shard_truncated: cut for good, its whole samples before
+    the cut kept) and the run goes on with the other shards; ``stop`` ends the run with one
+    line naming the shard's URL and the cause, exit 2."""
+
+    def check(self) -> None:
+        if self.backoff_max_s < self.backoff_s:
+            raise ConfigError(
+                f"data.retry.backoff_max_s ({self.backoff_max_s}) must be >= "
+                f"data.retry.backoff_s ({self.backoff_s})"
+            )
+
+
+@dataclass
 class DataConfig(Section):
     """Training (and probing) clips: where they come from and how they are cut."""
 
@@ -124,6 +158,8 @@ class DataConfig(Section):
     the next one (counted as a decoder fallback, not a data error); a name: only that one."""
     normalize_on_device: bool = False
     """Workers return uint8 clips and normalisation happens on the accelerator (faster)."""
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    """Retries and failures of remote shards (the ``data.retry.*`` keys below)."""
 
     def check(self) -> None:
         for name in ("random_resize_scale", "random_resize_aspect"):

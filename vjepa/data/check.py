@@ -1,8 +1,8 @@
 """`vjepa shards --check`: validate a shard set before a long job reads it.
 
 :func:`check_shards` reads every sample of every shard (local paths, folders, globs and brace
-patterns through :func:`vjepa.data.shards.expand_urls`; remote URLs through webdataset's
-``gopen``) and reports
+patterns through :func:`vjepa.data.shards.expand_urls`; http(s):// and s3:// URLs with the
+loaders' retries, :func:`vjepa.data.remote.open_shard`) and reports
 
 - samples that do not decode (by default only the first and last frame of each are decoded,
   which catches corrupt and truncated files; ``full`` decodes every frame), listed by key and
@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from vjepa.data.decode import Backend, DecodeError, open_video
+from vjepa.data.remote import ShardError, open_shard
 from vjepa.data.shards import expand_urls
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,10 @@ def clip_span(frames_per_clip: int, frame_step: int) -> int:
 
 
 def _open_stream(url: str):
-    """A binary stream of one shard: a local file, else webdataset's ``gopen``."""
+    """A binary stream of one shard: a local file, else the loaders' opener (retried)."""
     if os.path.exists(url):
         return open(url, "rb")
-    import webdataset  # remote (pipe:, http, s3): the same opener the loader uses
-
-    return webdataset.gopen(url)
+    return open_shard(url)
 
 
 def _samples(url: str, problems: list[dict]) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -78,6 +77,8 @@ def _samples(url: str, problems: list[dict]) -> Iterator[tuple[str, dict[str, by
                 key = k
                 f = tar.extractfile(m)
                 members[ext.lower()] = f.read() if f is not None else b""
+    except ShardError as err:  # remote, after the retries
+        problems.append({"shard": url, "reason": err.reason, "detail": err.cause[:200]})
     except (tarfile.TarError, OSError, EOFError) as err:
         problems.append({"shard": url, "reason": "bad_tar", "detail": str(err)[:200]})
     if key is not None:

@@ -6,7 +6,10 @@ Reasons: ``empty``, ``not_video``, ``truncated``, ``no_frames``, ``decode_error`
 is logged with its sample key, then a periodic summary; the counts ride along in every batch.
 A sample that the first decoder backend cannot read but a later one can (``data.decoder=auto``)
 is no error: it is counted as a decoder fallback (``decord_decode_error``, ...;
-``decoder_fallbacks`` in every batch).
+``decoder_fallbacks`` in every batch). Remote shards add ``shard_unreachable`` and
+``shard_truncated`` (a shard given up on after ``data.retry``), and the faults that retries
+recovered are counted apart, by kind (``open``, ``resume``; ``data_retries`` in every batch):
+vjepa.data.remote.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class DataErrors:
         self.counts: dict[str, int] = {}
         self.total = 0
         self.fallbacks: dict[str, int] = {}  # decoder fallbacks that succeeded: not errors
+        self.retries: dict[str, int] = {}  # remote faults recovered by a retry: not errors
 
     def count(self, reason: str, key: str = "?", err: BaseException | str | None = None) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + 1
@@ -50,14 +54,14 @@ class DataErrors:
         if self.fallbacks[reason] == 1:
             log.warning("%ssample %s decoded after a decoder fallback: %s", self.where, key, reason)
 
-    def webdataset_handler(self, exn: Exception) -> bool:
-        """webdataset ``handler=``: an unreadable shard or tar member is counted, then skipped."""
-        self.count("bad_shard", "?", exn)
-        return True
-
     def as_dict(self) -> dict[str, int]:
         return dict(self.counts)
 
     def batch_fields(self) -> dict[str, dict[str, int]]:
-        """What every batch carries: ``data_errors`` and ``decoder_fallbacks`` (copies)."""
-        return {"data_errors": self.as_dict(), "decoder_fallbacks": dict(self.fallbacks)}
+        """What every batch carries: ``data_errors``, ``decoder_fallbacks`` and
+        ``data_retries`` (copies)."""
+        return {
+            "data_errors": self.as_dict(),
+            "decoder_fallbacks": dict(self.fallbacks),
+            "data_retries": dict(self.retries),
+        }

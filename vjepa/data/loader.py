@@ -3,7 +3,8 @@
 Per (rank, worker) slot the stream is (the stages: vjepa.data.stages)
 
     shard URLs (shuffled per epoch, split over slots: vjepa.data.shards.slot_plan)
-      -> webdataset ``tarfile_samples`` (tar -> {"__key__", "mp4", "json"})
+      -> tar samples {"__key__", "mp4", "json"} (vjepa.data.remote.shard_samples: local
+         files as they are; http(s):// and s3:// retried and resumed per ``data.retry``)
       -> seeded shuffle buffer (``data.shuffle_buffer``; the whole corpus when its manifest
          says it fits in ``data.shuffle_cover_mb``: :func:`shuffle_buffer_for`)
       -> decode ONLY the frames of the sampled clips (one decoder open per video)
@@ -63,6 +64,7 @@ from vjepa.data.shards import expand_urls
 from vjepa.data.stages import (
     MASK,
     RESAMPLE,
+    WORKER_ERROR,
     Clips,
     Rows,
     augment_generator,
@@ -70,7 +72,9 @@ from vjepa.data.stages import (
     collate_video,
     decode_clips,
     epoch_samples,
+    errors_to_main,
     generator,
+    raise_worker_error,
     resampled_samples,
     seed_for,
     shuffle_buffer_for,
@@ -111,6 +115,7 @@ class _Stream(IterableDataset):
             shuffle_buffer=self.cfg.shuffle_buffer,
             shuffled=shuffled,
             errors=errors,
+            retry=self.cfg.retry,
         )
 
 
@@ -153,7 +158,11 @@ class PretrainStream(_Stream):
             reseed = int(self.start.get("batches", 0))  # fresh randomness per resume
             seed = seed_for(self.seed, RESAMPLE, self.rank, worker, reseed)
             samples = resampled_samples(
-                self.urls, seed=seed, shuffle_buffer=self.cfg.shuffle_buffer, errors=errors
+                self.urls,
+                seed=seed,
+                shuffle_buffer=self.cfg.shuffle_buffer,
+                errors=errors,
+                retry=self.cfg.retry,
             )
             for i, sample in enumerate(samples):
                 yield reseed, i, sample
@@ -226,6 +235,9 @@ class PretrainStream(_Stream):
         return out | errors.batch_fields() | {"data_state": state}
 
     def __iter__(self) -> Iterator[dict]:
+        return errors_to_main(self._iter())
+
+    def _iter(self) -> Iterator[dict]:
         worker, num_workers = worker_slot()
         if self.start.get("num_workers", num_workers) != num_workers:
             raise ConfigError(
@@ -329,6 +341,9 @@ class EvalStream(_Stream):
                 yield Clips(self.epoch, i, key, label, [self._views(raw, gen)])
 
     def __iter__(self) -> Iterator[dict]:
+        return errors_to_main(self._iter())
+
+    def _iter(self) -> Iterator[dict]:
         worker, num_workers = worker_slot()
         errors = DataErrors(where=f"[eval rank {self.rank} worker {worker}] ")
         clips = self._clips(worker, num_workers, errors)
@@ -353,14 +368,19 @@ class _StreamLoader:
         self.dataset = dataset
         self.num_workers = num_workers
 
-    def _batches(self) -> DataLoader:
-        return DataLoader(
+    def _batches(self) -> Iterator[dict]:
+        """The workers' batches as they come; a worker's UsageError raised here, as one line."""
+        loader = DataLoader(
             self.dataset,
             batch_size=None,
             num_workers=self.num_workers,
             worker_init_fn=worker_init if self.num_workers > 0 else None,
             pin_memory=torch.cuda.is_available(),  # faster host -> GPU copies
         )
+        for item in loader:
+            if WORKER_ERROR in item:
+                raise_worker_error(item)
+            yield item
 
 
 class _OrderedLoader(_StreamLoader):

@@ -1,32 +1,39 @@
 """Shard streams that survive the network: bounded retries, resumed transfers, counted losses.
 
-webdataset opens ``http(s)://`` through ``curl`` and our ``s3://`` through ``pipe:aws s3 cp``;
-neither retries a transfer cut half-way (curl exit 18), and a worker traceback hides the
-transport's own message ("Unable to locate credentials"). Here every remote shard is read
-through :class:`ResumableStream`:
+Every shard the loaders read (pretraining, probes, feature extraction, trajectories,
+``vjepa shards --check``) goes through :func:`shard_samples` or :func:`open_shard`; remote
+ones through :class:`ResumableStream`, with the policy of ``data.retry``
+(:class:`vjepa.config.RetryConfig`):
 
 - **open**: a failed open (HTTP 5xx / 408 / 429, connection refused or reset, timeout, S3
-  throttling) is retried up to ``RetryPolicy.tries`` times with exponential backoff
-  (``base_s * 2**k``, at most ``max_s``); a permanent answer (HTTP 4xx, S3 NoSuchKey /
+  throttling) is retried up to ``tries`` times with exponential backoff (``backoff_s *
+  2**k``, at most ``backoff_max_s``); a permanent answer (HTTP 4xx, S3 NoSuchKey /
   NoSuchBucket / AccessDenied, no credentials) is not retried.
 - **transfer**: a transfer that breaks or ends before the object's size (Content-Length /
   Content-Range) is resumed from the bytes already delivered with an HTTP ``Range`` request
   (S3: ``GetObject(Range=...)``); a server that ignores Range is re-read and the delivered
   bytes skipped. Each stall gets ``tries`` attempts; any progress resets the count, so the
   total is bounded by the object's size.
-- after the tries the shard's remaining samples are skipped and counted once per shard by
-  reason, ``shard_unreachable`` (nothing could be read) or ``shard_truncated`` (cut for good),
-  through the data-error counter (:class:`vjepa.data.errors.DataErrors`); a sample cut in
-  the middle is dropped whole, never delivered half.
+- the recovered faults are counted by kind (``open``, ``resume``) in the error counter's
+  ``retries`` (the loaders put them in every batch as ``data_retries``; the training loop
+  writes them to metrics.jsonl).
+- after the tries, ``on_failure: skip`` skips the shard's remaining samples and counts the
+  shard once by reason, ``shard_unreachable`` (nothing could be read) or ``shard_truncated``
+  (cut for good), through the data-error counter (:class:`vjepa.data.errors.DataErrors`); a
+  sample cut in the middle is dropped whole, never delivered half. ``on_failure: stop``
+  raises :class:`ShardFailedError` instead (one line naming the URL, exit 2).
 - when ``give_up_after`` shards in a row fail for one and the same cause before any shard
   of the stream was read (no credentials, wrong bucket, no network),
   :class:`TransportError` (a UsageError: one line, exit 2) carries that cause.
 
 Transports: ``http(s)://`` natively with urllib (no curl); ``s3://`` with boto3, an optional
-dependency (``pip install boto3``); the endpoint and credentials come from boto3's usual
-places (``AWS_ENDPOINT_URL_S3``, ``AWS_PROFILE``, ``~/.aws``, instance roles). boto3's own
-retries are turned off so this module's policy is the only one. Anything else (local files,
-``pipe:``) opens through webdataset's ``gopen`` unchanged.
+dependency (``pip install boto3``, or the ``s3`` extra); the endpoint and credentials come
+from boto3's usual places (``AWS_ENDPOINT_URL_S3``, ``AWS_PROFILE``, ``~/.aws``, instance
+roles). boto3 rather than ``pipe:aws s3 cp``: a ranged GetObject can resume a cut transfer,
+errors arrive as typed codes (permanent or not), and no CLI must be installed on every node.
+boto3's own retries are turned off so this module's policy is the only one. Anything else
+(local files, ``pipe:`` commands, ``gs://`` as ``pipe:gsutil cat``) opens through
+webdataset's ``gopen`` unchanged.
 """
 
 from __future__ import annotations
@@ -41,14 +48,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sized
-from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
 from webdataset.gopen import gopen
 from webdataset.handlers import reraise_exception
 from webdataset.tariterators import base_plus_ext, tar_file_iterator
 
-from vjepa.data.shards import expand_urls
+from vjepa.config import RetryConfig
 from vjepa.errors import UsageError
 
 log = logging.getLogger("vjepa.data")
@@ -57,38 +63,17 @@ log = logging.getLogger("vjepa.data")
 class ErrorCounter(Protocol):
     """What this module needs of :class:`vjepa.data.errors.DataErrors`."""
 
+    retries: dict[str, int]
+    """Recovered faults by kind (``open``, ``resume``), updated as they happen."""
+
     def count(self, reason: str, key: str = "?", err: BaseException | str | None = None) -> None:
         """Count one skipped item under ``reason``."""
 
-    def webdataset_handler(self, exn: Exception) -> bool:
-        """Count an unreadable shard or tar member; True = go on."""
 
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded retries of one shard: ``tries`` attempts per stall, backoff between them.
-
-    The k-th retry waits ``min(max_s, base_s * 2**(k-1))`` seconds (0.5, 1, 2 s for the
-    defaults: at most 3.5 s of waiting per stall). ``timeout_s``: connect / read timeout of
-    one request. ``give_up_after``: that many shards failing for one cause before any
-    shard was read stops the stream with :class:`TransportError`.
-    """
-
-    tries: int = 4
-    base_s: float = 0.5
-    max_s: float = 8.0
-    timeout_s: float = 30.0
-    give_up_after: int = 3
-
-    def __post_init__(self) -> None:
-        if self.tries < 1 or self.base_s < 0 or self.max_s < self.base_s or self.timeout_s <= 0:
-            raise ValueError(f"bad retry policy {self}")
-        if self.give_up_after < 1:
-            raise ValueError(f"give_up_after must be >= 1, got {self.give_up_after}")
-
-    def delay(self, retry: int) -> float:
-        """Seconds to wait before retry number ``retry`` (1-based)."""
-        return min(self.max_s, self.base_s * 2 ** (retry - 1))
+def backoff(policy: RetryConfig, retry: int) -> float:
+    """Seconds to wait before retry number ``retry`` (1-based): ``backoff_s * 2**(retry-1)``,
+    at most ``backoff_max_s`` (0.5, 1, 2 s for the defaults: 3.5 s of waiting per stall)."""
+    return min(policy.backoff_max_s, policy.backoff_s * 2 ** (retry - 1))
 
 
 class ShardError(Exception):
@@ -108,6 +93,16 @@ class ShardUnreachable(ShardError):
 
 class ShardTruncated(ShardError):
     reason = "shard_truncated"
+
+
+class ShardFailedError(UsageError):
+    """A shard that failed after its retries under ``data.retry.on_failure: stop``."""
+
+    def __init__(self, err: ShardError) -> None:
+        super().__init__(
+            f"shard {err.url} failed after its retries: {err.cause} "
+            "(data.retry.on_failure=stop; 'skip' counts such a shard and goes on)"
+        )
 
 
 class TransportError(UsageError):
@@ -238,16 +233,18 @@ class ResumableStream(io.RawIOBase):
 
     :meth:`connect` opens it (raises :class:`ShardUnreachable` after the tries);
     ``readinto`` raises :class:`ShardTruncated` when a stall outlasts the tries.
-    ``retries``: failures retried so far, by kind (``open``: before any byte, ``transfer``).
+    ``retries``: failures retried so far, by kind (``open``: before any byte, ``resume``: a
+    broken transfer reopened at its byte); pass a dict to count into it as they happen.
     """
 
     def __init__(
         self,
         url: str,
-        policy: RetryPolicy,
+        policy: RetryConfig,
         *,
         opener: Callable[[str, int, float], tuple[BinaryIO, int | None]],
         sleep: Callable[[float], None] = time.sleep,
+        retries: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         self.url = url
@@ -257,7 +254,7 @@ class ResumableStream(io.RawIOBase):
         self._raw: BinaryIO | None = None
         self.pos = 0
         self.total: int | None = None
-        self.retries = {"open": 0, "transfer": 0}
+        self.retries = retries if retries is not None else {}
 
     def readable(self) -> bool:
         return True
@@ -289,9 +286,10 @@ class ResumableStream(io.RawIOBase):
                 tries += 1
                 if not transient or tries >= self.policy.tries:
                     raise fail(self.url, cause) from None
-                self.retries["open" if fail is ShardUnreachable else "transfer"] += 1
+                kind = "open" if fail is ShardUnreachable else "resume"
+                self.retries[kind] = self.retries.get(kind, 0) + 1
                 log.debug("retrying %s at byte %d after: %s", self.url, self.pos, cause)
-                self._sleep(self.policy.delay(tries))
+                self._sleep(backoff(self.policy, tries))
 
     def connect(self) -> ResumableStream:
         def open_first() -> int:
@@ -324,103 +322,104 @@ class ResumableStream(io.RawIOBase):
         super().close()
 
 
-def _native(url: str) -> str:
-    """The URL itself for the transports read here (undoing shards.py's ``pipe:aws`` form)."""
-    m = re.fullmatch(r"pipe:aws s3 cp (s3://\S+) -", url)
-    return m.group(1) if m else url
-
-
-def expand_remote(spec: str) -> list[str]:
-    """:func:`vjepa.data.shards.expand_urls`, with ``s3://`` URLs kept as such (read by boto3)."""
-    return [_native(u) for u in expand_urls(spec)]
-
-
-def remote_stream(url: str, policy: RetryPolicy) -> ResumableStream | None:
+def remote_stream(
+    url: str, policy: RetryConfig, retries: dict[str, int] | None = None
+) -> ResumableStream | None:
     """A not yet connected :class:`ResumableStream` for http(s):// and s3://, else None."""
     if url.startswith(("http://", "https://")):
-        return ResumableStream(url, policy, opener=_http_open)
+        return ResumableStream(url, policy, opener=_http_open, retries=retries)
     if url.startswith("s3://"):
-        return ResumableStream(url, policy, opener=_s3_open)
+        return ResumableStream(url, policy, opener=_s3_open, retries=retries)
     return None
 
 
-def open_shard(url: str, policy: RetryPolicy) -> BinaryIO:
+def open_shard(url: str, policy: RetryConfig | None = None) -> BinaryIO:
     """An open, buffered stream of one shard; remote ones resumable (ShardUnreachable on failure)."""
-    raw = remote_stream(url, policy)
+    raw = remote_stream(url, policy or RetryConfig())
     if raw is None:
         return gopen(url, "rb")
     return io.BufferedReader(raw.connect(), buffer_size=1 << 20)
 
 
-def _shard_members(stream: BinaryIO, url: str) -> Iterator[dict]:
-    """Samples ``{"__key__", "__url__", ext: bytes}`` of one tar stream, grouped by key.
-
-    A sample whose members are cut short is not yielded (the ShardError propagates first).
-    """
+def _shard_members(stream: BinaryIO, url: str, errors: ErrorCounter) -> Iterator[dict]:
+    """Samples ``{"__key__", "__url__", ext: bytes}`` of one tar stream, grouped by key as
+    webdataset's ``group_by_keys`` does (suffixes lower-cased; a repeated member of a sample is
+    counted as ``bad_shard`` and dropped). A sample whose members are cut short is not yielded
+    (the ShardError propagates first)."""
     current: dict | None = None
     for member in tar_file_iterator(stream, handler=reraise_exception):
         prefix, suffix = base_plus_ext(member["fname"])
         if prefix is None:
             continue
+        suffix = suffix.lower()
         if current is not None and current["__key__"] != prefix:
             yield current
             current = None
         if current is None:
             current = {"__key__": prefix, "__url__": url}
-        current[suffix.lower()] = member["data"]
+        if suffix in current:
+            errors.count("bad_shard", prefix, f"{url}: duplicate member {member['fname']}")
+            continue
+        current[suffix] = member["data"]
     if current is not None:
         yield current
 
 
+def _close(stream: Any, url: str) -> None:
+    """Close a shard stream; a pipe that ends with an error status on close is only logged
+    (its data, read or not, has been handled already)."""
+    try:
+        stream.close()
+    except Exception as err:
+        log.debug("closing %s: %s", url, err)
+
+
 def shard_samples(
-    urls: Iterable[str],
-    errors: ErrorCounter,
-    policy: RetryPolicy | None = None,
-    *,
-    retries: dict[str, int] | None = None,
+    urls: Iterable[str], errors: ErrorCounter, policy: RetryConfig | None = None
 ) -> Iterator[dict]:
     """Samples of the shards ``urls`` in order, as webdataset's ``tarfile_samples`` yields them.
 
     Unreadable shards are skipped and counted on ``errors`` (``shard_unreachable``,
-    ``shard_truncated``; a corrupt tar as ``bad_shard``). ``retries`` (optional) accumulates
-    the recovered faults by kind (``open``, ``transfer``). Raises :class:`TransportError`
-    when ``policy.give_up_after`` shards in a row (or all of them, if fewer) fail for one cause
-    before any shard was read. ``urls`` may be endless (resampled shards).
+    ``shard_truncated``; a corrupt tar or a failed ``pipe:`` as ``bad_shard``), or, with
+    ``policy.on_failure == "stop"``, a remote one raises :class:`ShardFailedError`.
+    ``errors.retries`` counts the recovered faults by kind (``open``, ``resume``). Raises
+    :class:`TransportError` when ``policy.give_up_after`` shards in a row (or all of them, if
+    fewer) fail for one cause before any shard was read. ``urls`` may be endless (resampled
+    shards).
     """
-    policy = policy or RetryPolicy()
+    policy = policy or RetryConfig()
     limit = policy.give_up_after
     if isinstance(urls, Sized):
         limit = max(1, min(limit, len(urls)))
     read_any = False
     failed: list[tuple[str, str]] = []  # (url, cause) while nothing was read yet
     for url in urls:
-        raw = remote_stream(url, policy)
+        raw = remote_stream(url, policy, errors.retries)
         stream: BinaryIO | None = None
         try:
             if raw is None:
                 stream = gopen(url, "rb")
             else:
                 stream = io.BufferedReader(raw.connect(), buffer_size=1 << 20)
-            for sample in _shard_members(stream, url):
+            for sample in _shard_members(stream, url, errors):
                 read_any = True
                 yield sample
             read_any = True
         except ShardError as err:
-            errors.count(err.reason, url, err.cause)
             if not read_any:
                 failed.append((url, err.cause))
                 last = failed[-limit:]
                 if len(last) == limit and len({cause for _, cause in last}) == 1:
                     raise TransportError(last[0][1], [u for u, _ in failed]) from None
+            if policy.on_failure == "stop":
+                raise ShardFailedError(err) from None
+            errors.count(err.reason, url, err.cause)
         except UsageError:  # boto3 missing, a bad s3 URL: the user's to fix, not a data error
             raise
-        except Exception as err:  # a corrupt tar, a local file gone: the usual handler
-            errors.webdataset_handler(err)
+        except Exception as err:  # a corrupt tar, a local file gone, a failed pipe: command
+            errors.count("bad_shard", url, err)
         finally:
-            if raw is not None and retries is not None:
-                for kind, n in raw.retries.items():
-                    retries[kind] = retries.get(kind, 0) + n
             if stream is not None:
-                stream.close()
+                _close(stream, url)
             elif raw is not None:
                 raw.close()

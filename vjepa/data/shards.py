@@ -6,8 +6,9 @@ A spec is one or more parts separated by ``::`` or ``,``; each part is
 - a glob (``/data/k400/train-*.tar``),
 - a brace pattern (``/data/train-{000000..000099}.tar``, also inside URLs),
 - a ``pipe:`` command whose stdout is a tar stream (``pipe:cat a.tar``),
-- an ``http(s)://`` URL (webdataset's ``gopen`` streams it through ``curl``),
-- an ``s3://bucket/key`` URL, streamed as ``pipe:aws s3 cp s3://bucket/key -``.
+- an ``http(s)://`` URL or an ``s3://bucket/key`` URL, read with retries and resumed
+  transfers by vjepa.data.remote (s3 through boto3; ``data.retry``),
+- a ``gs://bucket/key`` URL, streamed as ``pipe:gsutil cat gs://bucket/key``.
 
 Splitting: :func:`split_slots` gives each (rank, worker) slot a disjoint share of the shards so
 that an epoch covers every shard exactly once; with fewer shards than slots the split moves to
@@ -35,9 +36,8 @@ def _is_remote(url: str) -> bool:
 
 
 def _to_gopen(url: str) -> str:
-    """URL in a form webdataset's gopen can open (s3 goes through the aws CLI)."""
-    if url.startswith("s3://"):
-        return f"pipe:aws s3 cp {url} -"
+    """URL in a form the shard readers open: vjepa.data.remote reads http(s):// and s3://
+    itself, webdataset's gopen the rest (gs:// through the gsutil CLI)."""
     if url.startswith("gs://"):
         return f"pipe:gsutil cat {url}"
     return url

@@ -5,8 +5,11 @@ streams in vjepa.data.loader. Per (rank, worker) slot::
 
     worker_slot, worker_init           which DataLoader worker runs this copy of the stream;
                                        its set-up (one thread, a fixed mmap threshold)
+    errors_to_main, raise_worker_error a UsageError in a worker reaches the main process as
+                                       the same one line (no worker traceback)
     epoch_samples / resampled_samples  shard URLs -> raw tar samples {"__key__", "mp4", "json"}
-                                       (split over slots, seeded shard order + shuffle buffer)
+                                       (split over slots, seeded shard order + shuffle buffer;
+                                       remote shards retried: vjepa.data.remote)
     decode_clips                       parse_sample, then decode ONLY the sampled frames
                                        -> (key, label, uint8 clips [T, H, W, 3])
     (the stream's transform)           crops / flips (vjepa.data.augment) -> Clips
@@ -40,16 +43,17 @@ import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import get_worker_info
-from webdataset.tariterators import tarfile_samples
 
-from vjepa.config import DataConfig
+from vjepa.config import DataConfig, RetryConfig
 from vjepa.data.augment import normalize_
 from vjepa.data.clips import clip_indices
 from vjepa.data.decode import DecodeError, open_video
 from vjepa.data.errors import DataErrors
 from vjepa.data.formats import VIDEO_EXTENSIONS
+from vjepa.data.remote import shard_samples
 from vjepa.data.shards import slot_plan
 from vjepa.data.writer import read_manifest
+from vjepa.errors import UsageError
 
 log = logging.getLogger("vjepa.data")
 
@@ -103,6 +107,32 @@ def worker_slot() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
+WORKER_ERROR = "__usage_error__"
+"""The key of the last item a worker sends when its stream raised a UsageError."""
+
+
+def errors_to_main(items: Iterator[dict]) -> Iterator[dict]:
+    """``items``; in a DataLoader worker, a :class:`UsageError` they raise (no credentials, an
+    unreadable shard under ``data.retry.on_failure: stop``, no sample in an epoch) becomes one
+    last item ``{WORKER_ERROR: (type, message)}`` that :func:`raise_worker_error` raises again
+    in the main process: torch would re-raise it with the worker's traceback in its message."""
+    if get_worker_info() is None:
+        yield from items
+        return
+    try:
+        yield from items
+    except UsageError as err:
+        yield {WORKER_ERROR: (type(err), str(err))}
+
+
+def raise_worker_error(item: dict) -> None:
+    """Raise the error of a worker's ``WORKER_ERROR`` item: its class, its one-line message."""
+    kind, message = item[WORKER_ERROR]
+    err = kind.__new__(kind)
+    UsageError.__init__(err, message)  # whatever the class's own __init__ takes
+    raise err
+
+
 def _fixed_mmap_threshold(nbytes: int = 1 << 20) -> None:
     """Serve allocations >= ``nbytes`` from mmap, always (glibc only; a no-op elsewhere).
 
@@ -135,13 +165,15 @@ def slot_samples(
     shuffle_seed: int | None,
     shuffle_buffer: int,
     errors: DataErrors,
+    retry: RetryConfig | None = None,
 ) -> Iterator[dict]:
-    """One pass over this slot's share of ``urls`` as raw webdataset samples (undecoded)."""
+    """One pass over this slot's share of ``urls`` as raw webdataset samples (undecoded);
+    remote shards are read with the retries of ``retry`` (``data.retry``)."""
     urls = list(urls)
     if shard_seed is not None:
         random.Random(shard_seed).shuffle(urls)  # same order on every slot: keeps the split
     plan = slot_plan(urls, rank=rank, world_size=world_size, worker=worker, num_workers=num_workers)
-    samples = tarfile_samples(({"url": u} for u in plan.urls), handler=errors.webdataset_handler)
+    samples = shard_samples(plan.urls, errors, retry)
     if plan.stride > 1:
         samples = islice(samples, plan.offset, None, plan.stride)
     if shuffle_seed is not None and shuffle_buffer > 1:
@@ -164,6 +196,7 @@ def epoch_samples(
     shuffle_buffer: int,
     shuffled: bool,
     errors: DataErrors,
+    retry: RetryConfig | None = None,
 ) -> Iterator[dict]:
     """Epoch ``epoch`` of this slot: shards and samples shuffled by (seed, epoch), or listed.
 
@@ -180,15 +213,21 @@ def epoch_samples(
         shuffle_seed=seed_for(seed, SHUFFLE, rank, worker, epoch) if shuffled else None,
         shuffle_buffer=shuffle_buffer,
         errors=errors,
+        retry=retry,
     )
 
 
 def resampled_samples(
-    urls: list[str], *, seed: int, shuffle_buffer: int, errors: DataErrors
+    urls: list[str],
+    *,
+    seed: int,
+    shuffle_buffer: int,
+    errors: DataErrors,
+    retry: RetryConfig | None = None,
 ) -> Iterator[dict]:
     """Endless samples from shards drawn with replacement (seeded, so reproducible)."""
     shards = wds.ResampledShards(urls, seed=seed, worker_seed=lambda: 0, deterministic=True)
-    samples = tarfile_samples(iter(shards), handler=errors.webdataset_handler)
+    samples = shard_samples((d["url"] for d in shards), errors, retry)
     if shuffle_buffer > 1:
         shuffle = wds.shuffle(shuffle_buffer, initial=shuffle_buffer, rng=random.Random(seed))
         samples = shuffle(samples)

@@ -64,10 +64,9 @@ from vjepa.train.runlock import RunLock
 from vjepa.train.state import (
     Counters,
     RunState,
-    data_error_totals,
+    data_counts,
     restore,
     save,
-    summed_over_ranks,
 )
 from vjepa.train.step import StepResult, local_tensor, optimizer_step
 from vjepa.train.task import StepOutput, Task
@@ -186,6 +185,7 @@ def _next_batch(run: RunState) -> dict:
         run.data_states[worker] = state
     run.data_errors[worker] = dict(batch.get("data_errors") or {})
     run.fallbacks[worker] = dict(batch.get("decoder_fallbacks") or {})
+    run.retries[worker] = dict(batch.get("data_retries") or {})
     if run.cfg.train.debug_dump and "key" in batch:
         with open(run.run_dir / f"keys-rank{run.accelerator.process_index}.txt", "a") as f:
             f.write(f"{run.counters.step} {' '.join(batch['key'])}\n")
@@ -214,12 +214,15 @@ def _log_row(run: RunState, features: dict[str, Tensor] | None) -> dict[str, Any
         local = torch.stack([w.sums[k] for k in names]) / w.count  # [K], on the device
         means = acc.reduce(local, reduction="mean").tolist()  # the window's one read-back
         row |= {k: float(v) for k, v in zip(names, means)}
-    errors = data_error_totals(run)
+    counts = data_counts(run)
     row |= {**run.schedules, **run.throughput.summary()}
-    row |= {"data_errors": errors, "skipped_steps": c.skipped_steps, "time": time.time()}
-    # Samples another decoder read after the first failed (data.decoder=auto), since this process
-    # started: not errors, nothing was lost.
-    row["decoder_fallbacks"] = summed_over_ranks(run.fallbacks, {})
+    row |= {"data_errors": counts["data_errors"], "skipped_steps": c.skipped_steps}
+    row["time"] = time.time()
+    # Not errors, nothing was lost: remote-shard faults that a retry recovered (open, resume;
+    # whole run) and samples another decoder read after the first failed (data.decoder=auto,
+    # since this process started).
+    row["data_retries"] = counts["data_retries"]
+    row["decoder_fallbacks"] = counts["decoder_fallbacks"]
     for name, feats in (features or {}).items():  # collapse watch, per encoder
         row |= {f"{name}_{k}": v for k, v in health_metrics(feats).items()}
     w.reset()
@@ -231,6 +234,7 @@ def _emit(run: RunState, row: dict[str, Any], bar: tqdm) -> None:
     run.log.write(row)
     scalars = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}
     scalars["data_errors"] = sum(row["data_errors"].values())
+    scalars["data_retries"] = sum(row["data_retries"].values())
     run.accelerator.log(scalars, step=row["step"])
     bar.set_postfix(
         loss=f"{row.get('loss', math.nan):.4f}",
@@ -247,14 +251,23 @@ def _emit(run: RunState, row: dict[str, Any], bar: tqdm) -> None:
 
 
 def _run_loop(run: RunState, nan_steps: Collection[int]) -> None:
-    cfg, acc, c = run.cfg, run.accelerator, run.counters
+    """The steps under one progress bar, closed however they end: an error's line (a shard
+    that cannot be read, exit 2) then starts a line of its own."""
     bar = tqdm(
-        total=cfg.train.max_steps,
-        initial=c.step,
+        total=run.cfg.train.max_steps,
+        initial=run.counters.step,
         desc=run.task.name,
         dynamic_ncols=True,
-        disable=not acc.is_main_process,
+        disable=not run.accelerator.is_main_process,
     )
+    try:
+        _steps(run, nan_steps, bar)
+    finally:
+        bar.close()
+
+
+def _steps(run: RunState, nan_steps: Collection[int], bar: tqdm) -> None:
+    cfg, acc, c = run.cfg, run.accelerator, run.counters
     run.throughput.reset()
     while c.step < cfg.train.max_steps:
         micro = [_next_batch(run) for _ in range(cfg.train.grad_accum)]
@@ -290,7 +303,6 @@ def _run_loop(run: RunState, nan_steps: Collection[int]) -> None:
         if preempted:
             bar.close()
             _exit_preempted(run)
-    bar.close()
 
 
 def _health_features(run: RunState, batch: dict, result: StepResult) -> dict[str, Tensor]:

@@ -45,6 +45,9 @@ class Counters:
     """The best value of ``train.keep_best`` so far (None: none evaluated yet)."""
     best_step: int = 0
     """The step of the checkpoint kept in run.dir/best/ (0: none)."""
+    data_retries_before_resume: dict[str, int] = field(default_factory=dict)
+    """Remote-shard faults recovered by a retry, by kind (open, resume), all ranks, before the
+    last resume."""
 
 
 @dataclass
@@ -80,6 +83,7 @@ class RunState:
     data_states: dict[int, dict] = field(default_factory=dict)  # worker -> last data_state
     data_errors: dict[int, dict] = field(default_factory=dict)  # worker -> cumulative counts
     fallbacks: dict[int, dict] = field(default_factory=dict)  # worker -> decoder fallbacks
+    retries: dict[int, dict] = field(default_factory=dict)  # worker -> recovered remote faults
     window: Window = field(default_factory=Window)  # good steps' numbers, this log window
     schedules: dict[str, float] = field(default_factory=dict)  # lr, wd, ema of the last step
     throughput: Throughput = field(default_factory=Throughput)
@@ -97,19 +101,27 @@ class RunState:
         return self.unwrapped
 
 
-def summed_over_ranks(per_worker: dict[int, dict], start: dict[str, int]) -> dict[str, int]:
-    """``start`` plus every rank's per-worker counts, by reason (collective)."""
+def _summed(per_rank: list[dict[int, dict]], start: dict[str, int]) -> dict[str, int]:
+    """``start`` plus the per-worker counts of every rank, by reason."""
     totals = dict(start)
-    for rank_counts in gather_object([per_worker]):
+    for rank_counts in per_rank:
         for counts in rank_counts.values():
             for reason, n in counts.items():
                 totals[reason] = totals.get(reason, 0) + int(n)
     return totals
 
 
-def data_error_totals(run: RunState) -> dict[str, int]:
-    """Skipped samples by reason over the whole run and all ranks (collective)."""
-    return summed_over_ranks(run.data_errors, run.counters.data_errors_before_resume)
+def data_counts(run: RunState) -> dict[str, dict[str, int]]:
+    """The loaders' counts over all ranks, in one gather (collective): ``data_errors``
+    (skipped samples by reason) and ``data_retries`` (recovered remote faults by kind) over
+    the whole run, ``decoder_fallbacks`` since this process started."""
+    gathered = gather_object([(run.data_errors, run.retries, run.fallbacks)])
+    c = run.counters
+    return {
+        "data_errors": _summed([g[0] for g in gathered], c.data_errors_before_resume),
+        "data_retries": _summed([g[1] for g in gathered], c.data_retries_before_resume),
+        "decoder_fallbacks": _summed([g[2] for g in gathered], {}),
+    }
 
 
 def save(run: RunState, into: Path | None = None, keep_last: int | None = None) -> None:
@@ -119,7 +131,11 @@ def save(run: RunState, into: Path | None = None, keep_last: int | None = None) 
     ``keep_last`` checkpoints there; the run's last checkpoint stays what it was.
     """
     acc, c = run.accelerator, run.counters
-    counters = asdict(c) | {"data_errors_before_resume": data_error_totals(run)}
+    totals = data_counts(run)
+    counters = asdict(c) | {
+        "data_errors_before_resume": totals["data_errors"],
+        "data_retries_before_resume": totals["data_retries"],
+    }
     folder = save_training_state(
         acc,
         acc.unwrap_model(run.model),

@@ -87,6 +87,7 @@ def prepare(cfg: Config) -> _Prepared:
         decoder=cfg.data.decoder,
         need_states=w.use_state,
         limit=w.max_trajectories,
+        retry=cfg.data.retry,
     )
     if w.val_episodes >= len(trajs):
         raise ValueError(

@@ -31,11 +31,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from webdataset.tariterators import tarfile_samples
 
+from vjepa.config import RetryConfig
 from vjepa.data.decode import DecodeError, open_video
 from vjepa.data.encode import encode_frames
 from vjepa.data.errors import DataError, DataErrors
+from vjepa.data.remote import shard_samples
 from vjepa.data.shards import expand_urls
 from vjepa.data.stages import seed_for
 from vjepa.errors import UsageError
@@ -138,12 +139,15 @@ def parse_trajectory(sample: dict, decoder: str) -> Trajectory:
 
 
 def iter_trajectories(
-    shards: str, decoder: str, errors: DataErrors | None = None
+    shards: str,
+    decoder: str,
+    errors: DataErrors | None = None,
+    retry: RetryConfig | None = None,
 ) -> Iterator[Trajectory]:
-    """Every usable trajectory in ``shards`` (folder, glob or brace pattern), in shard order."""
+    """Every usable trajectory in ``shards`` (folder, glob, brace pattern or URLs), in shard
+    order; remote shards are read with the retries of ``retry`` (``data.retry``)."""
     errors = errors if errors is not None else DataErrors("trajectories: ")
-    urls = expand_urls(shards)
-    for sample in tarfile_samples(({"url": u} for u in urls), handler=errors.webdataset_handler):
+    for sample in shard_samples(expand_urls(shards), errors, retry):
         try:
             yield parse_trajectory(sample, decoder)
         except TrajectoryError as err:
@@ -168,6 +172,7 @@ def read_trajectories(
     need_states: bool = False,
     limit: int = 0,
     errors: DataErrors | None = None,
+    retry: RetryConfig | None = None,
 ) -> list[Trajectory]:
     """Every good trajectory of ``shards`` (in shard order), at most ``limit`` (0: all).
 
@@ -177,7 +182,7 @@ def read_trajectories(
     """
     errors = errors if errors is not None else DataErrors(where="[world data] ")
     out: list[Trajectory] = []
-    for traj in iter_trajectories(shards, decoder, errors):  # the one trajectory-shard reader
+    for traj in iter_trajectories(shards, decoder, errors, retry):  # the one trajectory reader
         if not need_states:
             traj = replace(traj, states=None)
         elif traj.states is None:

@@ -13,6 +13,9 @@ The recipe (V-JEPA's frozen evaluation, made cheap):
    Linear / kNN: every view is classified on its own and the probabilities are averaged.
 4. ``report.json``, ``confusion.png`` and a table on stdout; with a grid, the head with the best
    validation top-1 is reported and the report says ``selected_on_validation: true``.
+
+Like pretraining, a probe holds its run folder's lock (vjepa.train.runlock) while it runs: a
+second probe into the same ``run.dir`` stops at once (exit 2) naming the holder.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from vjepa.eval.probe.report import (
     write_report,
 )
 from vjepa.eval.probe.views import FeatureSet, probe_features
+from vjepa.train.runlock import RunLock
 
 
 def _check_probe_config(cfg: Config) -> None:
@@ -90,8 +94,13 @@ def run_probe(cfg: Config) -> dict[str, Any]:
 
     With ``probe.splits`` set, runs once per split (see :func:`run_splits`).
     """
-    if cfg.probe.splits:
-        return run_splits(cfg, cfg.probe.splits)
+    with RunLock(cfg.run.dir, is_main=PartialState().is_main_process):
+        if cfg.probe.splits:
+            return run_splits(cfg, cfg.probe.splits)
+        return _run_probe(cfg)
+
+
+def _run_probe(cfg: Config) -> dict[str, Any]:
     _check_probe_config(cfg)
     p = cfg.probe
     run_dir = Path(cfg.run.dir)
