@@ -132,6 +132,13 @@ def cmd_demo_world(args: argparse.Namespace) -> int:
     from vjepa.demo.world import run_world_demo
 
     out = Path(args.out) if args.out != "runs/demo" else Path("runs/demo_world")
+    if args.seeds is not None:  # `vjepa demo world --seeds N`: success over training seeds
+        from vjepa.demo.seeds import run_world_seeds
+
+        run_world_seeds(
+            out, args.seeds, env=args.env, overrides=args.overrides[1:], quick=args.quick
+        )
+        return EXIT_OK
     run_world_demo(out, env=args.env, overrides=args.overrides[1:], quick=args.quick)
     return EXIT_OK
 
@@ -232,7 +239,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     p.add_argument(
-        "--seeds", type=int, help="run the comparison for seeds 0..N-1 and report the spread"
+        "--seeds",
+        type=int,
+        help="run the demo (or `demo world`) for training seeds 0..N-1 into OUT/seed<s> and "
+        "report the spread (OUT/seeds.json)",
     )
     p.add_argument(
         "--env", help="`vjepa demo world` only: the env (gymnasium id, file.py:Class, module:Class)"

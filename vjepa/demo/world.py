@@ -14,17 +14,24 @@ is pooled to 4x4, and the predictor's action input is the env's action dimension
 whose config has the key's section (e.g. ``world.frameskip=2``, ``plan.episodes=20``,
 ``train.max_steps=...`` goes to world train; ``pretrain.``-prefixed keys go to the encoder
 pretraining only, e.g. ``pretrain.train.max_steps=100``).
+
+Re-running resumes: the trajectories are kept (when they were collected with the same env,
+episodes, steps and seed; other ones are an error, not silently reused), pretraining and world
+training continue from their last checkpoints, planning runs again.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vjepa.config import load_config
+from vjepa.config import Config, load_config
 from vjepa.demo.pretrain import resource_root
+from vjepa.errors import UsageError
 from vjepa.train.pretrain import pretrain
 from vjepa.world.collect import collect
 from vjepa.world.envs import action_bounds, make_env, render_frame
@@ -93,6 +100,24 @@ def _quick(quick: bool, stage: str) -> list[str]:
     }[stage]
 
 
+def _seeded(cfg: Config, seed: int) -> Config:
+    return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed))
+
+
+def _check_trajectories(traj: Path, **wanted: object) -> None:
+    """Trajectories already in ``traj`` must be the ones this run would collect."""
+    manifest = traj / "manifest.json"
+    if not manifest.is_file():
+        return
+    have = json.loads(manifest.read_text())
+    diff = {k: have.get(k) for k, v in wanted.items() if have.get(k) != v}
+    if diff:
+        raise UsageError(
+            f"{traj} holds trajectories collected with {diff}, this run needs "
+            f"{ {k: wanted[k] for k in diff} }: remove it or use another --out"
+        )
+
+
 def run_world_demo(
     out: Path,
     *,
@@ -101,8 +126,16 @@ def run_world_demo(
     quick: bool = False,
     episodes: int = 0,
     steps: int = 0,
+    train_seed: int | None = None,
+    trajectories: Path | None = None,
 ) -> dict:
-    """Run the chain into ``out``; returns plan's report dict (also ``out/plan/report.json``)."""
+    """Run the chain into ``out``; returns plan's report dict (also ``out/plan/report.json``).
+
+    ``train_seed`` (``vjepa demo world --seeds``): ``run.seed`` of the encoder pretraining and
+    of the world-model training (their init, masks and data order) only; collection and
+    planning (the val tasks, the planners' draws) keep the demo's seed. ``trajectories``: where
+    the collected trajectories are (default ``out/trajectories``), so that runs can share them.
+    """
     env = env or DEFAULT_ENV
     pre_over, over = _split(list(overrides))
     # Parse every stage's config before the first heavy step: a bad key fails in a second.
@@ -110,7 +143,7 @@ def run_world_demo(
     plan_keys = [o for o in over if o.startswith(("plan.", "run.seed"))]
     s = sizes_for(env)
     t0 = time.perf_counter()
-    traj = out / "trajectories"
+    traj = Path(trajectories) if trajectories is not None else out / "trajectories"
     n_episodes = episodes or (20 if quick else 300)
     n_steps = steps or (20 if quick else 60)
     pre_cfg = load_config(
@@ -136,6 +169,9 @@ def run_world_demo(
             *world_keys,
         ],
     )
+    collect_seed = world_cfg.run.seed
+    if train_seed is not None:
+        pre_cfg, world_cfg = _seeded(pre_cfg, train_seed), _seeded(world_cfg, train_seed)
     r = world_cfg.world.frameskip
     plan_cfg = load_config(
         PLAN_CONFIG,
@@ -151,9 +187,10 @@ def run_world_demo(
         raise ValueError(
             f"plan.horizon ({plan_cfg.plan.horizon}) must be a multiple of world.frameskip ({r})"
         )
+    _check_trajectories(traj, env=env, episodes=n_episodes, steps=n_steps, seed=collect_seed)
     print(f"[demo world] env {env}: {s}")
     if not (traj / "manifest.json").is_file():
-        collect(env, traj, episodes=n_episodes, steps=n_steps, seed=world_cfg.run.seed)
+        collect(env, traj, episodes=n_episodes, steps=n_steps, seed=collect_seed)
     print(
         f"[demo world] collected {n_episodes} x {n_steps} frames ({time.perf_counter() - t0:.0f} s)"
     )
