@@ -357,4 +357,6 @@ def test_world_train_discrete_writes_the_checks(tmp_path: Path) -> None:
     for key in ("best_of_k", "shuffled_best_of_k", "codebook_best_of_k", "one_step_error"):
         assert val[f"val_{key}"] > 0
     assert 0 <= val["val_branch_fraction"] <= 1  # IceRoom says where it branches
+    # IceRoom reports violation flags, but never a violation: no hazard head to learn
+    assert val["hazard_positives"] == 0 and not (run / "hazard.pt").exists()
     assert load_world_model(run).codes == 3

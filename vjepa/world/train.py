@@ -240,6 +240,9 @@ def train_hazard(cfg: Config, model: WorldModel, prep: _Prepared, run_dir: Path)
     w = cfg.world
     if not w.hazard_steps or not any(t.violations is not None for t in prep.trajs):
         return {}
+    if not any(t.violations is not None and t.violations.any() for t in prep.trajs):
+        log.info("no hazard head: the training trajectories never report a violation")
+        return {"hazard_positives": 0}
     with torch.no_grad():
         latents = encode_trajectories(model, prep.trajs)  # [T, N, D] each
     head = fit_hazard(
