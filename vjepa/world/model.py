@@ -72,6 +72,11 @@ class WorldSpec:
     cannot), and the map is flattened, not averaged, because a mean over the tokens of a
     RoPE ViT is nearly translation-invariant: it cannot say where the agent is (measured,
     docs/world_model.md)."""
+    pred_norm: str = "layer"
+    """How the predictor's output is normalised: ``layer`` (a layer norm without affine, like
+    the targets of a frozen encoder) or ``none``. With ``latent_dim`` the targets are
+    BatchNorm outputs, not layer-normed, so ``layer`` leaves an error floor (measured on
+    IceRoom: about twice the change between two model steps, docs/world_model.md)."""
 
     @property
     def action_dim(self) -> int:
@@ -101,6 +106,8 @@ class WorldModel(nn.Module):
         generator: torch.Generator | None = None,
     ):
         super().__init__()
+        if spec.pred_norm not in ("layer", "none"):
+            raise ValueError(f"pred_norm must be 'layer' or 'none', got {spec.pred_norm!r}")
         if predictor.action_dim != spec.action_dim * spec.frameskip:
             raise ValueError(
                 f"predictor action_dim {predictor.action_dim} != env action dim "
@@ -287,6 +294,10 @@ class WorldModel(nn.Module):
         """Model actions in env units [.., r*A] -> [-1, 1] per dim (the predictor's input scale)."""
         return (actions - self.action_center) / self.action_half
 
+    def _out_norm(self, out: Tensor) -> Tensor:
+        """The predictor's output normalised by ``spec.pred_norm``."""
+        return F.layer_norm(out, (out.shape[-1],)) if self.spec.pred_norm == "layer" else out
+
     @property
     def codes(self) -> int:
         """K, the codes of the discrete latent (0: a deterministic model)."""
@@ -298,7 +309,7 @@ class WorldModel(nn.Module):
         """One predictor pass: [B,T,N,D] + model actions [B,T,r*A] -> layer-normed next maps
         (a model with codes: the maps of ``codes`` long [B, T])."""
         out = self.predictor(z, self.normalize_actions(actions), states, codes)
-        return F.layer_norm(out, (out.shape[-1],))
+        return self._out_norm(out)
 
     def step_all(
         self, z: Tensor, actions: Tensor, states: Tensor | None = None
@@ -307,7 +318,7 @@ class WorldModel(nn.Module):
         logits [B, T, K]) from one transformer pass."""
         h = self.predictor.features(z, self.normalize_actions(actions), states)  # [B,T,N,W]
         out = self.predictor.decode_all(h)  # [B, T, K, N, D]
-        return F.layer_norm(out, (out.shape[-1],)), self.predictor.route(h)
+        return self._out_norm(out), self.predictor.route(h)
 
     def rollout(
         self,
@@ -374,7 +385,7 @@ class WorldModel(nn.Module):
             k = probs.argmax(-1) if uniforms is None else code_from_uniform(probs, uniforms[:, h])
             k = k[:, None]  # [B, 1]
         out = self.predictor.decode(feats, k)  # [B, 1, N, D]
-        return F.layer_norm(out, (out.shape[-1],))
+        return self._out_norm(out)
 
     def energy(self, z_pred: Tensor, z_goal: Tensor) -> Tensor:
         """[B, N, D] vs [1 or B, N, D] -> [B]: mean L1 distance (of the blurred maps, with

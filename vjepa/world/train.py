@@ -119,6 +119,7 @@ def prepare(cfg: Config) -> _Prepared:
         frameskip=w.frameskip,
         energy_blur=w.energy_blur,
         latent_dim=w.latent_dim,
+        pred_norm=w.pred_norm,
         action_low=low,
         action_high=high,
         state_dim=int(train[0].states.shape[1]) if w.use_state else 0,
