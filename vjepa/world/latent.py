@@ -105,6 +105,28 @@ def code_from_uniform(probs: Tensor, u: Tensor) -> Tensor:
     return k.clamp_max(probs.shape[-1] - 1)
 
 
+def coded_step(
+    model,
+    ctx: Tensor,
+    acts: Tensor,
+    s: Tensor | None,
+    h: int,
+    codes: Tensor | None,
+    uniforms: Tensor | None,
+) -> Tensor:
+    """The next map [B, 1, N, D] of rollout step ``h`` of a world model with codes (see
+    WorldModel.rollout): the code from ``codes`` [B, H], else drawn from the router at
+    ``uniforms`` [B, H], else the router's most likely one."""
+    feats = model.predictor.features(ctx, model.normalize_actions(acts), s)[:, -1:]
+    if codes is not None:
+        k = codes[:, h : h + 1]  # [B, 1]
+    else:
+        probs = model.predictor.route(feats).softmax(-1)[:, 0]  # [B, K]
+        k = probs.argmax(-1) if uniforms is None else code_from_uniform(probs, uniforms[:, h])
+        k = k[:, None]  # [B, 1]
+    return model.out_norm(model.predictor.decode(feats, k))  # [B, 1, N, D]
+
+
 def latin_uniforms(futures: int, steps: int, generator: torch.Generator) -> Tensor:
     """Uniforms [futures, steps] stratified per step (Latin hypercube): at every step each of
     the ``futures`` strata [m/M, (m+1)/M) holds one draw, paired across steps at random. M

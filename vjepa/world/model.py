@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from vjepa.config import PlanConfig
 from vjepa.jepa.losses import sigreg_loss
-from vjepa.world.latent import code_from_uniform, latent_world_losses
+from vjepa.world.latent import coded_step, latent_world_losses
 from vjepa.world.losses import world_losses
 from vjepa.world.planning.costs import ModelCost
 from vjepa.world.planning.planners import Cost, plan_actions
@@ -294,7 +294,7 @@ class WorldModel(nn.Module):
         """Model actions in env units [.., r*A] -> [-1, 1] per dim (the predictor's input scale)."""
         return (actions - self.action_center) / self.action_half
 
-    def _out_norm(self, out: Tensor) -> Tensor:
+    def out_norm(self, out: Tensor) -> Tensor:
         """The predictor's output normalised by ``spec.pred_norm``."""
         return F.layer_norm(out, (out.shape[-1],)) if self.spec.pred_norm == "layer" else out
 
@@ -309,7 +309,7 @@ class WorldModel(nn.Module):
         """One predictor pass: [B,T,N,D] + model actions [B,T,r*A] -> layer-normed next maps
         (a model with codes: the maps of ``codes`` long [B, T])."""
         out = self.predictor(z, self.normalize_actions(actions), states, codes)
-        return self._out_norm(out)
+        return self.out_norm(out)
 
     def step_all(
         self, z: Tensor, actions: Tensor, states: Tensor | None = None
@@ -318,7 +318,7 @@ class WorldModel(nn.Module):
         logits [B, T, K]) from one transformer pass."""
         h = self.predictor.features(z, self.normalize_actions(actions), states)  # [B,T,N,W]
         out = self.predictor.decode_all(h)  # [B, T, K, N, D]
-        return self._out_norm(out), self.predictor.route(h)
+        return self.out_norm(out), self.predictor.route(h)
 
     def rollout(
         self,
@@ -361,31 +361,11 @@ class WorldModel(nn.Module):
             lo = max(0, t - L)
             s = states[:, lo:t] if self.predictor.state_dim else None
             if self.codes:
-                nxt = self._coded_step(ctx[:, lo:t], acts[:, lo:t], s, h, codes, uniforms)
+                nxt = coded_step(self, ctx[:, lo:t], acts[:, lo:t], s, h, codes, uniforms)
             else:
                 nxt = self.step(ctx[:, lo:t], acts[:, lo:t], s)[:, -1:]  # [B, 1, N, D]
             ctx = torch.cat([ctx, nxt], dim=1)
         return ctx[:, Tc:]  # [B, H, N, D]
-
-    def _coded_step(
-        self,
-        ctx: Tensor,
-        acts: Tensor,
-        s: Tensor | None,
-        h: int,
-        codes: Tensor | None,
-        uniforms: Tensor | None,
-    ) -> Tensor:
-        """The next map [B, 1, N, D] of rollout step ``h`` with its code (see ``rollout``)."""
-        feats = self.predictor.features(ctx, self.normalize_actions(acts), s)[:, -1:]
-        if codes is not None:
-            k = codes[:, h : h + 1]  # [B, 1]
-        else:
-            probs = self.predictor.route(feats).softmax(-1)[:, 0]  # [B, K]
-            k = probs.argmax(-1) if uniforms is None else code_from_uniform(probs, uniforms[:, h])
-            k = k[:, None]  # [B, 1]
-        out = self.predictor.decode(feats, k)  # [B, 1, N, D]
-        return self._out_norm(out)
 
     def energy(self, z_pred: Tensor, z_goal: Tensor) -> Tensor:
         """[B, N, D] vs [1 or B, N, D] -> [B]: mean L1 distance (of the blurred maps, with
