@@ -360,3 +360,17 @@ def test_world_train_discrete_writes_the_checks(tmp_path: Path) -> None:
     # IceRoom reports violation flags, but never a violation: no hazard head to learn
     assert val["hazard_positives"] == 0 and not (run / "hazard.pt").exists()
     assert load_world_model(run).codes == 3
+
+
+def test_pred_norm_none_leaves_the_prediction_unnormalised() -> None:
+    enc = random_encoder("tiny_cpu", patch_size=8, tubelet_size=2, img_size=32, seed=0)
+    kw = dict(frame_size=32, pool=4, window=2, action_low=[-1.0] * 2, action_high=[1.0] * 2)
+    z, a = torch.randn(3, 1, 1, 96), torch.zeros(3, 1, 2)
+    for norm in ("layer", "none"):
+        spec = WorldSpec(**kw, pred_norm=norm)
+        model = build_world_model(enc, spec, width=32, depth=1, heads=2)
+        out = model.step(z, a)
+        normed = F.layer_norm(out, (96,))
+        assert torch.allclose(out, normed, atol=1e-5) == (norm == "layer")
+    with pytest.raises(ValueError, match="pred_norm"):
+        build_world_model(enc, WorldSpec(**kw, pred_norm="batch"), width=32, depth=1, heads=2)
