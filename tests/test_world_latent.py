@@ -371,6 +371,6 @@ def test_pred_norm_none_leaves_the_prediction_unnormalised() -> None:
         model = build_world_model(enc, spec, width=32, depth=1, heads=2)
         out = model.step(z, a)
         normed = F.layer_norm(out, (96,))
-        assert torch.allclose(out, normed, atol=1e-3) == (norm == "layer")
+        assert torch.allclose(out, normed, atol=1e-2) == (norm == "layer")
     with pytest.raises(ValueError, match="pred_norm"):
         build_world_model(enc, WorldSpec(**kw, pred_norm="batch"), width=32, depth=1, heads=2)
