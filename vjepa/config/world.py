@@ -67,7 +67,7 @@ class WorldConfig(Section):
     hazard_lr: float = _positive(3e-3)
     """Adam learning rate of the hazard head."""
     pred_norm: Literal["layer", "none"] = "layer"
-    """Normalisation of the predictor's output: layer (a layer norm, like the layer-normed targets of a frozen encoder) or none. With world.latent_dim the targets are BatchNorm outputs, which a layer norm cannot match: an error floor larger than the change between two model steps on IceRoom (docs/world_model.md); none removes it."""
+    """Normalisation of the predictor's output: layer (a layer norm, like the layer-normed targets of a frozen encoder) or none. With world.latent_dim the targets are BatchNorm outputs, which a layer norm cannot match: an error floor larger than the change between two frames on IceRoom (docs/world_latent.md); none removes it."""
     latent: Literal["none", "discrete"] = "none"
     """A latent variable z for a world that is not deterministic: none (one prediction per step), or discrete (world.latent_codes codes, one prediction per code; trained winner-take-all with a router that learns the winning code; planning scores several futures per action sequence, see plan.risk)."""
     latent_codes: int = _at_least(4, 2)

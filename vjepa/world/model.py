@@ -76,7 +76,7 @@ class WorldSpec:
     """How the predictor's output is normalised: ``layer`` (a layer norm without affine, like
     the targets of a frozen encoder) or ``none``. With ``latent_dim`` the targets are
     BatchNorm outputs, not layer-normed, so ``layer`` leaves an error floor (measured on
-    IceRoom: about twice the change between two model steps, docs/world_model.md)."""
+    IceRoom: about twice the change between two frames, docs/world_latent.md)."""
 
     @property
     def action_dim(self) -> int:
