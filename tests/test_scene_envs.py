@@ -107,6 +107,29 @@ def test_ice_branches_the_same_state_and_action():
     nxt = env.step_states(np.repeat(off[None], 50, 0), np.ones((50, 2)) * 0.2, rng=rng)
     assert np.unique(np.round(nxt[:, 0] - off[0], 4)).size == 1
     assert not PatchRoomEnv(lava=True).ice
+    np.testing.assert_array_equal(env.stochastic_states(np.stack([on_ice, off])), [True, False])
+    assert not PatchRoomEnv(lava=True).stochastic_states(on_ice[None]).any()
+
+
+def test_real_slips_follow_the_reset_not_the_imagined_rollouts():
+    # The same start slips the same way in every run, whatever the oracle imagined meanwhile.
+    start, _ = PatchRoomEnv(lava=False, ice=True).sample_task(3)
+    on_ice = start.copy()
+    on_ice[:2] = start[5:7]
+
+    def run(env, imagine: bool) -> np.ndarray:
+        env.reset(options={"state": on_ice})
+        xs = []
+        for _ in range(8):
+            if imagine:
+                env.step_states(np.repeat(on_ice[None], 50, 0), np.ones((50, 2)))
+            xs.append(env.step(np.array([0.3, 0.0], dtype=np.float32))[0][0])
+        return np.diff(np.array([on_ice[0], *xs]))
+
+    a = run(PatchRoomEnv(lava=False, ice=True), False)
+    b = run(PatchRoomEnv(lava=False, ice=True), True)
+    np.testing.assert_array_equal(a, b)
+    assert len(np.unique(np.round(a, 4))) == 2  # both branches happened: 0.015 and 0.045
 
 
 def test_maze_tasks_need_the_long_way_round():

@@ -66,6 +66,16 @@ class WorldConfig(Section):
     """Full-batch steps of the hazard head fitted after training on the latents of the frames whose trajectories carry violation flags (<key>.violations.npy), positives weighted neg/pos; writes hazard.pt (0: no head)."""
     hazard_lr: float = _positive(3e-3)
     """Adam learning rate of the hazard head."""
+    pred_norm: Literal["layer", "none"] = "layer"
+    """Normalisation of the predictor's output: layer (a layer norm, like the layer-normed targets of a frozen encoder) or none. With world.latent_dim the targets are BatchNorm outputs, which a layer norm cannot match: an error floor larger than the change between two frames on IceRoom (docs/world_latent.md); none removes it."""
+    latent: Literal["none", "discrete"] = "none"
+    """A latent variable z for a world that is not deterministic: none (one prediction per step), or discrete (world.latent_codes codes, one prediction per code; trained winner-take-all with a router that learns the winning code; planning scores several futures per action sequence, see plan.risk)."""
+    latent_codes: int = _at_least(4, 2)
+    """world.latent=discrete: K, the number of codes (z holds at most log2 K bits per model step)."""
+    latent_relax: float = _ranged(0.05, lambda v: 0 <= v < 1, "must be within [0, 1)")
+    """world.latent=discrete: weight of the mean error over all codes beside the winner's (relaxed winner-take-all: a code that never wins still moves toward the data)."""
+    router_weight: float = _non_negative(1.0)
+    """world.latent=discrete: weight of the router's cross-entropy (it learns which code wins; its input is detached, so it never shapes the prediction)."""
 
     def check(self) -> None:
         if self.rollout_steps > self.window - 1:
@@ -145,6 +155,13 @@ class PlanConfig(Section):
             raise ConfigError(
                 f"plan.elites ({self.elites}) must be <= plan.samples ({self.samples})"
             )
+
+    risk: Literal["mean", "cvar", "worst"] = "mean"
+    """A world model with a discrete latent: how the energies of the plan.futures futures of one action sequence become its energy: their mean (expected energy), CVaR (the mean of the worst plan.cvar_alpha share of them) or the worst. The energy of each future is the one energy of vjepa/world/planning/costs.py (with the guardrails)."""
+    cvar_alpha: float = _ranged(0.25, lambda v: 0 < v <= 1, "must be within (0, 1]")
+    """plan.risk=cvar: the share of the worst futures averaged (1: the mean)."""
+    futures: int = _non_negative(0)
+    """A world model with a discrete latent: code sequences rolled out per action sequence, drawn from the router step by step on stratified uniforms that every candidate shares (0: the model's number of codes K). Planning time grows with it."""
 
     guard_mode: Literal["penalty", "reject", "lagrangian"] = "penalty"
     """How the guardrail terms are enforced: a fixed penalty (weight x term at every step), rejection (a sample whose hazard exceeds plan.guard_threshold at any step never enters the elite set while a safe one exists), or an augmented Lagrangian (the hazard weight rises by dual ascent across replans while the plan violates)."""

@@ -10,7 +10,9 @@
 - ``plan``: a thin entry to the one planning path (vjepa.world.planning: the latent cost of
   ``costs.ModelCost`` searched by ``planners.plan_actions`` with the ``plan`` config section).
 
-``forward`` is the training objective (vjepa.world.losses.world_losses, plus SIGReg end to end).
+``forward`` is the training objective (vjepa.world.losses.world_losses, plus SIGReg end to end;
+with a discrete latent, ``world.latent: discrete``, the winner-take-all objective and the
+router of vjepa.world.latent instead).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import Tensor, nn
 
 from vjepa.config import PlanConfig
 from vjepa.jepa.losses import sigreg_loss
+from vjepa.world.latent import coded_step, latent_world_losses
 from vjepa.world.losses import world_losses
 from vjepa.world.planning.costs import ModelCost
 from vjepa.world.planning.planners import Cost, plan_actions
@@ -69,6 +72,11 @@ class WorldSpec:
     cannot), and the map is flattened, not averaged, because a mean over the tokens of a
     RoPE ViT is nearly translation-invariant: it cannot say where the agent is (measured,
     docs/world_model.md)."""
+    pred_norm: str = "layer"
+    """How the predictor's output is normalised: ``layer`` (a layer norm without affine, like
+    the targets of a frozen encoder) or ``none``. With ``latent_dim`` the targets are
+    BatchNorm outputs, not layer-normed, so ``layer`` leaves an error floor (measured on
+    IceRoom: about twice the change between two frames, docs/world_latent.md)."""
 
     @property
     def action_dim(self) -> int:
@@ -98,6 +106,8 @@ class WorldModel(nn.Module):
         generator: torch.Generator | None = None,
     ):
         super().__init__()
+        if spec.pred_norm not in ("layer", "none"):
+            raise ValueError(f"pred_norm must be 'layer' or 'none', got {spec.pred_norm!r}")
         if predictor.action_dim != spec.action_dim * spec.frameskip:
             raise ValueError(
                 f"predictor action_dim {predictor.action_dim} != env action dim "
@@ -173,6 +183,8 @@ class WorldModel(nn.Module):
         exp: float = 1.0,
         sigreg_weight: float = 0.0,
         sigreg_generator: torch.Generator | None = None,
+        latent_relax: float = 0.0,
+        router_weight: float = 1.0,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Training objective of one window batch: (loss, detached terms).
 
@@ -183,14 +195,32 @@ class WorldModel(nn.Module):
         ``actions`` [B, W-1, r*A] model actions in env units, ``states`` [B, W, S] or None. See
         :func:`vjepa.world.losses.world_losses`. ``sigreg_weight`` > 0 adds SIGReg
         (vjepa.jepa.losses.sigreg_loss, LeJEPA / LeWM) on the latents of every frame of the
-        batch, directions drawn from ``sigreg_generator``.
+        batch, directions drawn from ``sigreg_generator``. A model with codes (a discrete
+        latent) trains by winner-take-all over its codes (``latent_relax``: the weight of the
+        mean over codes beside the minimum) plus ``router_weight`` x the router's cross-entropy
+        (vjepa.world.latent.latent_world_losses; the ``router`` term).
         """
         if (latents is None) == (frames is None):
             raise ValueError("pass exactly one of latents (encoded windows) or frames (uint8)")
         z = latents if frames is None else self.encode_train(frames)  # [B, W, N, D]
-        tf, ar = world_losses(self.step, z, actions, states, rollout_steps=rollout_steps, exp=exp)
-        terms = {"teacher_forcing": tf.detach()}
-        loss = tf
+        if self.codes:
+            tf, ar, router = latent_world_losses(
+                self.step_all,
+                z,
+                actions,
+                states,
+                rollout_steps=rollout_steps,
+                exp=exp,
+                relax=latent_relax,
+            )
+            terms = {"teacher_forcing": tf.detach(), "router": router.detach()}
+            loss = tf + router_weight * router
+        else:
+            tf, ar = world_losses(
+                self.step, z, actions, states, rollout_steps=rollout_steps, exp=exp
+            )
+            terms = {"teacher_forcing": tf.detach()}
+            loss = tf
         if ar is not None:
             terms["rollout"] = ar.detach()
             loss = loss + rollout_weight * ar
@@ -264,10 +294,31 @@ class WorldModel(nn.Module):
         """Model actions in env units [.., r*A] -> [-1, 1] per dim (the predictor's input scale)."""
         return (actions - self.action_center) / self.action_half
 
-    def step(self, z: Tensor, actions: Tensor, states: Tensor | None = None) -> Tensor:
-        """One predictor pass: [B,T,N,D] + model actions [B,T,r*A] -> layer-normed next maps."""
-        out = self.predictor(z, self.normalize_actions(actions), states)
-        return F.layer_norm(out, (out.shape[-1],))
+    def out_norm(self, out: Tensor) -> Tensor:
+        """The predictor's output normalised by ``spec.pred_norm``."""
+        return F.layer_norm(out, (out.shape[-1],)) if self.spec.pred_norm == "layer" else out
+
+    @property
+    def codes(self) -> int:
+        """K, the codes of the discrete latent (0: a deterministic model)."""
+        return self.predictor.codes
+
+    def step(
+        self, z: Tensor, actions: Tensor, states: Tensor | None = None, codes: Tensor | None = None
+    ) -> Tensor:
+        """One predictor pass: [B,T,N,D] + model actions [B,T,r*A] -> layer-normed next maps
+        (a model with codes: the maps of ``codes`` long [B, T])."""
+        out = self.predictor(z, self.normalize_actions(actions), states, codes)
+        return self.out_norm(out)
+
+    def step_all(
+        self, z: Tensor, actions: Tensor, states: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """A model with codes: (layer-normed next maps of every code [B, T, K, N, D], router
+        logits [B, T, K]) from one transformer pass."""
+        h = self.predictor.features(z, self.normalize_actions(actions), states)  # [B,T,N,W]
+        out = self.predictor.decode_all(h)  # [B, T, K, N, D]
+        return self.out_norm(out), self.predictor.route(h)
 
     def rollout(
         self,
@@ -276,6 +327,8 @@ class WorldModel(nn.Module):
         states: Tensor | None = None,
         *,
         past_actions: Tensor | None = None,
+        codes: Tensor | None = None,
+        uniforms: Tensor | None = None,
     ) -> Tensor:
         """Context latents [B, Tc, N, D] + future env actions [B, r*H, A] -> [B, H, N, D].
 
@@ -283,6 +336,10 @@ class WorldModel(nn.Module):
         ``actions[:, 0]`` is taken at the last context frame. With Tc > 1, ``past_actions``
         [B, r*(Tc-1), A] are the env actions between the context frames. A model with a state
         token needs ``states`` [B, Tc+H-1, S] for every model step it is conditioned on.
+
+        A model with codes takes the code of each step from ``codes`` long [B, H], or draws it
+        from the router's probabilities at that step with ``uniforms`` [B, H] in [0, 1)
+        (inverse CDF: one future sampled per row), else takes the router's most likely code.
         """
         B, Tc = z.shape[:2]
         actions = self.macro_actions(actions)  # [B, H, r*A]
@@ -299,11 +356,14 @@ class WorldModel(nn.Module):
                 f"this world model was trained with a state token: pass states [B, {Tc + H - 1}, S]"
             )
         ctx, L = z, self.context_frames
-        for _ in range(H):
+        for h in range(H):
             t = ctx.shape[1]  # frames known so far; the last one is frame t-1
             lo = max(0, t - L)
             s = states[:, lo:t] if self.predictor.state_dim else None
-            nxt = self.step(ctx[:, lo:t], acts[:, lo:t], s)[:, -1:]  # [B, 1, N, D]
+            if self.codes:
+                nxt = coded_step(self, ctx[:, lo:t], acts[:, lo:t], s, h, codes, uniforms)
+            else:
+                nxt = self.step(ctx[:, lo:t], acts[:, lo:t], s)[:, -1:]  # [B, 1, N, D]
             ctx = torch.cat([ctx, nxt], dim=1)
         return ctx[:, Tc:]  # [B, H, N, D]
 
@@ -333,12 +393,21 @@ class WorldModel(nn.Module):
     # -- planning ----------------------------------------------------------------------------
 
     def plan_cost(
-        self, obs: Tensor | np.ndarray, goal_obs: Tensor | np.ndarray, energy: str
+        self,
+        obs: Tensor | np.ndarray,
+        goal_obs: Tensor | np.ndarray,
+        energy: str,
+        pcfg: PlanConfig | None = None,
     ) -> Cost:
         """The energy ``vjepa plan`` minimises from frame ``obs`` to frame ``goal_obs`` (uint8
-        [H, W, 3]): env action sequences [M, r*H, A] -> [M] (``energy``: ``plan.energy``)."""
+        [H, W, 3]): env action sequences [M, r*H, A] -> [M] (``energy``: ``plan.energy``; a
+        model with codes: ``pcfg``'s plan.risk, plan.cvar_alpha and plan.futures)."""
         obs, goal_obs = np.asarray(obs), np.asarray(goal_obs)
-        return ModelCost(self, energy, self.device)(obs, None, goal_obs, None)
+        p = pcfg if pcfg is not None else PlanConfig()
+        builder = ModelCost(
+            self, energy, self.device, risk=p.risk, alpha=p.cvar_alpha, futures=p.futures
+        )
+        return builder(obs, None, goal_obs, None)
 
     @torch.no_grad()
     def plan(
@@ -360,7 +429,7 @@ class WorldModel(nn.Module):
         pcfg = pcfg if pcfg is not None else PlanConfig()
         gen = generator if generator is not None else torch.Generator(self.device).manual_seed(0)
         low, high = self.action_low.to(self.device), self.action_high.to(self.device)
-        cost = self.plan_cost(obs, goal_obs, pcfg.energy)
+        cost = self.plan_cost(obs, goal_obs, pcfg.energy, pcfg)
         return plan_actions(cost, pcfg, low, high, init, generator=gen)  # [H, A]
 
 
@@ -386,6 +455,7 @@ def build_world_model(
     width: int,
     depth: int,
     heads: int,
+    codes: int = 0,
     generator: torch.Generator | None = None,
 ) -> WorldModel:
     """A fresh predictor for ``encoder``'s token map and ``spec``'s action / state sizes."""
@@ -399,6 +469,7 @@ def build_world_model(
         grid_hw=(side, side),
         action_dim=spec.action_dim * spec.frameskip,
         state_dim=spec.state_dim,
+        codes=codes,
         generator=generator,
     )
     return WorldModel(encoder, predictor, spec, generator=generator)

@@ -9,6 +9,10 @@ that is not deterministic), both moving from task to task (pure numpy).
   agent ``SLIP_STEPS`` extra steps in the same direction. The same frame and action then have
   two futures, which a deterministic predictor can only average. With lava, the ice rings the
   pool: cutting close past the lava over ice is a gamble that a risk-aware planner avoids.
+  The real steps draw their slips from a generator of their own, seeded at every reset (from
+  the reset's seed, or from the state it restores), so an episode from a given start slips the
+  same way in every run and for every planner; batched ``step_states`` calls (the oracle's
+  imagined rollouts) draw from another one and never consume the real world's coins.
 
 The state is ``(x, y, lava_x, lava_y, lava_r, ice_x, ice_y, ice_r)`` (a radius 0: absent), so
 ``reset(options={"state": s})`` restores the scene. Frames: a light floor, a blue-white ice
@@ -55,6 +59,19 @@ class PatchRoomEnv(PlanarEnv):
         self.lava, self.ice, self.slip_prob = bool(lava), bool(ice), float(slip_prob)
         start, _ = self._task(np.random.default_rng(0))
         super().__init__(start, **planar)
+        self._coins = np.random.default_rng(0)  # the real steps' slips (reseeded by reset)
+        self._imagined = np.random.default_rng(1)  # step_states without rng (the oracle)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        obs, info = super().reset(seed=seed, options=options)
+        if options and "state" in options:  # the coins follow the restored state (and seed)
+            words = np.frombuffer(self._state.astype(np.float32).tobytes(), np.uint32)
+            self._coins = np.random.default_rng([*words.tolist(), *([seed] if seed else [])])
+        else:
+            self._coins = np.random.default_rng(self.np_random.integers(1 << 63))
+        return obs, info
 
     # -- tasks ----------------------------------------------------------------------------------
 
@@ -105,6 +122,14 @@ class PatchRoomEnv(PlanarEnv):
         s = np.asarray(states, dtype=np.float64).reshape(-1, self.state_dim)
         return np.hypot(s[:, 0] - s[:, 5], s[:, 1] - s[:, 6]) < s[:, 7]
 
+    def stochastic_states(self, states: np.ndarray) -> np.ndarray:
+        """True [N] where the next step may branch (on the ice, when a slip is neither
+        impossible nor certain): the steps where a prediction is checked against its branches."""
+        s = np.asarray(states, dtype=np.float64).reshape(-1, self.state_dim)
+        if not (self.ice and 0.0 < self.slip_prob < 1.0):
+            return np.zeros(len(s), dtype=bool)
+        return self.on_ice(s)
+
     def violation_states(self, states: np.ndarray) -> np.ndarray:
         """True [N] where the agent's centre is in the lava (the forbidden states)."""
         s = np.asarray(states, dtype=np.float64).reshape(-1, self.state_dim)
@@ -117,16 +142,19 @@ class PatchRoomEnv(PlanarEnv):
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """Next states [N, 8] from states [N, 8] and actions [N, 2]. On ice a move slips with
-        probability ``slip_prob`` (draws from ``rng``, else the env's own generator)."""
+        probability ``slip_prob`` (draws from ``rng``, else the imagined rollouts' generator)."""
         s = np.asarray(states, dtype=np.float64)
         move = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0) * self.max_step
         if self.ice and self.slip_prob > 0:
-            gen = self.np_random if rng is None else rng
+            gen = self._imagined if rng is None else rng
             slips = self.on_ice(s) & (gen.random(len(s)) < self.slip_prob)  # [N]
             move = move * (1.0 + SLIP_STEPS * slips[:, None])
         out = s.copy()
         out[:, :2] = np.clip(s[:, :2] + move, AGENT_RADIUS, 1.0 - AGENT_RADIUS)
         return out.astype(np.float32)
+
+    def _next_state(self, action: np.ndarray) -> np.ndarray:
+        return self.step_states(self._state[None], action, rng=self._coins)[0]  # real coins
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = super().step(action)

@@ -140,8 +140,12 @@ class PlanarEnv(gym.Env):
         action = np.asarray(action, dtype=np.float32).reshape(1, -1)
         if action.shape[1] != 2:
             raise ValueError(f"{type(self).__name__} actions have 2 values, got {action.shape[1]}")
-        self._state = self.step_states(self._state[None], action)[0]
+        self._state = self._next_state(action)
         return self._state.copy(), 0.0, False, False, {}
+
+    def _next_state(self, action: np.ndarray) -> np.ndarray:
+        """The state [S] after ``action`` [1, 2] from the current one (a real step)."""
+        return self.step_states(self._state[None], action)[0]
 
     def get_state(self) -> np.ndarray:
         return self._state.copy()

@@ -11,6 +11,18 @@ Positions are 3D RoPE (vjepa.models.layers): a frame token at (t, h, w) of the t
 the action / state tokens of step t at (t, 0, 0). A zero angle is the identity, so the
 conditioning tokens are rotated in time only, as in the reference ``ACRoPEAttention``.
 Action and state embeddings are linear.
+
+**A discrete latent** (``codes`` = K > 0, ``world.latent: discrete``): the predictor also takes
+a code k in 0..K-1 per step, the latent variable z of a world that is not deterministic. The
+code enters after the transformer, in the output head of its own step: the normed output
+features h_t of frame t's tokens become ``h_t + code_mlp([h_t, e_k])`` before the projection,
+so the code of step t changes the prediction of frame t+1 and nothing else (later steps see it
+only through that predicted frame in a rollout), one transformer pass serves all K codes
+(:meth:`ACPredictor.decode_all`), and z carries at most log2 K bits per step. A **router**
+(:meth:`ACPredictor.route`: a two-layer MLP on the token mean of h_t, which has seen the
+current latent, the action and the context) predicts which code wins; its input is detached,
+so it never shapes the prediction. With ``codes`` = 0 none of this exists and the predictor is
+the deterministic one, weight for weight.
 """
 
 from __future__ import annotations
@@ -66,6 +78,7 @@ class ACPredictor(nn.Module):
         action_dim: int,
         state_dim: int = 0,
         mlp_ratio: float = 4.0,
+        codes: int = 0,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
@@ -73,6 +86,8 @@ class ACPredictor(nn.Module):
             raise ValueError(f"predictor width {width} is not divisible by heads {heads}")
         if action_dim < 1:
             raise ValueError(f"action_dim must be >= 1, got {action_dim}")
+        if codes == 1 or codes < 0:
+            raise ValueError(f"a discrete latent needs >= 2 codes (0: none), got {codes}")
         self.embed_dim = embed_dim
         self.width = width
         self.num_heads = heads
@@ -81,6 +96,7 @@ class ACPredictor(nn.Module):
         self.action_dim = action_dim
         self.state_dim = state_dim
         self.cond_tokens = 2 if state_dim else 1
+        self.codes = int(codes)
 
         self.predictor_embed = nn.Linear(embed_dim, width)
         self.action_encoder = nn.Linear(action_dim, width)
@@ -88,11 +104,21 @@ class ACPredictor(nn.Module):
         add_predictor_stack(
             self, embed_dim=embed_dim, width=width, depth=depth, heads=heads, mlp_ratio=mlp_ratio
         )
+        if self.codes:  # registered after the stack: its init draws come after the stack's
+            self.code_embed = nn.Embedding(self.codes, width)
+            self.code_mlp = nn.Sequential(
+                nn.Linear(2 * width, width), nn.GELU(), nn.Linear(width, width)
+            )
+            self.router = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, codes))
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Reference init: trunc-normal 0.02, depth rescaling (seed 0 when no generator)."""
         init_predictor(self, generator)
+        if self.codes:  # distinct code embeddings (an Embedding is not touched by the init)
+            gen = generator if generator is not None else torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                self.code_embed.weight.normal_(0.0, 1.0, generator=gen)
 
     @property
     def tokens_per_frame(self) -> int:
@@ -113,9 +139,38 @@ class ACPredictor(nn.Module):
             "grid_hw": list(self.grid_hw),
             "action_dim": self.action_dim,
             "state_dim": self.state_dim,
-        }
+        } | ({"codes": self.codes} if self.codes else {})
 
-    def forward(self, z: Tensor, actions: Tensor, states: Tensor | None = None) -> Tensor:
+    def forward(
+        self, z: Tensor, actions: Tensor, states: Tensor | None = None, codes: Tensor | None = None
+    ) -> Tensor:
+        """Predictions [B, T, N, D]; a predictor with codes needs ``codes`` long [B, T]."""
+        h = self.features(z, actions, states)  # [B, T, N, W]
+        if not self.codes:
+            return self.predictor_proj(h)
+        return self.decode(h, codes)
+
+    def decode(self, h: Tensor, codes: Tensor | None) -> Tensor:
+        """Features [B, T, N, W] + codes long [B, T] -> predictions [B, T, N, D]."""
+        if codes is None or codes.shape != h.shape[:2]:
+            got = None if codes is None else tuple(codes.shape)
+            raise ValueError(f"this predictor has {self.codes} codes: pass codes [B, T], got {got}")
+        e = self.code_embed(codes)[:, :, None].expand_as(h)  # [B, T, N, W]
+        return self.predictor_proj(h + self.code_mlp(torch.cat([h, e], -1)))
+
+    def decode_all(self, h: Tensor) -> Tensor:
+        """Features [B, T, N, W] -> the predictions of every code [B, T, K, N, D]."""
+        hk = h[:, :, None].expand(-1, -1, self.codes, -1, -1)  # [B, T, K, N, W]
+        e = self.code_embed.weight[None, None, :, None].expand_as(hk)  # [B, T, K, N, W]
+        return self.predictor_proj(hk + self.code_mlp(torch.cat([hk, e], -1)))
+
+    def route(self, h: Tensor) -> Tensor:
+        """Router logits [B, T, K] from features [B, T, N, W] (detached: the router learns the
+        winning code without shaping the prediction)."""
+        return self.router(h.detach().mean(2))
+
+    def features(self, z: Tensor, actions: Tensor, states: Tensor | None = None) -> Tensor:
+        """The normed output features [B, T, N, W] of the frame tokens (before the projection)."""
         B, T, N, _ = z.shape
         if N != self.tokens_per_frame:
             raise ValueError(f"expected {self.tokens_per_frame} tokens per frame, got {N}")
@@ -138,4 +193,4 @@ class ACPredictor(nn.Module):
         mask = block_causal_mask(T, K, z.device)  # [L, L]
         x = run_blocks(self.predictor_blocks, x, rope, False, mask)  # [B, T*(C+N), W]
         x = x.view(B, T, K, -1)[:, :, self.cond_tokens :]  # [B, T, N, W]: frame tokens only
-        return self.predictor_proj(self.predictor_norm(x))  # [B, T, N, D]
+        return self.predictor_norm(x)  # [B, T, N, W]

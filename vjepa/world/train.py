@@ -28,9 +28,10 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -41,6 +42,7 @@ from vjepa.train.loop import run_training
 from vjepa.train.task import StepOutput, Task
 from vjepa.world.hazard import fit_hazard, hazard_metrics, save_hazard
 from vjepa.world.io import WORLD_FILE, load_world_model, random_encoder, world_description
+from vjepa.world.latent import fit_codebook, prediction_checks, step_flags
 from vjepa.world.model import WorldModel, WorldSpec, build_world_model
 from vjepa.world.trajectories import (
     Trajectory,
@@ -49,6 +51,11 @@ from vjepa.world.trajectories import (
     gather_windows,
     read_trajectories,
 )
+
+try:  # the env says where its transitions branch (stochastic_states); gymnasium is optional
+    from vjepa.world.envs import make_env
+except ImportError:  # pragma: no cover - without the world extra: no branch split
+    make_env = None
 
 log = logging.getLogger("vjepa.world")
 
@@ -75,6 +82,7 @@ class _Prepared:
     val: list[Trajectory]
     encoder: nn.Module
     spec: WorldSpec
+    val_states: list[np.ndarray | None] | None = None  # held-out states [T, S] (for checks)
     series: list[torch.Tensor] | None = None  # per trajectory, made on first use: latents
     # [T, N, D] (frozen encoder) or uint8 frames [T, H, W, 3] (end to end)
 
@@ -86,6 +94,7 @@ def prepare(cfg: Config) -> _Prepared:
         cfg.data.shards,
         decoder=cfg.data.decoder,
         need_states=w.use_state,
+        keep_states=w.val_episodes > 0,  # the held-out states say where the env branches
         limit=w.max_trajectories,
         retry=cfg.data.retry,
     )
@@ -93,6 +102,9 @@ def prepare(cfg: Config) -> _Prepared:
         raise ValueError(
             f"world.val_episodes={w.val_episodes} leaves no training trajectory of {len(trajs)}"
         )
+    val_states = [t.states for t in trajs[len(trajs) - w.val_episodes :]] if w.val_episodes else []
+    if not w.use_state:  # kept for the held-out states only: the model never sees them
+        trajs = [replace(t, states=None) for t in trajs]
     val = trajs[len(trajs) - w.val_episodes :] if w.val_episodes else []
     train = trajs[: len(trajs) - w.val_episodes]
     encoder = build_encoder(cfg)
@@ -108,6 +120,7 @@ def prepare(cfg: Config) -> _Prepared:
         frameskip=w.frameskip,
         energy_blur=w.energy_blur,
         latent_dim=w.latent_dim,
+        pred_norm=w.pred_norm,
         action_low=low,
         action_high=high,
         state_dim=int(train[0].states.shape[1]) if w.use_state else 0,
@@ -115,7 +128,7 @@ def prepare(cfg: Config) -> _Prepared:
         encoder_source=w.encoder,
         extra={"trajectories": len(train), "shards": cfg.data.shards},
     )
-    return _Prepared(train, val, encoder, spec)
+    return _Prepared(train, val, encoder, spec, val_states)
 
 
 def _model(cfg: Config, prep: _Prepared) -> WorldModel:
@@ -126,6 +139,7 @@ def _model(cfg: Config, prep: _Prepared) -> WorldModel:
         width=cfg.world.pred_width,
         depth=cfg.world.pred_depth,
         heads=cfg.world.pred_heads,
+        codes=cfg.world.latent_codes if cfg.world.latent == "discrete" else 0,
         generator=gen,
     )
 
@@ -175,6 +189,8 @@ def _forward(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -
         sigreg_generator=torch.Generator().manual_seed(
             cfg.run.seed * 1_000_003 + int(batch.get("index", 0))
         ),
+        latent_relax=cfg.world.latent_relax,
+        router_weight=cfg.world.router_weight,
     )
     return StepOutput(loss=loss, terms=terms)
 
@@ -226,6 +242,9 @@ def train_hazard(cfg: Config, model: WorldModel, prep: _Prepared, run_dir: Path)
     w = cfg.world
     if not w.hazard_steps or not any(t.violations is not None for t in prep.trajs):
         return {}
+    if not any(t.violations is not None and t.violations.any() for t in prep.trajs):
+        log.info("no hazard head: the training trajectories never report a violation")
+        return {"hazard_positives": 0}
     with torch.no_grad():
         latents = encode_trajectories(model, prep.trajs)  # [T, N, D] each
     head = fit_hazard(
@@ -243,6 +262,53 @@ def train_hazard(cfg: Config, model: WorldModel, prep: _Prepared, run_dir: Path)
     return hazard_metrics(head, val_latents, [t.violations for t in prep.val], 0.5)
 
 
+def _stochastic_flags(
+    trajs: list[Trajectory], states: list[np.ndarray | None] | None
+) -> list[np.ndarray] | None:
+    """Per trajectory, bool [T]: the frames from which the env's next step may branch (its
+    optional ``stochastic_states(states [N, S]) -> [N] bool``); None when the env of the
+    trajectories cannot be made here, has no such method, or a trajectory has no states."""
+    spec = str(trajs[0].meta.get("env", "")) if trajs else ""
+    if make_env is None or not spec or not states or any(s is None for s in states):
+        return None
+    try:
+        env = make_env(spec)
+    except Exception as err:  # a DROID set, an env file that is not here: no split
+        log.info("no branch split in val.json: env %r not available (%s)", spec, err)
+        return None
+    fn = getattr(env.unwrapped, "stochastic_states", None)
+    return None if fn is None else [np.asarray(fn(s), dtype=bool) for s in states]
+
+
+@torch.no_grad()
+def latent_checks(cfg: Config, model: WorldModel, prep: _Prepared, chunk: int = 256) -> dict:
+    """vjepa.world.latent.prediction_checks on every window of the held-out trajectories
+    (seeded order), with the codebook control fitted to frames of the training trajectories."""
+    w = cfg.world
+    span = (w.window - 1) * w.frameskip + 1
+    val = encode_trajectories(model, prep.val)
+    pairs = [(i, f) for i, t in enumerate(prep.val) for f in range(len(t.frames) - span + 1)]
+    if not pairs:
+        return {}
+    order = np.random.default_rng(cfg.run.seed).permutation(len(pairs))
+    pairs = [pairs[j] for j in order]
+    flags = _stochastic_flags(prep.val, prep.val_states)
+    windows, branch = [], [] if flags is not None else None
+    for lo in range(0, len(pairs), chunk):
+        idx, first = (np.array(v) for v in zip(*pairs[lo : lo + chunk]))
+        windows.append(
+            gather_windows(val, prep.val, idx, first, window=w.window, frameskip=w.frameskip)
+        )
+        if branch is not None:
+            steps = [step_flags(flags[i], f, w.window, w.frameskip) for i, f in zip(idx, first)]
+            branch.append(torch.from_numpy(np.stack(steps)))
+    train = torch.cat(encode_trajectories(model, prep.trajs[:64]))  # [M, N, D]
+    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.run.seed))
+    codebook = fit_codebook(train[pick[:4096]], max(model.codes, 1), seed=cfg.run.seed)
+    report = prediction_checks(model, windows, branch, codebook, seed=cfg.run.seed)
+    return {f"val_{k}": v for k, v in report.items()}
+
+
 def world_train(cfg: Config) -> Path:
     """Run (or resume) world-model training into ``cfg.run.dir``; returns the run folder."""
     expand_urls(cfg.data.shards)  # a wrong shard path fails here, before the run folder exists
@@ -253,7 +319,8 @@ def world_train(cfg: Config) -> Path:
     run_training(cfg, world_task(cfg, prep))
     hazard = train_hazard(cfg, load_world_model(run_dir), prep, run_dir)
     if prep.val:
-        report = validation_loss(cfg, load_world_model(run_dir), prep) | hazard
+        model = load_world_model(run_dir)
+        report = validation_loss(cfg, model, prep) | hazard | latent_checks(cfg, model, prep)
         _write_json_atomic(run_dir / "val.json", report)
         log.info("validation: %s", report)
     return run_dir

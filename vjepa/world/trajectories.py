@@ -170,11 +170,15 @@ def read_trajectories(
     *,
     decoder: str,
     need_states: bool = False,
+    keep_states: bool = False,
     limit: int = 0,
     errors: DataErrors | None = None,
     retry: RetryConfig | None = None,
 ) -> list[Trajectory]:
     """Every good trajectory of ``shards`` (in shard order), at most ``limit`` (0: all).
+
+    States are dropped unless ``need_states`` (then a trajectory without them is skipped) or
+    ``keep_states`` (kept where present, never checked: for evaluation only).
 
     All trajectories must share the action (and state) dimension of the first good one; the
     others are skipped as ``action_dim_mismatch``. No good trajectory at all is a DataError
@@ -183,9 +187,9 @@ def read_trajectories(
     errors = errors if errors is not None else DataErrors(where="[world data] ")
     out: list[Trajectory] = []
     for traj in iter_trajectories(shards, decoder, errors, retry):  # the one trajectory reader
-        if not need_states:
+        if not (need_states or keep_states):
             traj = replace(traj, states=None)
-        elif traj.states is None:
+        elif need_states and traj.states is None:
             errors.count(
                 "missing_states", traj.key, f"no {traj.key}.states.npy (world.use_state=true)"
             )
@@ -198,7 +202,7 @@ def read_trajectories(
                 f"{out[0].actions.shape[1]}-d",
             )
             continue
-        if out and traj.states is not None and traj.states.shape[1] != out[0].states.shape[1]:
+        if need_states and out and traj.states.shape[1] != out[0].states.shape[1]:
             errors.count("state_dim_mismatch", traj.key, f"{traj.states.shape[1]}-d states")
             continue
         out.append(traj)

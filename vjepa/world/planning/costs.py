@@ -8,7 +8,13 @@ frame and state, the goal frame and state) and returns the :data:`Cost` of that 
 - :class:`OracleCost`: the true simulator's goal distance along the sequence (it bounds what
   planning can do);
 - :func:`reduce_energy`: per-step energies -> one per sequence (``plan.energy``: ``final``,
-  ``sum`` or ``min`` over the horizon).
+  ``sum`` or ``min`` over the horizon);
+- a world model with a discrete latent (``world.latent: discrete``, K codes): each sequence is
+  rolled out along M = ``plan.futures`` (default K) code sequences (:class:`Futures`: the codes
+  drawn step by step from the model's router, on Latin-hypercube uniforms that every candidate
+  of a replan shares, so candidates are compared on the same draws), each future gets the same
+  energy as above, and :func:`risk_reduce` turns the M energies into one (``plan.risk``: their
+  mean, CVaR of the worst ``plan.cvar_alpha`` share, or the worst).
 
 ``vjepa plan``, its plots and ``WorldModel.plan`` all score sequences with these; guardrail
 terms (hazards, action size, smoothness) join here.
@@ -16,6 +22,7 @@ terms (hazards, action size, smoothness) join here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vjepa.world.latent import latin_uniforms
 from vjepa.world.planning.planners import Cost
 
 if TYPE_CHECKING:
@@ -41,16 +49,80 @@ def reduce_energy(per_step: Tensor, energy: str) -> Tensor:
     return per_step.sum(1)
 
 
+def risk_reduce(energy: Tensor, risk: str, alpha: float = 1.0) -> Tensor:
+    """[N, M] energies of M equally likely futures -> [N]: the ``mean``, ``cvar`` (the mean of
+    the worst ceil(alpha * M) of them) or the ``worst``."""
+    if risk == "mean":
+        return energy.mean(1)
+    if risk == "worst":
+        return energy.max(1).values
+    if risk == "cvar":
+        k = max(1, math.ceil(alpha * energy.shape[1] - 1e-9))
+        return energy.topk(k, dim=1).values.mean(1)
+    raise ValueError(f"plan.risk must be mean, cvar or worst, got {risk!r}")
+
+
+class Futures:
+    """The M futures per action sequence of a world model with codes (see the module doc).
+
+    ``new_replan()`` draws fresh uniforms on the next rollout (one set per replan, shared by
+    every candidate of its search); a deterministic model has one future, its rollout.
+    """
+
+    def __init__(self, model: Any, futures: int = 0, seed: int = 0) -> None:
+        self.model = model
+        self.codes = int(getattr(model, "codes", 0))
+        self.m = (futures or self.codes) if self.codes else 1
+        self.gen = torch.Generator().manual_seed(seed)
+        self._u: Tensor | None = None
+
+    def new_replan(self) -> None:
+        self._u = None
+
+    def rollout(self, z0: Tensor, seqs: Tensor) -> Tensor:
+        """Context [1, Tc, Ntok, D] + sequences [N, H, A] -> predicted maps [N * M, S, Ntok, D]
+        (sequence-major: rows n*M .. n*M+M-1 are the futures of sequence n)."""
+        n = seqs.shape[0]
+        if not self.codes:
+            return self.model.rollout(z0.expand(n, *z0.shape[1:]), seqs)
+        steps = seqs.shape[1] // int(getattr(self.model, "frameskip", 1))
+        if self._u is None or self._u.shape[1] != steps:
+            self._u = latin_uniforms(self.m, steps, self.gen).to(seqs.device)  # [M, S]
+        z = z0.expand(n * self.m, *z0.shape[1:])
+        return self.model.rollout(
+            z, seqs.repeat_interleave(self.m, 0), uniforms=self._u.repeat(n, 1)
+        )
+
+    def reduce(self, energy: Tensor, risk: str, alpha: float) -> Tensor:
+        """Energies [N * M] of :meth:`rollout`'s futures -> [N] by ``risk``."""
+        if self.m == 1 and not self.codes:
+            return energy
+        return risk_reduce(energy.view(-1, self.m), risk, alpha)
+
+
 class ModelCost:
     """Energies from a world model: L1 between predicted latents and the goal image's latents.
 
     Codes to the WorldModel contract (vjepa/world/model.py): ``encode`` uint8 frames
     [B, T, H, W, 3] -> latents [B, T, N, D]; ``rollout(z, actions)`` -> [B, H, N, D];
-    ``energy(z_pred [B, N, D], z_goal [1, N, D]) -> [B]``. States are not used.
+    ``energy(z_pred [B, N, D], z_goal [1, N, D]) -> [B]``. States are not used. A model with
+    ``codes`` > 0 is rolled out along ``futures`` code sequences per action sequence and its
+    energies reduced by ``risk`` / ``alpha`` (:class:`Futures`, :func:`risk_reduce`).
     """
 
-    def __init__(self, model: Any, energy: str, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: Any,
+        energy: str,
+        device: torch.device,
+        *,
+        risk: str = "mean",
+        alpha: float = 1.0,
+        futures: int = 0,
+    ) -> None:
         self.model, self.energy, self.device = model, energy, device
+        self.risk, self.alpha = risk, alpha
+        self.futures = Futures(model, futures)
         self._goal_key: int | None = None
         self._z_goal: Tensor | None = None
 
@@ -65,18 +137,21 @@ class ModelCost:
             self._goal_key, self._z_goal = key, self._encode(goal_frame)[:, 0]  # [1, N, D]
         z0 = self._encode(frame)  # [1, 1, N, D]
         z_goal = self._z_goal
+        self.futures.new_replan()
 
         @torch.no_grad()
         def cost(seqs: Tensor) -> Tensor:  # [N, H, A] -> [N]
-            z = z0.expand(seqs.shape[0], *z0.shape[1:])  # [N, 1, Ntok, D]
-            # [N, H / r, Ntok, D]: one latent map per model step (r = the model's frameskip)
-            pred = self.model.rollout(z, seqs)
+            # [N * M, H / r, Ntok, D]: one latent map per model step (r = the model's
+            # frameskip) of each of the M futures (M = 1 without codes)
+            pred = self.futures.rollout(z0, seqs)
             if self.energy == "final":
-                return self.model.energy(pred[:, -1], z_goal)  # [N]
-            per_step = torch.stack(
-                [self.model.energy(pred[:, t], z_goal) for t in range(pred.shape[1])], 1
-            )  # [N, H / r]
-            return reduce_energy(per_step, self.energy)
+                energy = self.model.energy(pred[:, -1], z_goal)  # [N * M]
+            else:
+                per_step = torch.stack(
+                    [self.model.energy(pred[:, t], z_goal) for t in range(pred.shape[1])], 1
+                )  # [N * M, H / r]
+                energy = reduce_energy(per_step, self.energy)
+            return self.futures.reduce(energy, self.risk, self.alpha)  # [N]
 
         return cost
 

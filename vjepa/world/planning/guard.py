@@ -19,6 +19,12 @@ step as violating (the planners keep it out of the elite set while a safe one ex
 by dual ascent after every replan (``update``) while the chosen plan's worst hazard exceeds the
 threshold (falls, down to 0, while it stays below), plus the augmented quadratic term
 ``plan.guard_dual_lr / 2 x sum relu(hazard - threshold)^2``. The multiplier restarts per goal.
+
+A world model with a discrete latent: every term is computed on each of the sequence's futures
+(vjepa.world.planning.costs.Futures) and the futures' energies reduced by ``plan.risk``; in
+reject mode a sequence violates when the same risk measure of its futures' violation
+indicators exceeds 1/2 (mean: most futures violate; worst: any does); the dual ascent reads the
+worst hazard over the chosen plan's futures.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from vjepa.config import PlanConfig
 from vjepa.errors import UsageError
 from vjepa.world.envs import action_bounds
 from vjepa.world.hazard import load_hazard
-from vjepa.world.planning.costs import reduce_energy
+from vjepa.world.planning.costs import Futures, reduce_energy
 from vjepa.world.planning.planners import Cost
 
 if TYPE_CHECKING:
@@ -112,6 +118,7 @@ class GuardedModelCost:
         self.model, self.pcfg, self.device = model, pcfg, device
         self.hazard = hazard.to(device) if hazard is not None else None
         self.guard = Guard(pcfg, low, high)
+        self.futures = Futures(model, pcfg.futures)
         self._z_goal: Tensor | None = None
         self._z0: Tensor | None = None
         self._z_forbidden = None if forbidden is None or not len(forbidden) else forbidden
@@ -149,16 +156,24 @@ class GuardedModelCost:
                 self._z_forbidden = self._encode(self._z_forbidden)  # [F, N, D]
         self._z0 = self._encode(frame[None])[None]  # [1, 1, N, D]
         z0 = self._z0
+        self.futures.new_replan()
+        fut, p = self.futures, self.pcfg
 
         @torch.no_grad()
         def cost(seqs: Tensor) -> Tensor | tuple:  # [N, H, A] -> [N] (, violating [N])
-            z = z0.expand(seqs.shape[0], *z0.shape[1:])  # [N, 1, Ntok, D]
-            pred = self.model.rollout(z, seqs)  # [N, H / r, Ntok, D]
-            task, hazard = self.per_step(pred)  # [N, S], [N, S] | None
-            energy = reduce_energy(task, self.pcfg.energy)  # [N]
+            pred = fut.rollout(z0, seqs)  # [N * M, H / r, Ntok, D] (M futures, 1 without codes)
+            task, hazard = self.per_step(pred)  # [N * M, S], [N * M, S] | None
+            energy = reduce_energy(task, p.energy)  # [N * M]
             if self._repulsion is not None:
                 energy = energy + self._repulsion
-            return self.guard.combine(energy, hazard, seqs)
+            if fut.m == 1 and not fut.codes:
+                return self.guard.combine(energy, hazard, seqs)
+            out = self.guard.combine(energy, hazard, seqs.repeat_interleave(fut.m, 0))
+            if isinstance(out, tuple):  # reject mode: the risk of the violation indicators
+                e, bad = out
+                risky = fut.reduce(bad.float(), p.risk, p.cvar_alpha) > 0.5
+                return fut.reduce(e, p.risk, p.cvar_alpha), risky
+            return fut.reduce(out, p.risk, p.cvar_alpha)
 
         return cost
 
@@ -167,8 +182,8 @@ class GuardedModelCost:
         """After a replan: dual ascent on the chosen plan [H, A] (lagrangian mode)."""
         if self.pcfg.guard_mode != "lagrangian" or self.hazard is None or self._z0 is None:
             return
-        pred = self.model.rollout(self._z0, plan[None].to(self.device))  # [1, S, Ntok, D]
-        self.guard.ascend(self.hazard.prob(pred)[0])  # [S]
+        pred = self.futures.rollout(self._z0, plan[None].to(self.device))  # [M, S, Ntok, D]
+        self.guard.ascend(self.hazard.prob(pred).amax(0))  # [S]: the worst future per step
 
 
 class GuardedOracleCost:

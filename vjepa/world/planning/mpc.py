@@ -84,8 +84,12 @@ def oracle_cost(env: gym.Env, spec: str, energy: str) -> OracleCost:
 
 
 def model_cost(model: Any, pcfg: PlanConfig, device: torch.device) -> ModelCost:
-    """The cost builder of a world model with ``plan.energy`` (what ``WorldModel.plan`` uses)."""
-    return ModelCost(model, pcfg.energy, device)
+    """The cost builder of a world model with ``plan.energy`` (what ``WorldModel.plan`` uses);
+    a model with a discrete latent: ``plan.futures`` futures per sequence, reduced by
+    ``plan.risk``."""
+    return ModelCost(
+        model, pcfg.energy, device, risk=pcfg.risk, alpha=pcfg.cvar_alpha, futures=pcfg.futures
+    )
 
 
 def check_model_env(model: Any, env: gym.Env, spec: str, pcfg: PlanConfig) -> None:
@@ -350,6 +354,13 @@ def run_plan(cfg: Config) -> dict[str, Any]:
     budget, budget_source = episode_budget(env, pcfg)
     report |= {"max_steps": budget, "max_steps_source": budget_source}
     report |= {"goal_offset": goal_offset, "levels": pcfg.levels}
+    if model is not None and getattr(model, "codes", 0):  # a discrete latent: K and the risk
+        report |= {
+            "latent_codes": int(model.codes),
+            "futures": pcfg.futures or int(model.codes),
+            "risk": pcfg.risk,
+            "cvar_alpha": pcfg.cvar_alpha,
+        }
     if high is not None:
         report |= hierarchy_summary(results[method], results["flat"])
     with open(out / "episodes.jsonl", "w") as f:
