@@ -105,7 +105,9 @@ def spread(runs: dict[int, dict]) -> dict[str, Any]:
         }
     surprise = [runs[s]["surprise"]["pretrained"] for s in sorted(runs) if "surprise" in runs[s]]
     if surprise:
-        out["surprise_pretrained"] = mean_min_max(surprise)  # already in percent (demo_results.json)
+        out["surprise_pretrained"] = mean_min_max(
+            surprise
+        )  # already in percent (demo_results.json)
     return out
 
 
