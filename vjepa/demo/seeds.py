@@ -105,9 +105,8 @@ def spread(runs: dict[int, dict]) -> dict[str, Any]:
         }
     surprise = [runs[s]["surprise"]["pretrained"] for s in sorted(runs) if "surprise" in runs[s]]
     if surprise:
-        out["surprise_pretrained"] = mean_min_max(
-            surprise
-        )  # already in percent (demo_results.json)
+        # already in percent (demo_results.json): no * 100 here
+        out["surprise_pretrained"] = mean_min_max(surprise)
     return out
 
 
