@@ -38,6 +38,7 @@ from torch import nn
 from vjepa.artifacts.encoder import load_encoder
 from vjepa.config import Config
 from vjepa.data.shards import expand_urls
+from vjepa.train.faults import hold_run_folder
 from vjepa.train.loop import run_training
 from vjepa.train.task import StepOutput, Task
 from vjepa.world.hazard import fit_hazard, hazard_metrics, save_hazard
@@ -312,6 +313,11 @@ def latent_checks(cfg: Config, model: WorldModel, prep: _Prepared, chunk: int = 
 def world_train(cfg: Config) -> Path:
     """Run (or resume) world-model training into ``cfg.run.dir``; returns the run folder."""
     expand_urls(cfg.data.shards)  # a wrong shard path fails here, before the run folder exists
+    with hold_run_folder(cfg.run.dir):  # world.json, the loop (nested), hazard head, val.json
+        return _world_train(cfg)
+
+
+def _world_train(cfg: Config) -> Path:
     prep = prepare(cfg)
     run_dir = Path(cfg.run.dir)
     run_dir.mkdir(parents=True, exist_ok=True)
