@@ -46,11 +46,12 @@ def test_one_rank_without_data_stops_every_rank_with_its_line(tmp_path: Path) ->
     )
     took = time.monotonic() - began
     out = done.stdout + done.stderr
-    assert done.returncode != 0, out[-3000:]
+    assert done.returncode == 1, out[-3000:]  # the launcher itself (ChildFailedError)
     line = f"vjepa pretrain: error: cannot read shards ({gone}): [Errno 111] Connection refused"
     ours = [ln for ln in out.splitlines() if ln.startswith("vjepa pretrain: ")]
     assert ours == [line, line], out[-4000:]  # both ranks, the same line, nothing else of ours
-    assert "Traceback" not in out, out[-4000:]
+    # no traceback from a rank (the launcher's own ChildFailedError report names no vjepa file)
+    assert re.search(r'File "[^"]*/vjepa/', out) is None, out[-4000:]
     # every rank exited 2 (the launcher lists each failed rank with its exit code)
     codes = re.findall(r"exitcode\s*:\s*(-?\d+)", out)
     assert codes and set(codes) == {"2"}, out[-4000:]

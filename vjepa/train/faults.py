@@ -15,11 +15,14 @@ under ``data.retry.on_failure: stop``, a stream that ended. The loop fetches the
 before its one per-step collective (vjepa.train.preempt.any_rank_flags), which then also
 says "a rank has no batch"; every rank then calls :func:`raise_data_failure`, which raises
 the first failed rank's one line on every rank (exit 2 for a UsageError) instead of leaving
-the others blocked in the next step's all-reduce.
+the others blocked in the next step's all-reduce. A rank leaving with such an agreed error
+ignores SIGTERM (:func:`exit_despite_sigterm`): torchrun sends it to the ranks still closing
+down once the first has exited, which would turn their exit 2 into -15.
 """
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +34,13 @@ from accelerate.utils import broadcast_object_list, gather_object
 from vjepa.errors import UsageError
 from vjepa.train.runlock import RunLock
 
-__all__ = ["agree_on_failure", "hold_run_folder", "raise_data_failure", "take_run_lock"]
+__all__ = [
+    "agree_on_failure",
+    "exit_despite_sigterm",
+    "hold_run_folder",
+    "raise_data_failure",
+    "take_run_lock",
+]
 
 
 def agree_on_failure(accelerator: Any, error: UsageError | None) -> None:
@@ -101,3 +110,13 @@ def raise_data_failure(accelerator: Any, error: Exception | None) -> NoReturn:
     if usage:
         raise UsageError(message)
     raise RuntimeError(f"rank {rank} stopped: {kind}: {message}")
+
+
+def exit_despite_sigterm() -> None:
+    """Ignore SIGTERM from now on: this rank is on its way out with an error every rank agreed
+    on (exit 2). torchrun SIGTERMs the other ranks as soon as one has exited; without this
+    the slower ranks, still closing their loader workers, would end as -15 instead of 2."""
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to install
+        pass

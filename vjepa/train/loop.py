@@ -55,7 +55,7 @@ from vjepa.errors import UsageError
 from vjepa.train.checkpoint import latest_checkpoint
 from vjepa.train.determinism import run_facts, set_deterministic
 from vjepa.train.evaluation import evaluate, evaluation_due
-from vjepa.train.faults import raise_data_failure, take_run_lock
+from vjepa.train.faults import exit_despite_sigterm, raise_data_failure, take_run_lock
 from vjepa.train.metrics import MetricsLog, health_metrics
 from vjepa.train.optim import build_optimizer
 from vjepa.train.plots import plot_health, plot_loss
@@ -403,6 +403,10 @@ def run_training(cfg: Config, task: Task, *, nan_steps: Collection[int] = ()) ->
     try:
         with lock, Preemption() as preempt:
             return _run(cfg, task, accelerator, nan_steps, preempt)
+    except UsageError:
+        if accelerator.num_processes > 1:  # every rank raises it (agreed): exit 2, not -15
+            exit_despite_sigterm()
+        raise
     finally:
         accelerator.end_training()  # trackers flushed and closed, also after an error
         _reset_accelerate()
