@@ -127,6 +127,15 @@ def test_a_nested_hold_in_one_process_is_the_same_hold(tmp_path: Path) -> None:
     assert not (tmp_path / LOCK_FILE).exists()
 
 
+def test_a_folder_the_lock_made_goes_when_left_empty(tmp_path: Path) -> None:
+    with RunLock(tmp_path / "new", is_main=True):
+        pass
+    assert not (tmp_path / "new").exists()  # a command that stopped early leaves nothing
+    with RunLock(tmp_path / "used", is_main=True):
+        (tmp_path / "used" / "metrics.jsonl").write_text("{}\n")
+    assert [p.name for p in (tmp_path / "used").iterdir()] == ["metrics.jsonl"]
+
+
 def _config(tmp_path: Path, command: str, *overrides: str) -> Path:
     from vjepa.config import load_config, save_config
 
@@ -168,6 +177,7 @@ def test_every_command_that_writes_a_folder_is_refused_on_a_held_one(
             timeout=60,
         )
         took = time.monotonic() - began
+        assert [p.name for p in folder.iterdir()] == [LOCK_FILE]  # the refused one wrote nothing
     finally:
         holder.stdin.close()
         assert holder.wait(timeout=30) == 0
@@ -177,7 +187,7 @@ def test_every_command_that_writes_a_folder_is_refused_on_a_held_one(
     assert lines[0].startswith(f"vjepa {command.split()[0]}: error: run folder {folder} ")
     assert f"in use by pid {holder.pid} on {socket.gethostname()}" in lines[0]
     assert took <= 5.0, took
-    assert sorted(p.name for p in folder.iterdir()) == []  # nothing written: the lock is gone
+    assert not folder.exists()  # the holder created it and, left empty, removed it
 
 
 def _library_calls(tmp_path: Path, folder: Path) -> dict:
@@ -209,7 +219,7 @@ def test_the_library_functions_hold_the_folder_too(tmp_path: Path, command: str)
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunLockedError, match=f"in use by pid {holder.pid} "):
             call()
+        assert [p.name for p in folder.iterdir()] == [LOCK_FILE]
     finally:
         holder.stdin.close()
         assert holder.wait(timeout=30) == 0
-    assert sorted(p.name for p in folder.iterdir()) == []

@@ -15,6 +15,8 @@ small JSON file ``{"host", "pid", "started", "job"}`` (``job``: ``SLURM_JOB_ID``
   process is gone, SLURM ended it before the requeue.
 - Only the main process takes it (``is_main``): the other ranks of the same run, on this
   node or others, share the folder legitimately.
+- A folder the lock created (it did not exist) is removed again at release when it is still
+  empty: a command that stops on a user error before writing leaves nothing behind.
 - Within one process a second hold of a folder it already holds is the same hold, counted
   (``vjepa finetune`` holds its folder for the report and calls the training loop, which
   takes it again); the file goes when the outermost hold ends.
@@ -91,6 +93,7 @@ class RunLock:
         self.is_main = is_main
         self.held = False
         self._key = ""  # the real path once held
+        self._created = False  # the folder did not exist before: removed again if left empty
 
     def _create(self) -> bool:
         """Create the lock file atomically with our holder record; False if it exists."""
@@ -143,6 +146,7 @@ class RunLock:
     def acquire(self) -> None:
         if not self.is_main or self.held:
             return
+        self._created = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         key = os.path.realpath(self.path)
         mine = read_lock(self.path.parent) or {}
@@ -195,6 +199,11 @@ class RunLock:
             except OSError as err:
                 if err.errno != errno.ENOENT:
                     raise
+        if self._created:  # a command that stopped before writing leaves no empty folder
+            try:
+                self.path.parent.rmdir()
+            except OSError:
+                pass  # not empty: the run wrote into it
 
     def __enter__(self) -> RunLock:
         self.acquire()
