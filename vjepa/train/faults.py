@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from accelerate import PartialState
-from accelerate.utils import broadcast_object_list, gather_object
+from accelerate.utils import broadcast_object_list, gather_object, parse_flag_from_env
 
 from vjepa.errors import UsageError
 from vjepa.train.runlock import RunLock
@@ -80,7 +80,9 @@ def hold_run_folder(run_dir: str | Path) -> Iterator[RunLock]:
     """Hold ``run_dir``'s run lock for a command's whole life: the one helper every command
     that writes a run or output folder uses (main process only; every rank raises the same
     RunLockedError, exit 2, naming the holder, before anything is written)."""
-    lock = take_run_lock(PartialState(), run_dir)
+    # ACCELERATE_USE_CPU as Accelerate's own AcceleratorState reads it: without it a CPU
+    # `accelerate launch` would see a world of one here (every rank "main") and keep it.
+    lock = take_run_lock(PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")), run_dir)
     try:
         yield lock
     finally:
