@@ -3,6 +3,8 @@ concatenated batch, in loss and in gradients (issue #26, like objective.reg_scop
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,10 +12,12 @@ import torch
 import torch.distributed as dist
 from test_world_model import tiny_model
 from torch import Tensor
-from train_utils import spawn_ranks
+from train_utils import ROOT, free_port, run_env, spawn_ranks
 
 from vjepa.config import load_config
 from vjepa.config.load import ConfigError
+from vjepa.train.metrics import read_metrics
+from vjepa.world.collect import collect
 
 WORLD, B = 2, 3  # each rank holds B of the 2B windows
 
@@ -92,3 +96,32 @@ def test_world_reg_scope_is_a_config_key() -> None:
     assert cfg.world.reg_scope == "local"
     with pytest.raises(ConfigError, match="world.reg_scope"):
         load_config(None, ["world.reg_scope=everywhere"], command="world train")
+
+
+@pytest.mark.slow
+def test_world_train_runs_on_two_processes(tmp_path: Path) -> None:
+    """`accelerate launch -m vjepa world train` (2 CPU processes, gloo), end to end with SIGReg:
+    both ranks train (DDP), the main process alone writes world.json and val.json."""
+    collect("vjepa/TwoRooms-v0", tmp_path / "traj", episodes=10, steps=16, progress=False)
+    run_dir = tmp_path / "run"
+    cmd = [
+        str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu",
+        "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+        "-m", "vjepa", "world", "train", "configs/world/tworooms_e2e.yaml",
+        f"run.dir={run_dir}", f"data.shards={tmp_path / 'traj'}", "run.trackers=[]",
+        "run.log_every=2", "data.batch_size=8", "model.name=tiny_cpu", "model.patch_size=8",
+        "world.frame_size=32", "world.pool=1", "world.latent_dim=16",
+        "world.encoder_trainable=true", "world.sigreg_weight=0.1", "world.window=3",
+        "world.frameskip=1", "world.rollout_steps=1", "world.pred_width=32", "world.pred_depth=1",
+        "world.pred_heads=2", "world.val_episodes=2", "world.hazard_steps=0",
+        "train.max_steps=4", "train.checkpoint_every=4", "train.health_every=1000",
+    ]  # fmt: skip
+    env = run_env() | {"ACCELERATE_USE_CPU": "1"}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    assert rows[0]["event"] == "start" and rows[0]["world_size"] == 2
+    assert [r["step"] for r in rows if "sigreg" in r] == [2, 4]
+    assert (run_dir / "world.json").is_file() and (run_dir / "val.json").is_file()
+    assert not list(run_dir.glob(".*.tmp"))
