@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from train_utils import lock_held_by_another_process
 
 from vjepa.config import ConfigError, load_config
 from vjepa.data.formats import read_list
@@ -249,10 +249,14 @@ def test_probe_encoder_context_loads_the_online_encoder(tmp_path: Path):
 
 def test_a_probe_on_a_held_run_folder_is_refused(tmp_path: Path, shards):
     cfg = _cfg(tmp_path, shards, "probe.kind=knn", "probe.k=3")
-    with RunLock(tmp_path, is_main=True):  # held by a live process (this one)
-        with pytest.raises(RunLockedError, match=f"in use by pid {os.getpid()} "):
+    with lock_held_by_another_process(tmp_path) as holder:  # a live run elsewhere
+        with pytest.raises(RunLockedError, match=f"in use by pid {holder.pid} "):
             run_probe(cfg)
         assert not (tmp_path / "config.yaml").exists()  # refused before writing anything
+    with RunLock(tmp_path, is_main=True):  # held by this process: the probe nests in it
+        run_probe(cfg)
+        assert (tmp_path / LOCK_FILE).exists()  # the outer hold goes on
+    assert not (tmp_path / LOCK_FILE).exists()
     report = run_probe(cfg)  # released: the probe runs, holding the lock meanwhile
     assert report["kind"] == "knn" and (tmp_path / "report.json").is_file()
     assert not (tmp_path / LOCK_FILE).exists()  # and lets it go at the end

@@ -8,7 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch.distributed as dist
@@ -162,3 +163,31 @@ def _gloo_rank(rank: int, body: Callable[[int, Path], None], world: int, port: i
 def spawn_ranks(body: Callable[[int, Path], None], world: int, out: Path) -> None:
     """Run ``body(rank, out)`` on ``world`` gloo ranks (a module-level function, picklable)."""
     mp.spawn(_gloo_rank, args=(body, world, free_port(), str(out)), nprocs=world, join=True)
+
+
+_HOLDER = """
+import sys
+from vjepa.train.runlock import RunLock
+with RunLock(sys.argv[1], is_main=True):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextmanager
+def lock_held_by_another_process(run_dir: Path) -> Iterator[subprocess.Popen]:
+    """A real process that holds ``run_dir``'s run lock until the block ends."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(run_dir)],
+        env=run_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        holder.stdout.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from vjepa.cli.common import (
 from vjepa.cli.shards import add_shards
 from vjepa.config import Config, ConfigError, load_config
 from vjepa.errors import UsageError
+from vjepa.train.runlock import check_free
 
 USER_ERRORS: tuple[type[BaseException], ...] = (UsageError, ConfigError, FileNotFoundError)
 """Exit 2. ConfigError and the readers' errors are UsageErrors; a missing file is the user's
@@ -36,10 +38,19 @@ too. Any other exception, a ValueError included, is a bug: exit 1."""
 # ----------------------------------------------------------------------------------------
 
 
+def _refuse_if_held(folder: str | Path) -> None:
+    """A folder held by another live run: refused now, before the command's heavy imports
+    (seconds). Single-process only: under ``accelerate launch`` rank 0 may already hold it
+    for this very run; the command's own lock (every rank agrees) decides there."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        check_free(folder)
+
+
 def _run_config(args: argparse.Namespace) -> tuple[Config, Any]:
     """(config, result) of ``args.target`` ("module:function") called with the loaded config."""
     # config errors first, before heavy imports; the command's root rejects other commands' keys
     cfg = load_config(args.config, args.overrides, command=args.config_command)
+    _refuse_if_held(cfg.run.dir)
     module, function = args.target.split(":")
     return cfg, getattr(importlib.import_module(module), function)(cfg)
 
@@ -52,6 +63,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    _refuse_if_held(args.out)  # extract() holds the folder
     from vjepa.eval.probe.features import extract
 
     # Without a config, the clip geometry (frames, resolution) is the backbone's own.
@@ -109,29 +121,36 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    if args.overrides[:1] == ["world"]:  # `vjepa demo world [--env ENV] [k=v ...]`
-        return cmd_demo_world(args)
+    """``vjepa demo [world]``: holds the demo folder's run lock (its steps lock their own)."""
+    from vjepa.train.faults import hold_run_folder
+
+    world = args.overrides[:1] == ["world"]  # `vjepa demo world [--env ENV] [k=v ...]`
+    out = Path("runs/demo_world") if world and args.out == "runs/demo" else Path(args.out)
+    with hold_run_folder(out):
+        return cmd_demo_world(args, out) if world else _demo(args, out)
+
+
+def _demo(args: argparse.Namespace, out: Path) -> int:
     if args.seeds is not None:  # `vjepa demo --seeds N`: the comparison over N seeds
         from vjepa.demo.seeds import run_seeds
 
         run_seeds(
-            Path(args.out), args.seeds, overrides=args.overrides, quick=args.quick,
+            out, args.seeds, overrides=args.overrides, quick=args.quick,
             corpus=args.corpus, eval_split=args.split,
         )  # fmt: skip
         return EXIT_OK
     from vjepa.demo.pretrain import run_demo
 
     run_demo(
-        Path(args.out), overrides=args.overrides, quick=args.quick, corpus=args.corpus,
+        out, overrides=args.overrides, quick=args.quick, corpus=args.corpus,
         eval_split=args.split,
     )  # fmt: skip
     return EXIT_OK
 
 
-def cmd_demo_world(args: argparse.Namespace) -> int:
+def cmd_demo_world(args: argparse.Namespace, out: Path) -> int:
     from vjepa.demo.world import run_world_demo
 
-    out = Path(args.out) if args.out != "runs/demo" else Path("runs/demo_world")
     if args.seeds is not None:  # `vjepa demo world --seeds N`: success over training seeds
         from vjepa.demo.seeds import run_world_seeds
 
@@ -144,6 +163,7 @@ def cmd_demo_world(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    _refuse_if_held(args.out)  # collect() holds the folder
     from vjepa.data.writer import print_summary
 
     if args.env == "droid":

@@ -62,6 +62,8 @@ class WorldConfig(Section):
     """End-to-end models: one latent vector per frame, a linear projection of the flattened (pooled) token map to this many dims + BatchNorm (LeWM's projector), instead of the layer-normed tokens: SIGReg can centre and spread it, and unlike a mean over tokens it can say where the agent is (0: off)."""
     sigreg_weight: float = _non_negative(0.0)
     """Weight of SIGReg (LeJEPA / LeWM: the latents of the batch's frames pushed toward N(0, I) by random 1-D Epps-Pulley tests) in the world loss; 0: off."""
+    reg_scope: Literal["global", "local"] = "global"
+    """Frames SIGReg takes its statistics over under `accelerate launch`: global = the windows of every rank (gathered with gradients, vjepa.jepa.gather; the same loss and gradients as one process on the concatenated batch), local = this rank's only. A BatchNorm of world.latent_dim keeps per-rank statistics either way."""
     hazard_steps: int = _non_negative(300)
     """Full-batch steps of the hazard head fitted after training on the latents of the frames whose trajectories carry violation flags (<key>.violations.npy), positives weighted neg/pos; writes hazard.pt (0: no head)."""
     hazard_lr: float = _positive(3e-3)

@@ -62,6 +62,7 @@ from vjepa.train.classifier import (
     soft_cross_entropy,
 )
 from vjepa.train.evaluation import best_checkpoint
+from vjepa.train.faults import hold_run_folder
 from vjepa.train.loop import run_training
 from vjepa.train.pretrain import video_on_device
 from vjepa.train.task import StepOutput, Task
@@ -237,6 +238,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
         if shards:
             expand_urls(shards)  # a wrong path fails here, before the run folder exists
     label_names(cfg)
-    run_training(cfg, finetune_task())
-    state = PartialState()
-    return final_report(cfg, state.device) if state.is_main_process else {}
+    with hold_run_folder(cfg.run.dir):  # the training and its report (the loop nests in it)
+        run_training(cfg, finetune_task())
+        state = PartialState()
+        return final_report(cfg, state.device) if state.is_main_process else {}

@@ -55,11 +55,11 @@ from vjepa.errors import UsageError
 from vjepa.train.checkpoint import latest_checkpoint
 from vjepa.train.determinism import run_facts, set_deterministic
 from vjepa.train.evaluation import evaluate, evaluation_due
-from vjepa.train.faults import take_run_lock
+from vjepa.train.faults import exit_despite_sigterm, raise_data_failure, take_run_lock
 from vjepa.train.metrics import MetricsLog, health_metrics
 from vjepa.train.optim import build_optimizer
 from vjepa.train.plots import plot_health, plot_loss
-from vjepa.train.preempt import Preemption, any_rank_requested, exit_preempted
+from vjepa.train.preempt import Preemption, any_rank_flags, exit_preempted
 from vjepa.train.runlock import RunLock
 from vjepa.train.state import (
     Counters,
@@ -176,8 +176,18 @@ def _flat_hparams(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------
 
 
-def _next_batch(run: RunState) -> dict:
-    batch = next(run.batches)
+def _fetch(run: RunState) -> tuple[list[dict], Exception | None]:
+    """The next step's ``train.grad_accum`` batches, or the error that stopped them on this
+    rank (caught: every rank must hear of it first, vjepa.train.faults.raise_data_failure).
+    Not yet counted: :func:`_use_batch` does that when the step runs, so a checkpoint taken
+    in between records the data position of the last step, not of these batches."""
+    try:
+        return [next(run.batches) for _ in range(run.cfg.train.grad_accum)], None
+    except Exception as err:  # a data error, or the end of this rank's stream
+        return [], err
+
+
+def _use_batch(run: RunState, batch: dict) -> dict:
     run.counters.batches += 1
     state = batch.get("data_state") or {}
     worker = int(state.get("worker", 0))
@@ -269,9 +279,12 @@ def _run_loop(run: RunState, nan_steps: Collection[int]) -> None:
 def _steps(run: RunState, nan_steps: Collection[int], bar: tqdm) -> None:
     cfg, acc, c = run.cfg, run.accelerator, run.counters
     run.throughput.reset()
+    fetched, failure = _fetch(run)
+    if any_rank_flags((failure is not None,), acc.device)[0]:
+        raise_data_failure(acc, failure)
+    run.throughput.data_ready()
     while c.step < cfg.train.max_steps:
-        micro = [_next_batch(run) for _ in range(cfg.train.grad_accum)]
-        run.throughput.data_ready()
+        micro = [_use_batch(run, b) for b in fetched]
         if not run.plotted:
             run.plotted = True
             if acc.is_main_process and run.task.plot_first_batch is not None:
@@ -294,15 +307,22 @@ def _steps(run: RunState, nan_steps: Collection[int], bar: tqdm) -> None:
             _emit(run, row, bar)
         if evaluation_due(run):  # the task's evaluation; train.keep_best
             evaluate(run)
-        # SIGTERM / SIGUSR1 on any rank: this step is done; checkpoint it and exit 75.
-        preempted = any_rank_requested(
-            run.preempt is not None and run.preempt.requested(), acc.device
-        )
+        # The next step's batches before the step's one collective, which asks both: SIGTERM /
+        # SIGUSR1 on any rank (this step is done: checkpoint it, exit 75) and a rank whose data
+        # stopped (every rank raises its one line; none waits in the next step's all-reduce).
+        # A rank that got the signal itself does not wait for more data (a slow shard).
+        requested = run.preempt is not None and run.preempt.requested()
+        more = c.step < cfg.train.max_steps and not requested
+        fetched, failure = _fetch(run) if more else ([], None)
+        run.throughput.data_ready()
+        preempted, failed = any_rank_flags((requested, failure is not None), acc.device)
         if preempted or c.step % cfg.train.checkpoint_every == 0 or c.step == cfg.train.max_steps:
             save(run)
         if preempted:
             bar.close()
             _exit_preempted(run)
+        if failed:
+            raise_data_failure(acc, failure)
 
 
 def _health_features(run: RunState, batch: dict, result: StepResult) -> dict[str, Tensor]:
@@ -383,6 +403,10 @@ def run_training(cfg: Config, task: Task, *, nan_steps: Collection[int] = ()) ->
     try:
         with lock, Preemption() as preempt:
             return _run(cfg, task, accelerator, nan_steps, preempt)
+    except UsageError:
+        if accelerator.num_processes > 1:  # every rank raises it (agreed): exit 2, not -15
+            exit_despite_sigterm()
+        raise
     finally:
         accelerator.end_training()  # trackers flushed and closed, also after an error
         _reset_accelerate()

@@ -83,11 +83,20 @@ def any_rank_requested(flag: bool, device: torch.device | str = "cpu") -> bool:
     Collective: every rank must call it at the same step. Without torch.distributed it is
     ``flag``. ``device``: where the reduction runs (``accelerator.device`` for NCCL).
     """
+    return any_rank_flags((flag,), device)[0]
+
+
+def any_rank_flags(flags: tuple[bool, ...], device: torch.device | str = "cpu") -> tuple[bool, ...]:
+    """Each of ``flags`` True on every rank when it is True on any rank: ONE MAX all-reduce
+    of ``len(flags)`` scalars (the loop asks "preempted?" and "a rank without data?" at once).
+
+    Collective like :func:`any_rank_requested`; without torch.distributed it is ``flags``.
+    """
     if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
+        return tuple(flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return tuple(bool(v > 0) for v in t.tolist())
 
 
 def exit_preempted(signame: str, step: int, checkpoint: str) -> NoReturn:

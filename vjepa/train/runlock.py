@@ -15,8 +15,14 @@ small JSON file ``{"host", "pid", "started", "job"}`` (``job``: ``SLURM_JOB_ID``
   process is gone, SLURM ended it before the requeue.
 - Only the main process takes it (``is_main``): the other ranks of the same run, on this
   node or others, share the folder legitimately.
+- A folder the lock created (it did not exist) is removed again at release when it is still
+  empty: a command that stops on a user error before writing leaves nothing behind.
+- Within one process a second hold of a folder it already holds is the same hold, counted
+  (``vjepa finetune`` holds its folder for the report and calls the training loop, which
+  takes it again); the file goes when the outermost hold ends.
 
-Use::
+``check_free(run_dir)`` refuses a held folder without taking it (the CLI, before it imports
+a command's modules). Use::
 
     with RunLock(run_dir, is_main=accelerator.is_main_process):
         train(...)
@@ -37,6 +43,9 @@ from vjepa.errors import UsageError
 log = logging.getLogger("vjepa.train")
 
 LOCK_FILE = "run.lock"
+
+_HELD: dict[str, int] = {}
+"""Lock files this process holds (real path) and how many holds are open on each."""
 
 
 class RunLockedError(UsageError):
@@ -83,6 +92,8 @@ class RunLock:
         self.path = Path(run_dir) / LOCK_FILE
         self.is_main = is_main
         self.held = False
+        self._key = ""  # the real path once held
+        self._created = False  # the folder did not exist before: removed again if left empty
 
     def _create(self) -> bool:
         """Create the lock file atomically with our holder record; False if it exists."""
@@ -115,23 +126,44 @@ class RunLock:
         pid = holder.get("pid")
         return isinstance(pid, int) and pid != os.getpid() and not _pid_alive(pid)
 
+    def _refusal(self, holder: dict) -> RunLockedError:
+        return RunLockedError(
+            f"run folder {self.path.parent} is in use by pid {holder.get('pid')} on "
+            f"{holder.get('host')} (since {holder.get('started')}); use another run.dir, "
+            f"or delete {self.path} if that run is gone"
+        )
+
+    def check(self) -> None:
+        """Raise :class:`RunLockedError` now when another live run holds the folder; takes
+        nothing. The CLI calls it before its heavy imports so that a second run is refused
+        within a second; the command's own :meth:`acquire` still decides."""
+        holder = read_lock(self.path.parent)
+        if holder is None or _HELD.get(os.path.realpath(self.path)):
+            return
+        if not self._stale(holder):
+            raise self._refusal(holder)
+
     def acquire(self) -> None:
         if not self.is_main or self.held:
             return
+        self._created = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        key = os.path.realpath(self.path)
+        mine = read_lock(self.path.parent) or {}
+        if _HELD.get(key) and mine.get("pid") == os.getpid():  # this process holds it: nested
+            _HELD[key] += 1
+            self.held, self._key = True, key
+            return
         for _ in range(3):  # bounded: a take-over can race with another starter
             if self._create():
-                self.held = True
+                _HELD[key] = 1
+                self.held, self._key = True, key
                 return
             holder = read_lock(self.path.parent)
             if holder is None:  # released between our create and read: try again
                 continue
             if not self._stale(holder):
-                raise RunLockedError(
-                    f"run folder {self.path.parent} is in use by pid {holder.get('pid')} on "
-                    f"{holder.get('host')} (since {holder.get('started')}); use another run.dir, "
-                    f"or delete {self.path} if that run is gone"
-                )
+                raise self._refusal(holder)
             log.warning(
                 "taking over the stale run lock %s of pid %s on %s (%s)",
                 self.path,
@@ -151,6 +183,10 @@ class RunLock:
         if not self.held:
             return
         self.held = False
+        _HELD[self._key] -= 1
+        if _HELD[self._key] > 0:  # an outer hold in this process goes on
+            return
+        del _HELD[self._key]
         holder = read_lock(self.path.parent)
         # Remove only our own lock (a take-over by another run must not be undone).
         if (
@@ -163,6 +199,11 @@ class RunLock:
             except OSError as err:
                 if err.errno != errno.ENOENT:
                     raise
+        if self._created:  # a command that stopped before writing leaves no empty folder
+            try:
+                self.path.parent.rmdir()
+            except OSError:
+                pass  # not empty: the run wrote into it
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -170,3 +211,9 @@ class RunLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+
+
+def check_free(run_dir: str | Path) -> None:
+    """Raise :class:`RunLockedError` at once when another live run holds ``run_dir``; a
+    read-only look that takes nothing (see :meth:`RunLock.check`)."""
+    RunLock(run_dir, is_main=True).check()

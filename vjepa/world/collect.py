@@ -35,6 +35,7 @@ from tqdm import tqdm
 from vjepa.data.stages import seed_for
 from vjepa.data.writer import write_sample_shards
 from vjepa.errors import UsageError
+from vjepa.train.faults import hold_run_folder
 from vjepa.world.envs import action_bounds, make_env, render_frame
 from vjepa.world.trajectories import TRAJECTORY_FORMAT, encode_lossless, npy_bytes
 
@@ -140,8 +141,9 @@ def collect(
 
     info = {"env": spec, "episodes": episodes, "steps": steps, "seed": seed}
     info |= {"repeat_prob": repeat_prob, "trajectory_format": TRAJECTORY_FORMAT}
-    manifest = write_sample_shards(
-        samples(), out, num_inputs=episodes, max_count=max_count, extra_manifest=info
-    )
+    with hold_run_folder(out):  # one collect per folder
+        manifest = write_sample_shards(
+            samples(), out, num_inputs=episodes, max_count=max_count, extra_manifest=info
+        )
     env.close()
     return manifest

@@ -39,6 +39,7 @@ from vjepa.data.encode import encode_frames
 from vjepa.data.formats import SkippedInput
 from vjepa.data.writer import write_sample_shards
 from vjepa.errors import UsageError
+from vjepa.train.faults import hold_run_folder
 from vjepa.world.trajectories import TRAJECTORY_FORMAT, TrajectoryError, npy_bytes
 
 log = logging.getLogger(__name__)
@@ -288,11 +289,12 @@ def droid_to_shards(
 
     info = {"env": "droid", "camera": camera, "frame_step": frame_step}
     info |= {"trajectory_format": TRAJECTORY_FORMAT, "action_dim": 7}
-    return write_sample_shards(
-        samples(),
-        out,
-        num_inputs=len(folders),
-        max_count=max_count,
-        skipped=skipped,
-        extra_manifest=info,
-    )
+    with hold_run_folder(out):  # one conversion per folder
+        return write_sample_shards(
+            samples(),
+            out,
+            num_inputs=len(folders),
+            max_count=max_count,
+            skipped=skipped,
+            extra_manifest=info,
+        )

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vjepa.config import PlanConfig
+from vjepa.jepa.gather import gather_batch
 from vjepa.jepa.losses import sigreg_loss
 from vjepa.world.latent import coded_step, latent_world_losses
 from vjepa.world.losses import world_losses
@@ -183,6 +184,7 @@ class WorldModel(nn.Module):
         exp: float = 1.0,
         sigreg_weight: float = 0.0,
         sigreg_generator: torch.Generator | None = None,
+        reg_scope: str = "global",
         latent_relax: float = 0.0,
         router_weight: float = 1.0,
     ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -195,10 +197,12 @@ class WorldModel(nn.Module):
         ``actions`` [B, W-1, r*A] model actions in env units, ``states`` [B, W, S] or None. See
         :func:`vjepa.world.losses.world_losses`. ``sigreg_weight`` > 0 adds SIGReg
         (vjepa.jepa.losses.sigreg_loss, LeJEPA / LeWM) on the latents of every frame of the
-        batch, directions drawn from ``sigreg_generator``. A model with codes (a discrete
-        latent) trains by winner-take-all over its codes (``latent_relax``: the weight of the
-        mean over codes beside the minimum) plus ``router_weight`` x the router's cross-entropy
-        (vjepa.world.latent.latent_world_losses; the ``router`` term).
+        batch, directions drawn from ``sigreg_generator`` (seeded alike on every rank);
+        ``reg_scope`` global: over every rank's frames (vjepa.jepa.gather), local: this
+        rank's. A model with codes (a discrete latent) trains by winner-take-all over its
+        codes (``latent_relax``: the weight of the mean over codes beside the minimum) plus
+        ``router_weight`` x the router's cross-entropy (vjepa.world.latent.latent_world_losses;
+        the ``router`` term).
         """
         if (latents is None) == (frames is None):
             raise ValueError("pass exactly one of latents (encoded windows) or frames (uint8)")
@@ -226,7 +230,10 @@ class WorldModel(nn.Module):
             loss = loss + rollout_weight * ar
         if sigreg_weight > 0:
             gen = sigreg_generator if sigreg_generator is not None else torch.Generator()
-            sig = sigreg_loss(z.flatten(0, 1), gen)  # over B*W frames, per token position
+            frames_z = z.flatten(0, 1)  # [B*W, N, D]
+            if reg_scope == "global":  # every rank's frames; alone: as is
+                frames_z = gather_batch(frames_z)  # [R*B*W, N, D]
+            sig = sigreg_loss(frames_z, gen)  # over the frames, per token position
             terms["sigreg"] = sig.detach()
             loss = loss + sigreg_weight * sig
         return loss, terms

@@ -20,6 +20,11 @@ its own:
   same encoder's latents (no stop-gradient) and ``world.sigreg_weight`` adds SIGReg on them;
 - ``world.json`` in the run folder: the spec, encoder and predictor architectures, so
   ``vjepa.load_world_model(run_dir)`` rebuilds the model from a checkpoint.
+- several processes (``accelerate launch -m vjepa world train``): DDP like pretraining, each
+  rank drawing its own windows; SIGReg takes its statistics over every rank's frames
+  (``world.reg_scope: global``, the one gather of vjepa.jepa.gather); the main process alone
+  writes world.json, the hazard head and val.json. A BatchNorm of ``world.latent_dim`` keeps
+  per-rank statistics (it is not converted to SyncBatchNorm).
 """
 
 from __future__ import annotations
@@ -33,11 +38,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from torch import nn
 
 from vjepa.artifacts.encoder import load_encoder
 from vjepa.config import Config
 from vjepa.data.shards import expand_urls
+from vjepa.train.faults import hold_run_folder
 from vjepa.train.loop import run_training
 from vjepa.train.task import StepOutput, Task
 from vjepa.world.hazard import fit_hazard, hazard_metrics, save_hazard
@@ -186,6 +193,7 @@ def _forward(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -
         rollout_weight=cfg.world.rollout_weight,
         exp=cfg.world.loss_exp,
         sigreg_weight=cfg.world.sigreg_weight,
+        reg_scope=cfg.world.reg_scope,
         sigreg_generator=torch.Generator().manual_seed(
             cfg.run.seed * 1_000_003 + int(batch.get("index", 0))
         ),
@@ -312,11 +320,20 @@ def latent_checks(cfg: Config, model: WorldModel, prep: _Prepared, chunk: int = 
 def world_train(cfg: Config) -> Path:
     """Run (or resume) world-model training into ``cfg.run.dir``; returns the run folder."""
     expand_urls(cfg.data.shards)  # a wrong shard path fails here, before the run folder exists
+    with hold_run_folder(cfg.run.dir):  # world.json, the loop (nested), hazard head, val.json
+        return _world_train(cfg)
+
+
+def _world_train(cfg: Config) -> Path:
     prep = prepare(cfg)
     run_dir = Path(cfg.run.dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(run_dir / WORLD_FILE, world_description(_model(cfg, prep)))
-    run_training(cfg, world_task(cfg, prep))
+    main = PartialState().is_main_process  # `accelerate launch`: one writer of the run folder
+    if main:
+        _write_json_atomic(run_dir / WORLD_FILE, world_description(_model(cfg, prep)))
+    run_training(cfg, world_task(cfg, prep))  # every rank (DDP; SIGReg over world.reg_scope)
+    if not main:
+        return run_dir  # the hazard head and the validation: once, on the main process
     hazard = train_hazard(cfg, load_world_model(run_dir), prep, run_dir)
     if prep.val:
         model = load_world_model(run_dir)

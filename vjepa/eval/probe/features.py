@@ -34,6 +34,7 @@ from vjepa.config import ConfigError, DataConfig, ModelConfig
 from vjepa.data.loader import make_eval_loader
 from vjepa.data.writer import read_manifest
 from vjepa.models.encoder import SIZES
+from vjepa.train.faults import hold_run_folder
 
 FeatureFormat = Literal["npy", "safetensors"]
 Batch = tuple[list[str], torch.Tensor, torch.Tensor]
@@ -277,31 +278,32 @@ def extract(
     """
     if num_crops not in (1, 3):
         raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
-    probe_cfg = data_cfg or DataConfig()
-    encoder, identity = load_backbone(
-        backbone,
-        random_model="tiny_cpu",
-        data_cfg=probe_cfg,
-        model_cfg=None,
-        seed=seed,
-        device=device,
-        num_heads=num_heads,
-    )
-    if data_cfg is None:
-        data_cfg = replace(
-            probe_cfg, frames_per_clip=encoder.num_frames, crop_size=encoder.img_size
+    with hold_run_folder(out):  # one extraction per folder, before the model loads
+        probe_cfg = data_cfg or DataConfig()
+        encoder, identity = load_backbone(
+            backbone,
+            random_model="tiny_cpu",
+            data_cfg=probe_cfg,
+            model_cfg=None,
+            seed=seed,
+            device=device,
+            num_heads=num_heads,
         )
-    loader = view_loader(shards, data_cfg, num_clips, num_crops, batch_size)
-    meta = {
-        "backbone": identity,
-        "pooled": pooled,
-        "views": f"{data_cfg.frames_per_clip}x{num_clips}x{num_crops}",
-        "num_clips": num_clips,
-        "num_crops": num_crops,
-        "label_names": read_label_names(shards),
-    }
-    stream = extract_features(encoder, loader, pooled=pooled, device=device)
-    return write_features(stream, Path(out), fmt=fmt, chunk_size=chunk_size, meta=meta)
+        if data_cfg is None:
+            data_cfg = replace(
+                probe_cfg, frames_per_clip=encoder.num_frames, crop_size=encoder.img_size
+            )
+        loader = view_loader(shards, data_cfg, num_clips, num_crops, batch_size)
+        meta = {
+            "backbone": identity,
+            "pooled": pooled,
+            "views": f"{data_cfg.frames_per_clip}x{num_clips}x{num_crops}",
+            "num_clips": num_clips,
+            "num_crops": num_crops,
+            "label_names": read_label_names(shards),
+        }
+        stream = extract_features(encoder, loader, pooled=pooled, device=device)
+        return write_features(stream, Path(out), fmt=fmt, chunk_size=chunk_size, meta=meta)
 
 
 def read_shard_manifest(shards: str) -> dict[str, Any] | None:

@@ -14,8 +14,8 @@ The recipe (V-JEPA's frozen evaluation, made cheap):
 4. ``report.json``, ``confusion.png`` and a table on stdout; with a grid, the head with the best
    validation top-1 is reported and the report says ``selected_on_validation: true``.
 
-Like pretraining, a probe holds its run folder's lock (vjepa.train.runlock) while it runs: a
-second probe into the same ``run.dir`` stops at once (exit 2) naming the holder.
+Like pretraining, a probe holds its run folder's lock (vjepa.train.faults.hold_run_folder) while
+it runs: a second probe into the same ``run.dir`` stops at once (exit 2) naming the holder.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from vjepa.eval.probe.report import (
     write_report,
 )
 from vjepa.eval.probe.views import FeatureSet, probe_features
-from vjepa.train.runlock import RunLock
+from vjepa.train.faults import hold_run_folder
 
 
 def _check_probe_config(cfg: Config) -> None:
@@ -94,7 +94,7 @@ def run_probe(cfg: Config) -> dict[str, Any]:
 
     With ``probe.splits`` set, runs once per split (see :func:`run_splits`).
     """
-    with RunLock(cfg.run.dir, is_main=PartialState().is_main_process):
+    with hold_run_folder(cfg.run.dir):
         if cfg.probe.splits:
             return run_splits(cfg, cfg.probe.splits)
         return _run_probe(cfg)

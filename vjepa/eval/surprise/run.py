@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from vjepa.config import Config, ConfigError, save_config, to_dict
-from vjepa.eval.surprise.pairs import read_pairs
+from vjepa.eval.surprise.pairs import Pair, read_pairs
 from vjepa.eval.surprise.report import (
     compare_surprise,
     format_report,
@@ -42,6 +42,7 @@ from vjepa.eval.surprise.score import (
     load_surprise_model,
     video_surprise,
 )
+from vjepa.train.faults import hold_run_folder
 
 
 def run_surprise(cfg: Config, model: SurpriseModel | None = None) -> dict[str, Any]:
@@ -53,6 +54,12 @@ def run_surprise(cfg: Config, model: SurpriseModel | None = None) -> dict[str, A
     if not s.pairs:
         raise ConfigError("surprise.pairs is not set (a CSV: possible,impossible[,category])")
     pairs = read_pairs(s.pairs)  # CSV errors before any model is loaded
+    with hold_run_folder(cfg.run.dir):
+        return _run_surprise(cfg, pairs, model)
+
+
+def _run_surprise(cfg: Config, pairs: list[Pair], model: SurpriseModel | None) -> dict[str, Any]:
+    s = cfg.surprise
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model if model is not None else load_surprise_model(cfg)
     check_context(cfg, model)

@@ -44,6 +44,7 @@ from torch import Tensor
 from vjepa.config import Config, PlanConfig, save_config
 from vjepa.data.stages import seed_for
 from vjepa.errors import UsageError
+from vjepa.train.faults import hold_run_folder
 from vjepa.world.envs import action_bounds, check_protocol, make_env, render_frame, reset_to
 from vjepa.world.io import load_world_model, random_init_like
 from vjepa.world.planning import plots
@@ -314,6 +315,12 @@ def run_plan(cfg: Config) -> dict[str, Any]:
         raise UsageError(
             f"plan.episodes={pcfg.episodes} > {VAL_OFFSET}: dev and val tasks would overlap"
         )
+    with hold_run_folder(cfg.run.dir):
+        return _run_plan(cfg)
+
+
+def _run_plan(cfg: Config) -> dict[str, Any]:
+    pcfg = cfg.plan
     out = Path(cfg.run.dir)
     out.mkdir(parents=True, exist_ok=True)
     env = make_env(pcfg.env)
