@@ -78,6 +78,18 @@ class WorldConfig(Section):
     """world.latent=discrete: weight of the mean error over all codes beside the winner's (relaxed winner-take-all: a code that never wins still moves toward the data)."""
     router_weight: float = _non_negative(1.0)
     """world.latent=discrete: weight of the router's cross-entropy (it learns which code wins; its input is detached, so it never shapes the prediction)."""
+    tempo: bool = False
+    """Fit a temporal-distance head (TEMPO-style, vjepa/world/tempo.py) after training: an MLP on two of the final model's latents that regresses log1p of the env steps between them (pairs of one training trajectory, and a world.tempo_far share of pairs of two trajectories as 'far'); writes tempo.safetensors, its held-out Spearman in val.json; used by plan.goal_cost."""
+    tempo_cap: int = _positive(64)
+    """world.tempo: the largest step count the head tells apart (pairs up to this many env steps apart; cross-trajectory pairs count as this many)."""
+    tempo_steps: int = _positive(2000)
+    """world.tempo: Adam steps of the head (each on a fresh batch of 512 pairs)."""
+    tempo_lr: float = _positive(3e-3)
+    """world.tempo: peak learning rate of the head (cosine decay to 5 % of it)."""
+    tempo_hidden: int = _positive(128)
+    """world.tempo: width of the head's two hidden layers."""
+    tempo_far: float = _ranged(0.2, lambda v: 0 <= v < 1, "must be within [0, 1)")
+    """world.tempo: share of each batch that pairs frames of two different trajectories, labelled world.tempo_cap steps apart."""
 
     def check(self) -> None:
         if self.rollout_steps > self.window - 1:
@@ -146,6 +158,10 @@ class PlanConfig(Section):
     """plan.levels=2: links from a node to its nearest nodes of other places (distance at most the median distance of consecutive nodes of a trajectory)."""
     subgoal_steps: int | None = _positive(None)
     """plan.levels=2: data steps along the graph path from the current node to the subgoal; None: plan.horizon."""
+    goal_cost: Literal["energy", "tempo", "blend"] = "energy"
+    """The goal term at every imagined step: energy (the latent L1 to the goal image), tempo (the temporal-distance head's predicted env steps to the goal, over its cap; needs a model trained with world.tempo) or blend (energy + plan.tempo_weight x that). Reduced over the horizon by plan.energy."""
+    tempo_weight: float = _non_negative(1.0)
+    """plan.goal_cost=blend: weight of the predicted steps-to-goal (in units of the head's cap) beside the latent energy."""
 
     def check(self) -> None:
         bad = sorted(set(self.baselines) - {"random", "random_model", "oracle"})

@@ -2,7 +2,8 @@
 loading (:func:`load_world_model`), export and the random-init twin of ``vjepa plan``.
 
 A world export is ``config.json`` (kind ``world_model``) + ``encoder.safetensors`` +
-``predictor.safetensors`` (+ ``projector.safetensors`` end to end, + a short README.md),
+``predictor.safetensors`` (+ ``projector.safetensors`` end to end, + ``tempo.safetensors``
+with a temporal-distance head, vjepa.world.tempo, + a short README.md),
 readable without unpickling anything. ``config.json`` holds the spec (frame size, pooling,
 window, frameskip, action bounds, state size, env), the encoder's architecture and
 normalisation and the predictor's architecture; ``encoder.safetensors`` has the bare ViT keys
@@ -13,6 +14,7 @@ of vjepa.models.encoder (as an encoder export). Which path holds what is
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from vjepa.artifacts.sources import (
 )
 from vjepa.world.model import WorldModel, WorldSpec
 from vjepa.world.predictor import ACPredictor
+from vjepa.world.tempo import TEMPO_FILE, TempoHead, load_tempo, save_tempo, tempo_step
 
 FORMAT_VERSION = 1
 EXPORT_CONFIG = CONFIG_FILE  # in an export folder, with "kind": "world_model"
@@ -125,7 +128,21 @@ def load_world_model(path: str | Path, *, device: str | torch.device = "cpu") ->
             load_file(str(folder / PROJECTOR_WEIGHTS)),
             f"{folder / PROJECTOR_WEIGHTS} (world model latent projector)",
         )
+    model.tempo = find_tempo(folder)
     return model.to(device).eval()
+
+
+def find_tempo(folder: Path) -> TempoHead | None:
+    """The temporal-distance head of the weights in ``folder``: ``tempo.safetensors`` of an
+    export folder, or of the run folder when it was fitted on this checkpoint; else None."""
+    if (folder / TEMPO_FILE).is_file():
+        return load_tempo(folder / TEMPO_FILE)
+    run_file = folder.parent.parent / TEMPO_FILE
+    step = re.fullmatch(r"step-(\d+)", folder.name)
+    if step and (folder.parent.parent / WORLD_FILE).is_file() and run_file.is_file():
+        if tempo_step(run_file) == int(step.group(1)):
+            return load_tempo(run_file)
+    return None
 
 
 def random_init_like(model: WorldModel, *, seed: int = 0) -> WorldModel:
@@ -139,7 +156,16 @@ def random_init_like(model: WorldModel, *, seed: int = 0) -> WorldModel:
     p_arch = model.predictor.arch()
     p_arch["grid_hw"] = tuple(p_arch["grid_hw"])
     predictor = ACPredictor(**p_arch, generator=gen)
-    return WorldModel(encoder, predictor, model.spec, generator=gen).to(model.device).eval()
+    twin = WorldModel(encoder, predictor, model.spec, generator=gen)
+    if model.tempo is not None:  # a random-init head of the same size
+        twin.tempo = TempoHead(**model.tempo.arch())
+        with torch.no_grad():
+            for name, p in twin.tempo.mlp.named_parameters():
+                if name.endswith("weight"):
+                    p.normal_(0.0, p.shape[1] ** -0.5, generator=gen)
+                else:
+                    p.zero_()
+    return twin.to(model.device).eval()
 
 
 def export_world_model(src: str | Path, out_dir: str | Path) -> Path:
@@ -155,6 +181,8 @@ def export_world_model(src: str | Path, out_dir: str | Path) -> Path:
     save_file(plain(model.predictor), str(out / PREDICTOR_WEIGHTS))
     if model.projector is not None:  # end-to-end models (spec.latent_dim > 0)
         save_file(plain(model.projector), str(out / PROJECTOR_WEIGHTS))
+    if model.tempo is not None:  # the temporal-distance head (world.tempo)
+        save_tempo(model.tempo, out / TEMPO_FILE)
     desc = world_description(model) | {"exported_from": str(src)}
     (out / EXPORT_CONFIG).write_text(json.dumps(desc, indent=2) + "\n")
     spec = model.spec

@@ -33,6 +33,7 @@ from vjepa.world.losses import world_losses
 from vjepa.world.planning.costs import ModelCost
 from vjepa.world.planning.planners import Cost, plan_actions
 from vjepa.world.predictor import ACPredictor
+from vjepa.world.tempo import TempoHead
 
 
 @dataclass
@@ -118,6 +119,9 @@ class WorldModel(nn.Module):
         self.predictor = predictor
         self.spec = spec
         self.projector: nn.Sequential | None = None
+        # The temporal-distance head (vjepa.world.tempo), fitted after training with
+        # world.tempo and attached by load_world_model; None without one.
+        self.tempo: TempoHead | None = None
         if spec.latent_dim:
             # Linear + BatchNorm (no layer norm after it): the latents of end-to-end training.
             side = token_side(encoder.img_size, encoder.patch_size, spec.pool)
@@ -412,7 +416,14 @@ class WorldModel(nn.Module):
         obs, goal_obs = np.asarray(obs), np.asarray(goal_obs)
         p = pcfg if pcfg is not None else PlanConfig()
         builder = ModelCost(
-            self, energy, self.device, risk=p.risk, alpha=p.cvar_alpha, futures=p.futures
+            self,
+            energy,
+            self.device,
+            risk=p.risk,
+            alpha=p.cvar_alpha,
+            futures=p.futures,
+            goal_cost=p.goal_cost,
+            tempo_weight=p.tempo_weight,
         )
         return builder(obs, None, goal_obs, None)
 

@@ -18,6 +18,9 @@ its own:
   VideoEncoder that is not frozen: its weights join the optimizer); the
   batches carry ``frames``, windows of uint8 frames encoded in the step, the targets are the
   same encoder's latents (no stop-gradient) and ``world.sigreg_weight`` adds SIGReg on them;
+- ``world.tempo``: a temporal-distance head fitted after training on the final model's latents
+  (vjepa.world.tempo), saved as ``tempo.safetensors`` for that checkpoint, its held-out quality
+  (Spearman of predicted vs true steps) in val.json;
 - ``world.json`` in the run folder: the spec, encoder and predictor architectures, so
   ``vjepa.load_world_model(run_dir)`` rebuilds the model from a checkpoint.
 - several processes (``accelerate launch -m vjepa world train``): DDP like pretraining, each
@@ -42,6 +45,7 @@ from accelerate import PartialState
 from torch import nn
 
 from vjepa.artifacts.encoder import load_encoder
+from vjepa.artifacts.sources import read_world
 from vjepa.config import Config
 from vjepa.data.shards import expand_urls
 from vjepa.train.faults import hold_run_folder
@@ -51,6 +55,7 @@ from vjepa.world.hazard import fit_hazard, hazard_metrics, save_hazard
 from vjepa.world.io import WORLD_FILE, load_world_model, random_encoder, world_description
 from vjepa.world.latent import fit_codebook, prediction_checks, step_flags
 from vjepa.world.model import WorldModel, WorldSpec, build_world_model
+from vjepa.world.tempo import TEMPO_FILE, fit_tempo, save_tempo, tempo_metrics
 from vjepa.world.trajectories import (
     Trajectory,
     WindowSampler,
@@ -270,6 +275,35 @@ def train_hazard(cfg: Config, model: WorldModel, prep: _Prepared, run_dir: Path)
     return hazard_metrics(head, val_latents, [t.violations for t in prep.val], 0.5)
 
 
+def train_tempo(cfg: Config, prep: _Prepared, run_dir: Path) -> dict:
+    """``world.tempo``: fit the temporal-distance head on the latest checkpoint's latents of the
+    training trajectories, save it as ``tempo.safetensors`` (for that checkpoint); returns its
+    held-out metrics (vjepa.world.tempo.tempo_metrics; empty without held-out trajectories)."""
+    w = cfg.world
+    if not w.tempo:
+        return {}
+    _, ckpt = read_world(run_dir)
+    model = load_world_model(ckpt)
+    with torch.no_grad():
+        latents = encode_trajectories(model, prep.trajs)  # [T, N, D] each
+    head = fit_tempo(
+        latents,
+        cap=w.tempo_cap,
+        steps=w.tempo_steps,
+        lr=w.tempo_lr,
+        seed=cfg.run.seed,
+        hidden=w.tempo_hidden,
+        far=w.tempo_far,
+    )
+    tmp = run_dir / f".{TEMPO_FILE}.{os.getpid()}.tmp"
+    save_tempo(head, tmp, step=int(ckpt.name.removeprefix("step-")))
+    os.replace(tmp, run_dir / TEMPO_FILE)
+    if not prep.val:
+        return {}
+    with torch.no_grad():
+        return tempo_metrics(head, encode_trajectories(model, prep.val))
+
+
 def _stochastic_flags(
     trajs: list[Trajectory], states: list[np.ndarray | None] | None
 ) -> list[np.ndarray] | None:
@@ -335,9 +369,11 @@ def _world_train(cfg: Config) -> Path:
     if not main:
         return run_dir  # the hazard head and the validation: once, on the main process
     hazard = train_hazard(cfg, load_world_model(run_dir), prep, run_dir)
+    tempo = train_tempo(cfg, prep, run_dir)
     if prep.val:
         model = load_world_model(run_dir)
-        report = validation_loss(cfg, model, prep) | hazard | latent_checks(cfg, model, prep)
+        report = validation_loss(cfg, model, prep) | hazard | tempo
+        report |= latent_checks(cfg, model, prep)
         _write_json_atomic(run_dir / "val.json", report)
         log.info("validation: %s", report)
     return run_dir

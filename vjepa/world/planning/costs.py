@@ -4,7 +4,9 @@ A :data:`CostBuilder` is called once per replan with what the agent knows there 
 frame and state, the goal frame and state) and returns the :data:`Cost` of that replan.
 
 - :class:`ModelCost`: a world model's latent energy, L1 between the predicted latent maps and
-  the goal image's latent map (``WorldModel.energy``), per model step;
+  the goal image's latent map (``WorldModel.energy``), per model step; with ``plan.goal_cost``
+  ``tempo`` or ``blend`` the temporal-distance head's predicted steps to the goal replace or
+  join it (:func:`goal_energies`, the one goal term of every world-model cost);
 - :class:`OracleCost`: the true simulator's goal distance along the sequence (it bounds what
   planning can do);
 - :func:`reduce_energy`: per-step energies -> one per sequence (``plan.energy``: ``final``,
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vjepa.errors import UsageError
 from vjepa.world.latent import latin_uniforms
 from vjepa.world.planning.planners import Cost
 
@@ -38,6 +41,35 @@ if TYPE_CHECKING:
 
 # (frame, state, goal frame, goal state) -> the energy of action sequences from here.
 CostBuilder = Callable[[np.ndarray, Any, np.ndarray, Any], Cost]
+
+
+def check_goal_cost(model: Any, goal_cost: str) -> None:
+    """``plan.goal_cost`` tempo / blend need the model's temporal-distance head."""
+    if goal_cost not in ("energy", "tempo", "blend"):
+        raise UsageError(f"plan.goal_cost must be energy, tempo or blend, got {goal_cost!r}")
+    if goal_cost != "energy" and getattr(model, "tempo", None) is None:
+        raise UsageError(
+            f"plan.goal_cost={goal_cost} needs a temporal-distance head (tempo.safetensors): "
+            "train the world model with world.tempo=true"
+        )
+
+
+def goal_energies(
+    model: Any, pred: Tensor, z_goal: Tensor, goal_cost: str = "energy", tempo_weight: float = 1.0
+) -> Tensor:
+    """The goal term of every step, [N, S], of predicted latent maps [N, S, Ntok, D] against the
+    goal's [1, Ntok, D]: ``energy`` (``model.energy``), ``tempo`` (``model.tempo``'s predicted env
+    steps to the goal / its cap, in [0, 1]) or ``blend`` (energy + tempo_weight x that)."""
+    energy = None
+    if goal_cost != "tempo":
+        energy = torch.stack(
+            [model.energy(pred[:, t], z_goal) for t in range(pred.shape[1])], 1
+        )  # [N, S]
+    if goal_cost == "energy":
+        return energy
+    head = model.tempo
+    near = head.steps(pred, z_goal[:, None]) / head.cap  # [N, S]
+    return near if goal_cost == "tempo" else energy + tempo_weight * near
 
 
 def reduce_energy(per_step: Tensor, energy: str) -> Tensor:
@@ -119,8 +151,12 @@ class ModelCost:
         risk: str = "mean",
         alpha: float = 1.0,
         futures: int = 0,
+        goal_cost: str = "energy",
+        tempo_weight: float = 1.0,
     ) -> None:
+        check_goal_cost(model, goal_cost)
         self.model, self.energy, self.device = model, energy, device
+        self.goal_cost, self.tempo_weight = goal_cost, tempo_weight
         self.risk, self.alpha = risk, alpha
         self.futures = Futures(model, futures)
         self._goal_key: int | None = None
@@ -145,12 +181,11 @@ class ModelCost:
             # frameskip) of each of the M futures (M = 1 without codes)
             pred = self.futures.rollout(z0, seqs)
             if self.energy == "final":
-                energy = self.model.energy(pred[:, -1], z_goal)  # [N * M]
-            else:
-                per_step = torch.stack(
-                    [self.model.energy(pred[:, t], z_goal) for t in range(pred.shape[1])], 1
-                )  # [N * M, H / r]
-                energy = reduce_energy(per_step, self.energy)
+                pred = pred[:, -1:]  # only the horizon's map counts
+            per_step = goal_energies(
+                self.model, pred, z_goal, self.goal_cost, self.tempo_weight
+            )  # [N * M, H / r]
+            energy = reduce_energy(per_step, self.energy)  # [N * M]
             return self.futures.reduce(energy, self.risk, self.alpha)  # [N]
 
         return cost

@@ -40,7 +40,7 @@ from vjepa.config import PlanConfig
 from vjepa.errors import UsageError
 from vjepa.world.envs import action_bounds
 from vjepa.world.hazard import load_hazard
-from vjepa.world.planning.costs import Futures, reduce_energy
+from vjepa.world.planning.costs import Futures, check_goal_cost, goal_energies, reduce_energy
 from vjepa.world.planning.planners import Cost
 
 if TYPE_CHECKING:
@@ -115,6 +115,7 @@ class GuardedModelCost:
         hazard: torch.nn.Module | None = None,
         forbidden: np.ndarray | None = None,
     ) -> None:
+        check_goal_cost(model, pcfg.goal_cost)
         self.model, self.pcfg, self.device = model, pcfg, device
         self.hazard = hazard.to(device) if hazard is not None else None
         self.guard = Guard(pcfg, low, high)
@@ -132,9 +133,8 @@ class GuardedModelCost:
     def per_step(self, pred: Tensor) -> tuple[Tensor, Tensor | None]:
         """(task energies [N, S], hazard-like guardrail per step [N, S] | None) of latent
         rollouts [N, S, Ntok, D]."""
-        task = torch.stack(
-            [self.model.energy(pred[:, t], self._z_goal) for t in range(pred.shape[1])], 1
-        )  # [N, S]
+        p = self.pcfg
+        task = goal_energies(self.model, pred, self._z_goal, p.goal_cost, p.tempo_weight)  # [N, S]
         hazard = None
         if self.hazard is not None and self.pcfg.guard_weight + self.guard.lam > 0:
             hazard = self.hazard.prob(pred)  # [N, S]

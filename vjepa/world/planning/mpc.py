@@ -89,7 +89,14 @@ def model_cost(model: Any, pcfg: PlanConfig, device: torch.device) -> ModelCost:
     a model with a discrete latent: ``plan.futures`` futures per sequence, reduced by
     ``plan.risk``."""
     return ModelCost(
-        model, pcfg.energy, device, risk=pcfg.risk, alpha=pcfg.cvar_alpha, futures=pcfg.futures
+        model,
+        pcfg.energy,
+        device,
+        risk=pcfg.risk,
+        alpha=pcfg.cvar_alpha,
+        futures=pcfg.futures,
+        goal_cost=pcfg.goal_cost,
+        tempo_weight=pcfg.tempo_weight,
     )
 
 
@@ -361,6 +368,10 @@ def _run_plan(cfg: Config) -> dict[str, Any]:
     budget, budget_source = episode_budget(env, pcfg)
     report |= {"max_steps": budget, "max_steps_source": budget_source}
     report |= {"goal_offset": goal_offset, "levels": pcfg.levels}
+    if model is not None:  # which goal term the world model's planner minimised
+        report |= {"goal_cost": pcfg.goal_cost}
+        if pcfg.goal_cost == "blend":
+            report |= {"tempo_weight": pcfg.tempo_weight}
     if model is not None and getattr(model, "codes", 0):  # a discrete latent: K and the risk
         report |= {
             "latent_codes": int(model.codes),
