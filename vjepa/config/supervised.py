@@ -47,6 +47,12 @@ class FinetuneConfig(Section):
     """CutMix: alpha of the Beta law of the kept area; the box is the same in every frame (0: off). With both on, each batch takes one of the two at random."""
     mix_prob: float = _ranged(1.0, lambda v: 0 <= v <= 1, "must be within [0, 1]")
     """Probability that a batch is mixed (mixup or CutMix) at all."""
+    randaug_ops: int = _non_negative(0)
+    """RandAugment (timm's rand-increasing ops, VideoMAE's video form): ops drawn per training clip, each applied with probability 0.5, with the same parameters on every frame of the clip (0: off; VideoMAE: 4)."""
+    randaug_magnitude: float = _ranged(7.0, lambda v: 0 <= v <= 10, "must be within [0, 10]")
+    """RandAugment: the magnitude of every op, on timm's 0-10 scale (VideoMAE: 7)."""
+    randaug_magnitude_std: float = _non_negative(0.5)
+    """RandAugment: std of the Gaussian noise added to the magnitude per op (clamped to [0, 10]; VideoMAE: 0.5; 0: fixed)."""
     dev_shards: str = ""
     """Labelled shards evaluated every eval_every steps (dev_top1 in metrics.jsonl; train.keep_best=dev_top1 keeps the best checkpoint). Empty: no evaluation during training."""
     val_shards: str = ""

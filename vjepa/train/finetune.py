@@ -10,8 +10,9 @@ and loss.png. What is its own (the VideoMAE / V-JEPA 2 recipe, vjepa.train.class
   attentive or linear head (``finetune.head``); checkpoints hold ``encoder.safetensors`` (the
   bare ViT keys, as an export) and ``head.safetensors``;
 - layer-wise lr decay (``finetune.layer_decay``: the task's parameter groups), drop path,
-  label smoothing and mixup / CutMix, every draw from a generator seeded by (run.seed, rank,
-  batch index);
+  label smoothing, mixup / CutMix and RandAugment (vjepa.data.randaugment, one transform per
+  clip, the same on every frame; ``finetune.randaug_*``), every draw from a generator seeded
+  by (run.seed, rank, batch index);
 - the data: ``data.shards``, labelled, through the pretraining loader (exact resume position;
   ``data.hflip`` only where a flip keeps the class);
 - the evaluation: every ``finetune.eval_every`` steps, top-1 on ``finetune.dev_shards``
@@ -34,8 +35,9 @@ from accelerate import PartialState
 from torch import nn
 
 from vjepa.config import Config, ConfigError, to_dict
-from vjepa.data.augment import normalize
+from vjepa.data.augment import denormalize, normalize
 from vjepa.data.loader import make_pretrain_loader
+from vjepa.data.randaugment import rand_augment_batch
 from vjepa.data.shards import expand_urls
 from vjepa.data.stages import FINETUNE, HEAD, generator, seed_for
 from vjepa.errors import UsageError
@@ -66,7 +68,16 @@ from vjepa.train.loop import run_training
 from vjepa.train.pretrain import video_on_device
 from vjepa.train.task import StepOutput, Task
 
-__all__ = ["build_model", "finetune", "finetune_task", "label_names", "predict_views"]
+__all__ = [
+    "augmented_video",
+    "build_model",
+    "finetune",
+    "finetune_task",
+    "label_names",
+    "predict_views",
+]
+
+RANDAUG_STREAM = 1  # RandAugment's generator: (the batch's seed, this)
 
 
 def label_names(cfg: Config) -> list[str]:
@@ -118,10 +129,29 @@ def make_batches(cfg: Config, rank: int, world_size: int, start: dict | None) ->
         yield batch
 
 
+def augmented_video(cfg: Config, batch: dict, device: torch.device) -> torch.Tensor:
+    """The batch's clips on ``device``, RandAugmented (``finetune.randaug_*``), normalised:
+    ``[B, C, T, H, W]`` float32. RandAugment draws from its own generator (seeded by the
+    batch's seed), so turning it on leaves every other draw of the step as it was."""
+    f = cfg.finetune
+    if f.randaug_ops == 0:
+        return video_on_device(batch, cfg, device)
+    video = batch["video"].to(device, non_blocking=True)  # [B, C, T, H, W]
+    pixels = video if video.dtype == torch.uint8 else denormalize(video)  # 0..255
+    pixels = rand_augment_batch(
+        pixels,
+        num_ops=f.randaug_ops,
+        magnitude=f.randaug_magnitude,
+        magnitude_std=f.randaug_magnitude_std,
+        rng=np.random.default_rng([batch["seed"], RANDAUG_STREAM]),
+    )
+    return normalize(pixels)  # [B, C, T, H, W] float32
+
+
 def _forward(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -> StepOutput:
     inner = getattr(model, "module", model)  # DDP wraps it; its attributes are the module's
     rng = np.random.default_rng(batch["seed"])
-    video = video_on_device(batch, cfg, device)  # [B, C, T, H, W]
+    video = augmented_video(cfg, batch, device)  # [B, C, T, H, W]
     labels = batch["label"].to(device, non_blocking=True)  # [B]
     video, target = mix_batch(video, labels, inner.num_classes, cfg.finetune, rng)  # [B, C]
     keep = None
