@@ -207,7 +207,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         sub, "export", cmd_export,
         help="export a frozen encoder (safetensors, TorchScript, ONNX, Hugging Face)",
         description="Export the target (default), context encoder or predictor of a run folder, "
-        "checkpoint or official V-JEPA file as model.safetensors + config.json + README.md.",
+        "checkpoint or official V-JEPA file as model.safetensors + config.json + README.md. "
+        "A `vjepa finetune` run exports its fine-tuned encoder + head.safetensors and its "
+        "labels (vjepa.load_classifier).",
     )  # fmt: skip
     p.add_argument("src", help="run folder, checkpoint folder, export folder or official .pt file")
     p.add_argument("--out", required=True, help="output folder")

@@ -25,6 +25,7 @@ and loss.png. What is its own (the VideoMAE / V-JEPA 2 recipe, vjepa.train.class
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import torch
 from accelerate import PartialState
 from torch import nn
 
+from vjepa.artifacts.classifier import CLASSIFIER_FILE, classifier_description
 from vjepa.config import Config, ConfigError, to_dict
 from vjepa.data.augment import denormalize, normalize
 from vjepa.data.loader import make_pretrain_loader
@@ -54,7 +56,13 @@ from vjepa.eval.probe.report import (
     prediction_records,
     write_report,
 )
-from vjepa.train.checkpoint import file_prefixes, join_weights, latest_checkpoint, load_checkpoint
+from vjepa.train.checkpoint import (
+    BEST_DIR,
+    file_prefixes,
+    join_weights,
+    latest_checkpoint,
+    load_checkpoint,
+)
 from vjepa.train.classifier import (
     Classifier,
     build_head,
@@ -107,7 +115,26 @@ def build_model(cfg: Config) -> Classifier:
     head = build_head(f, vit.embed_dim, num_classes, generator(cfg.run.seed, HEAD))
     model = Classifier(vit, head, num_classes=num_classes, drop_path=f.drop_path)
     model.identity = identity
+    model.label_names = label_names(cfg)
     return model
+
+
+def write_description(cfg: Config) -> None:
+    """classifier.json into run.dir and run.dir/best (so each checkpoint finds it two folders
+    up): the encoder's architecture, the head, the labels (vjepa.artifacts.classifier)."""
+    d, f = cfg.data, cfg.finetune
+    views = {
+        "frames_per_clip": d.frames_per_clip, "frame_step": d.frame_step,
+        "fps": d.fps, "crop_size": d.crop_size,
+        "eval_clips": f.eval_clips, "eval_crops": f.eval_crops,
+    }  # fmt: skip
+    model = build_model(cfg)
+    text = json.dumps(classifier_description(model, model.label_names, views=views), indent=2)
+    for folder in (Path(cfg.run.dir), Path(cfg.run.dir) / BEST_DIR):
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{CLASSIFIER_FILE}.tmp"
+        tmp.write_text(text + "\n")
+        tmp.replace(folder / CLASSIFIER_FILE)
 
 
 def make_batches(cfg: Config, rank: int, world_size: int, start: dict | None) -> Iterator[dict]:
@@ -267,6 +294,8 @@ def finetune(cfg: Config) -> dict[str, Any]:
         if shards:
             expand_urls(shards)  # a wrong path fails here, before the run folder exists
     label_names(cfg)
-    run_training(cfg, finetune_task())
     state = PartialState()
+    if state.is_main_process:
+        write_description(cfg)
+    run_training(cfg, finetune_task())
     return final_report(cfg, state.device) if state.is_main_process else {}
