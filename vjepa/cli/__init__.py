@@ -109,6 +109,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.finetune and (args.seeds is not None or args.overrides[:1] == ["world"]):
+        raise UsageError("--finetune runs one seed of the pan / objects demo: no --seeds, no world")
     if args.overrides[:1] == ["world"]:  # `vjepa demo world [--env ENV] [k=v ...]`
         return cmd_demo_world(args)
     if args.seeds is not None:  # `vjepa demo --seeds N`: the comparison over N seeds
@@ -117,6 +119,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         run_seeds(
             Path(args.out), args.seeds, overrides=args.overrides, quick=args.quick,
             corpus=args.corpus, eval_split=args.split,
+        )  # fmt: skip
+        return EXIT_OK
+    if args.finetune:  # `vjepa demo --finetune`: fine-tuned vs random init vs frozen probe
+        from vjepa.demo.finetune import run_finetune_demo
+
+        run_finetune_demo(
+            Path(args.out), overrides=args.overrides, quick=args.quick, corpus=args.corpus,
+            eval_split=args.split,
         )  # fmt: skip
         return EXIT_OK
     from vjepa.demo.pretrain import run_demo
@@ -245,6 +255,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="run the demo (or `demo world`) for training seeds 0..N-1 into OUT/seed<s> and "
         "report the spread (OUT/seeds.json)",
+    )
+    p.add_argument(
+        "--finetune",
+        action="store_true",
+        help="fine-tune the demo's pretrained encoder and a random-init one "
+        "(configs/finetune/demo_cpu.yaml) and compare both with the frozen attentive probe",
     )
     p.add_argument(
         "--env", help="`vjepa demo world` only: the env (gymnasium id, file.py:Class, module:Class)"
