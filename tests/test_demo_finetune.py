@@ -33,8 +33,7 @@ def test_quick_finetune_demo(tmp_path, capsys) -> None:
     rand = json.loads((out / "finetune_random" / "report.json").read_text())
     # the pretrained run started from the demo's pretraining, the other from random init
     assert pre["backbone"]["path"] == str(out / "pretrain")
-    assert rand["backbone"]["kind"] == "random" if "kind" in rand["backbone"] else True
-    assert "path" not in rand["backbone"] or rand["backbone"]["path"] != pre["backbone"]["path"]
+    assert rand["backbone"]["path"] == "random" and rand["backbone"]["model"] == "tiny_cpu"
     assert pre["max_steps"] == rand["max_steps"] == 20
     for key in ("finetuned_vs_random", "finetuned_vs_probe"):
         cmp = results[key]
