@@ -37,6 +37,7 @@ from vjepa.eval.probe.position import position_probe
 from vjepa.eval.probe.report import compare_reports, format_comparison
 from vjepa.eval.probe.run import run_probe
 from vjepa.eval.surprise.run import surprise_vs_random
+from vjepa.models.encoder import MODEL_ARCH_KEYS
 from vjepa.train.pretrain import pretrain
 
 _MARKER = "configs/pretrain/demo_cpu.yaml"
@@ -104,10 +105,6 @@ def write_demo_corpus(
     return folders, list(STYLES[corpus])
 
 
-ENCODER_KEYS = ("name", "patch_size", "tubelet_size", "pos_embed", "frame_diff", "stem")
-"""The model keys that make the encoder's architecture: the random floor must share them."""
-
-
 def probe_overrides(
     cfg, run_dir: Path, backbone: str, shards: dict[str, Path], split: str
 ) -> list[str]:
@@ -124,7 +121,7 @@ def probe_overrides(
         f"probe.encoder={encoder}",
         f"probe.train_shards={shards['train']}",
         f"probe.val_shards={shards[split]}",
-        *(f"model.{k}={getattr(cfg.model, k)}" for k in ENCODER_KEYS),
+        *(f"model.{k}={getattr(cfg.model, k)}" for k in MODEL_ARCH_KEYS),
         f"data.frames_per_clip={cfg.data.frames_per_clip}",
         f"data.frame_step={cfg.data.frame_step}",
         f"data.crop_size={cfg.data.crop_size}",

@@ -216,6 +216,9 @@ ARCH_KEYS = (
 """The keys of config.json ``architecture``: exactly the VisionTransformer constructor arguments."""
 OPTIONAL_ARCH = {"frame_diff": False, "stem": "linear"}
 """Architecture keys added later, with the value that every older config.json meant."""
+MODEL_ARCH_KEYS = ("name", "patch_size", "tubelet_size", "pos_embed", *OPTIONAL_ARCH)
+"""The ``model.*`` config keys that make the encoder's architecture (with the clip geometry):
+whatever builds an encoder from a config, or a random floor that must match one, reads these."""
 
 
 def encoder_arch(
@@ -256,20 +259,12 @@ def model_arch(
 ) -> dict[str, Any]:
     """The ARCH_KEYS of ``model.*`` (size ``name``, else ``model_cfg.name``) for these clips."""
     name = name or model_cfg.name
+    keys = {k: getattr(model_cfg, k) for k in MODEL_ARCH_KEYS if k != "name"}
     if name not in SIZES:
         raise ConfigError(
             f"model.name {name!r} is not a known size; choose one of {', '.join(SIZES)}"
         )
-    return encoder_arch(
-        name,
-        patch_size=model_cfg.patch_size,
-        tubelet_size=model_cfg.tubelet_size,
-        num_frames=num_frames,
-        img_size=img_size,
-        pos_embed=model_cfg.pos_embed,
-        frame_diff=model_cfg.frame_diff,
-        stem=model_cfg.stem,
-    )
+    return encoder_arch(name, num_frames=num_frames, img_size=img_size, **keys)
 
 
 def build_encoder(
