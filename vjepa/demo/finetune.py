@@ -19,7 +19,6 @@ from pathlib import Path
 
 from vjepa.config import Config, load_config
 from vjepa.demo.pretrain import (
-    ENCODER_KEYS,
     PROBE_CONFIGS,
     QUICK_STEPS,
     REPO,
@@ -29,6 +28,7 @@ from vjepa.demo.pretrain import (
 )
 from vjepa.eval.probe.report import compare_reports, format_comparison
 from vjepa.eval.probe.run import run_probe
+from vjepa.models.encoder import MODEL_ARCH_KEYS
 from vjepa.train.finetune import finetune
 
 FINETUNE_CONFIG = REPO / "configs" / "finetune" / "demo_cpu.yaml"
@@ -47,7 +47,7 @@ def finetune_overrides(
         f"data.shards={shards['train']}",
         f"finetune.dev_shards={shards['dev']}",
         f"finetune.val_shards={shards[split]}",
-        *(f"model.{k}={getattr(cfg.model, k)}" for k in ENCODER_KEYS),
+        *(f"model.{k}={getattr(cfg.model, k)}" for k in MODEL_ARCH_KEYS),
         f"data.frames_per_clip={cfg.data.frames_per_clip}",
         f"data.frame_step={cfg.data.frame_step}",
         f"data.crop_size={cfg.data.crop_size}",
