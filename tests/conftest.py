@@ -14,3 +14,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def pan_corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The demo's pan corpus, quick size: train 48, dev 24, val 36 clips of 6 classes
+    ({split: shard folder}), written once per session."""
+    from vjepa.demo.pretrain import write_demo_corpus
+
+    folders, _ = write_demo_corpus(tmp_path_factory.mktemp("pan"), "pan", quick=True)
+    return folders

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_utils import ROOT, kill_after_first_checkpoint, run_env
+from train_utils import ROOT, finetune_overrides, kill_after_first_checkpoint, run_env
 
 from vjepa.config import FinetuneConfig, load_config, save_config
 from vjepa.eval.probe.report import compare_reports
@@ -32,49 +32,9 @@ from vjepa.train.optim import build_optimizer, set_schedules
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The demo's pan corpus, quick size: train 48, dev 24, val 36 clips of 6 classes."""
-    from vjepa.demo.pretrain import write_demo_corpus
-
-    folders, _ = write_demo_corpus(tmp_path_factory.mktemp("pan"), "pan", quick=True)
-    return folders
-
-
-def overrides(run_dir: Path, corpus: dict[str, Path], *extra: str) -> list[str]:
-    """A tiny fine-tune: tiny_cpu at 8 x 32 x 32 (64 tokens), a random backbone."""
-    return [
-        f"run.dir={run_dir}",
-        f"data.shards={corpus['train']}",
-        "run.trackers=[]",
-        "run.log_every=1",
-        "data.batch_size=8",
-        "data.num_workers=0",
-        "data.frames_per_clip=8",
-        "data.frame_step=2",
-        "data.crop_size=32",
-        "data.shuffle_buffer=64",
-        "data.hflip=false",
-        "data.random_resize_scale=[0.5,1.0]",
-        "model.name=tiny_cpu",
-        "model.patch_size=8",
-        "model.tubelet_size=2",
-        "model.pos_embed=rope",
-        "optim.lr=1e-3",
-        "optim.start_lr=1e-4",
-        "optim.final_lr=1e-5",
-        "optim.warmup_steps=5",
-        "optim.weight_decay=0.05",
-        "optim.final_weight_decay=0.05",
-        "optim.clip_grad=1.0",
-        "train.threads=1",
-        "train.health_every=1000",
-        "finetune.head_heads=4",
-        f"finetune.dev_shards={corpus['dev']}",
-        f"finetune.val_shards={corpus['val']}",
-        "finetune.eval_batch_size=16",
-        *extra,
-    ]
+@pytest.fixture
+def corpus(pan_corpus: dict[str, Path]) -> dict[str, Path]:
+    return pan_corpus
 
 
 def _losses(run_dir: Path) -> list[float]:
@@ -87,7 +47,7 @@ def test_finetune_lowers_the_loss_and_reports_like_the_probe(
     run_dir = tmp_path / "ft"
     cfg = load_config(
         None,
-        overrides(
+        finetune_overrides(
             run_dir, corpus, "train.max_steps=60", "train.checkpoint_every=30",
             "finetune.eval_every=20", "train.keep_best=dev_top1", "finetune.eval_clips=2",
             "finetune.mixup=0", "finetune.cutmix=0",  # mixed targets hide the fall in 60 steps
@@ -138,7 +98,9 @@ def test_finetune_kill_and_resume_matches_an_uninterrupted_run(
     )  # fmt: skip
     config = tmp_path / "ft.yaml"
     save_config(
-        load_config(None, overrides(tmp_path / "unused", corpus, *extra), command="finetune"),
+        load_config(
+            None, finetune_overrides(tmp_path / "unused", corpus, *extra), command="finetune"
+        ),
         config,
     )
 

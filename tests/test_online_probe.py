@@ -68,8 +68,13 @@ def test_online_probe_writes_top1_and_leaves_the_training_alone(
 
 
 def test_online_probe_settings_are_checked() -> None:
-    with pytest.raises(ConfigError, match="online_probe.train_shards"):
-        load_config(None, ["online_probe.every=5"])
+    with pytest.raises(ConfigError, match="both online_probe.train_shards and"):
+        load_config(None, ["online_probe.train_shards=x"])
+    # on only once both labelled sets are given: every 1000 steps by default, 0 turns it off
+    assert load_config(None).online_probe.interval() == 0
+    two = ["online_probe.train_shards=a", "online_probe.val_shards=b"]
+    assert load_config(None, two).online_probe.interval() == 1000
+    assert load_config(None, [*two, "online_probe.every=0"]).online_probe.interval() == 0
     with pytest.raises(ConfigError, match="not a metric of it"):
         load_config(None, ["train.keep_best=dev_top1"])
     with pytest.raises(ConfigError, match="needs the evaluation"):

@@ -72,6 +72,43 @@ def tiny_overrides(run_dir: Path, shards: Path, *extra: str) -> list[str]:
     ]
 
 
+def finetune_overrides(run_dir: Path, corpus: dict[str, Path], *extra: str) -> list[str]:
+    """A tiny `vjepa finetune`: tiny_cpu at 8 x 32 x 32 (64 tokens), a random backbone, on
+    the demo corpus folders ``corpus`` (train / dev / val)."""
+    return [
+        f"run.dir={run_dir}",
+        f"data.shards={corpus['train']}",
+        "run.trackers=[]",
+        "run.log_every=1",
+        "data.batch_size=8",
+        "data.num_workers=0",
+        "data.frames_per_clip=8",
+        "data.frame_step=2",
+        "data.crop_size=32",
+        "data.shuffle_buffer=64",
+        "data.hflip=false",
+        "data.random_resize_scale=[0.5,1.0]",
+        "model.name=tiny_cpu",
+        "model.patch_size=8",
+        "model.tubelet_size=2",
+        "model.pos_embed=rope",
+        "optim.lr=1e-3",
+        "optim.start_lr=1e-4",
+        "optim.final_lr=1e-5",
+        "optim.warmup_steps=5",
+        "optim.weight_decay=0.05",
+        "optim.final_weight_decay=0.05",
+        "optim.clip_grad=1.0",
+        "train.threads=1",
+        "train.health_every=1000",
+        "finetune.head_heads=4",
+        f"finetune.dev_shards={corpus['dev']}",
+        f"finetune.val_shards={corpus['val']}",
+        "finetune.eval_batch_size=16",
+        *extra,
+    ]
+
+
 def run_env(threads: int = 1) -> dict[str, str]:
     """Environment of a subprocess run: the repo importable, fixed threads (determinism)."""
     env = dict(os.environ)

@@ -30,6 +30,15 @@ def model_card(
     ]
     if config["which"] != "predictor":
         lines += _usage_lines(config)
+    if "classifier" in config:
+        c = config["classifier"]
+        lines += [
+            "## Classifier",
+            "",
+            f"A fine-tuned encoder with its {c['head']['kind']} head (`head.safetensors`) over "
+            f"{len(c['label_names'])} classes (`config.json` `classifier.label_names`, line i ="
+            " class i): `vjepa.load_classifier(folder)(video)` gives the logits `[B, C]`.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from vjepa.artifacts.arch import build_encoder_from_arch, build_predictor_from_arch
 from vjepa.artifacts.card import model_card
+from vjepa.artifacts.classifier import classifier_from
 from vjepa.artifacts.encoder import VideoEncoder, encoder_from
 from vjepa.artifacts.hf import hf_max_abs_diff, write_hf
 from vjepa.artifacts.official import load_state_strict
@@ -30,6 +31,7 @@ from vjepa.artifacts.sources import (
     CONTEXT_FILE,
     FORMAT_VERSION,
     FORMATS_FILE,
+    HEAD_FILE,
     HF_DIR,
     ONNX_FILE,
     PREDICTOR_FILE,
@@ -67,7 +69,9 @@ def export(
     """Export one module of ``src`` as ``out_dir/model.safetensors`` + config.json + README.md.
 
     ``src``: a run folder (its latest complete checkpoint), a checkpoint folder, an export
-    folder or an official V-JEPA / V-JEPA 2 file. ``formats`` adds any of ``torchscript``,
+    folder or an official V-JEPA / V-JEPA 2 file. A `vjepa finetune` run (its kept best
+    checkpoint, else the last) or checkpoint exports its fine-tuned encoder + ``head.safetensors``
+    and a ``classifier`` section in config.json (vjepa.artifacts.classifier.load_classifier). ``formats`` adds any of ``torchscript``,
     ``onnx`` (checked with onnxruntime when installed) and ``hf`` (a transformers VJEPA2Model
     folder); each one's measured max |difference| to our module goes into formats.json.
     """
@@ -142,6 +146,8 @@ def _build_checked(loaded: Loaded, source: str) -> nn.Module:
         load_state_strict(predictor, loaded.state, f"{source} (predictor)")
         return predictor
     frozen = encoder_from(loaded, source)
+    if loaded.classifier is not None:
+        classifier_from(loaded, source)  # the head loads strictly onto the encoder
     if "predictor" in loaded.extras and loaded.predictor_arch is not None:
         predictor = build_predictor_from_arch(loaded.predictor_arch)
         load_state_strict(predictor, loaded.extras["predictor"], f"{source} (predictor)")
@@ -153,7 +159,8 @@ def _prepare_out(src: Path, out: Path) -> Path:
     if out.resolve() == src_dir.resolve():
         raise UsageError(f"{out}: the export folder must differ from the source folder")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (TORCHSCRIPT_FILE, ONNX_FILE, ONNX_FILE + ".data", FORMATS_FILE, CONTEXT_FILE):
+    stale_files = (TORCHSCRIPT_FILE, ONNX_FILE, ONNX_FILE + ".data", FORMATS_FILE, CONTEXT_FILE)
+    for stale in (*stale_files, HEAD_FILE):
         (out / stale).unlink(missing_ok=True)  # never leave files of an older export behind
     shutil.rmtree(out / HF_DIR, ignore_errors=True)
     return out
@@ -175,6 +182,8 @@ def _write_weights(loaded: Loaded, out: Path, *, with_context: bool = False) -> 
         loaded.predictor_arch = None
     if with_context and "context" in loaded.extras:
         _save(loaded.extras["context"], out / CONTEXT_FILE, "context")
+    if loaded.classifier is not None:  # a fine-tuned classifier: its head beside the encoder
+        _save(loaded.extras["head"], out / HEAD_FILE, "head")
     config = config_json(loaded)
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return config

@@ -35,7 +35,7 @@ from vjepa.artifacts.official import build_from_official, read_official
 from vjepa.config import Config, from_dict
 from vjepa.data.augment import imagenet_normalization
 from vjepa.errors import UsageError
-from vjepa.train.checkpoint import is_complete, latest_checkpoint
+from vjepa.train.checkpoint import BEST_DIR, is_complete, latest_checkpoint
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -48,6 +48,8 @@ TORCHSCRIPT_FILE = "model.torchscript.pt"
 ONNX_FILE = "model.onnx"
 HF_DIR = "hf"
 WORLD_FILE = "world.json"  # in a `vjepa world train` run folder
+CLASSIFIER_FILE = "classifier.json"  # in a `vjepa finetune` run folder (and its best/)
+HEAD_FILE = "head.safetensors"  # a fine-tuned classifier's head: checkpoint and export
 WORLD_ENCODER = "encoder.safetensors"  # world export / checkpoint weights
 WORLD_PREDICTOR = "predictor.safetensors"
 WORLD_PROJECTOR = "projector.safetensors"  # only with spec.latent_dim > 0
@@ -87,8 +89,12 @@ class Loaded:
     """Where the weights came from: kind, path, step, training data (carried through re-exports)."""
     normalization: dict[str, list[float]] = field(default_factory=imagenet_normalization)
     extras: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
-    """Companion state dicts copied alongside (``predictor``, ``context``)."""
+    """Companion state dicts copied alongside (``predictor``, ``context``, a classifier's
+    ``head``)."""
     predictor_arch: dict[str, Any] | None = None
+    classifier: dict[str, Any] | None = None
+    """A fine-tuned classifier's head and labels (``head``, ``label_names``, ...: the
+    ``classifier.json`` of its run, less the encoder's architecture); None for an encoder."""
 
 
 def classify(path: str | Path) -> Kind:
@@ -232,7 +238,10 @@ def _geometry(num_frames: int | None, img_size: int | None) -> dict[str, int]:
 
 
 def _latest(run_dir: Path) -> Path:
-    found = latest_checkpoint(run_dir)
+    """A run's checkpoint to read: its latest; for a fine-tuning run the kept best one (the
+    one its report.json scored), when it kept one."""
+    best = latest_checkpoint(run_dir / BEST_DIR) if (run_dir / CLASSIFIER_FILE).is_file() else None
+    found = best or latest_checkpoint(run_dir)
     if found is None:
         raise ExportSourceError(f"{run_dir}: run folder without a complete checkpoint")
     return found
@@ -268,12 +277,44 @@ def _read_export(folder: Path, which: Which | None, with_extras: bool) -> Loaded
     )
     if with_extras and which != "predictor" and (folder / PREDICTOR_FILE).is_file():
         loaded.extras["predictor"] = load_file(str(folder / PREDICTOR_FILE))
+    if "classifier" in config and which == stored:
+        loaded.classifier = dict(config["classifier"])
+        if with_extras:
+            loaded.extras["head"] = _load_weights(folder / HEAD_FILE)
+    return loaded
+
+
+def _read_classifier(folder: Path, which: Which | None, with_extras: bool) -> Loaded:
+    """A `vjepa finetune` checkpoint: its one (fine-tuned) encoder, and its head as an extra."""
+    if which == "predictor":
+        raise ExportSourceError(f"{folder}: a fine-tuned classifier holds no predictor")
+    desc = json.loads((folder.parent.parent / CLASSIFIER_FILE).read_text())
+    step = int(_STEP_DIR.match(folder.name).group(1))
+    loaded = Loaded(
+        which="target",  # its only encoder
+        arch=dict(desc["architecture"]),
+        state=_load_weights(folder / "encoder.safetensors"),
+        weights_file=folder / "encoder.safetensors",
+        provenance={
+            "kind": "vjepa-finetune",
+            "path": str(folder.resolve()),
+            "step": step,
+            "encoder": "fine-tuned",
+            "backbone": desc.get("backbone"),
+        },
+        normalization=dict(desc["normalization"]),
+        classifier={k: v for k, v in desc.items() if k not in ("architecture", "normalization")},
+    )
+    if with_extras:
+        loaded.extras["head"] = _load_weights(folder / HEAD_FILE)
     return loaded
 
 
 def _read_checkpoint(folder: Path, which: Which | None, with_extras: bool) -> Loaded:
     if not (folder / "config.yaml").is_file():
         raise ExportSourceError(f"{folder}: checkpoint without config.yaml")
+    if (folder.parent.parent / CLASSIFIER_FILE).is_file():
+        return _read_classifier(folder, which, with_extras)
     cfg = from_dict(yaml.safe_load((folder / "config.yaml").read_text()))
     trained = trained_encoder(cfg)
     if which is None:
@@ -437,4 +478,6 @@ def config_json(loaded: Loaded) -> dict[str, Any]:
     }
     if loaded.predictor_arch is not None and loaded.which != "predictor":
         config["predictor"] = loaded.predictor_arch
+    if loaded.classifier is not None:
+        config["classifier"] = loaded.classifier  # + head.safetensors: vjepa.load_classifier
     return config

@@ -125,6 +125,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from vjepa.train.faults import hold_run_folder
 
     world = args.overrides[:1] == ["world"]  # `vjepa demo world [--env ENV] [k=v ...]`
+    if args.finetune and (args.seeds is not None or world):
+        raise UsageError("--finetune runs one seed of the pan / objects demo: no --seeds, no world")
     out = Path("runs/demo_world") if world and args.out == "runs/demo" else Path(args.out)
     with hold_run_folder(out):
         return cmd_demo_world(args, out) if world else _demo(args, out)
@@ -137,6 +139,14 @@ def _demo(args: argparse.Namespace, out: Path) -> int:
         run_seeds(
             out, args.seeds, overrides=args.overrides, quick=args.quick,
             corpus=args.corpus, eval_split=args.split,
+        )  # fmt: skip
+        return EXIT_OK
+    if args.finetune:  # `vjepa demo --finetune`: fine-tuned vs random init vs frozen probe
+        from vjepa.demo.finetune import run_finetune_demo
+
+        run_finetune_demo(
+            out, overrides=args.overrides, quick=args.quick, corpus=args.corpus,
+            eval_split=args.split,
         )  # fmt: skip
         return EXIT_OK
     from vjepa.demo.pretrain import run_demo
@@ -227,7 +237,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         sub, "export", cmd_export,
         help="export a frozen encoder (safetensors, TorchScript, ONNX, Hugging Face)",
         description="Export the target (default), context encoder or predictor of a run folder, "
-        "checkpoint or official V-JEPA file as model.safetensors + config.json + README.md.",
+        "checkpoint or official V-JEPA file as model.safetensors + config.json + README.md. "
+        "A `vjepa finetune` run exports its fine-tuned encoder + head.safetensors and its "
+        "labels (vjepa.load_classifier).",
     )  # fmt: skip
     p.add_argument("src", help="run folder, checkpoint folder, export folder or official .pt file")
     p.add_argument("--out", required=True, help="output folder")
@@ -263,6 +275,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="run the demo (or `demo world`) for training seeds 0..N-1 into OUT/seed<s> and "
         "report the spread (OUT/seeds.json)",
+    )
+    p.add_argument(
+        "--finetune",
+        action="store_true",
+        help="fine-tune the demo's pretrained encoder and a random-init one "
+        "(configs/finetune/demo_cpu.yaml) and compare both with the frozen attentive probe",
     )
     p.add_argument(
         "--env", help="`vjepa demo world` only: the env (gymnasium id, file.py:Class, module:Class)"

@@ -78,7 +78,8 @@ def check_keep_best(train: LoopConfig, metrics: tuple[str, ...], every: int) -> 
     if not every:
         raise ConfigError(
             f"train.keep_best={train.keep_best} needs the evaluation that writes it to run "
-            "(online_probe.every / finetune.eval_every > 0)"
+            "(online_probe.train_shards + val_shards and online_probe.every > 0 / "
+            "finetune.eval_every > 0)"
         )
 
 
@@ -118,13 +119,13 @@ class PretrainRoot(ClipRoot):
     def check(self) -> None:
         super().check()
         p = self.online_probe
-        if p.every and not (p.train_shards and p.val_shards):
+        if bool(p.train_shards) != bool(p.val_shards):
             raise ConfigError(
-                "online_probe.every needs online_probe.train_shards and online_probe.val_shards"
+                "the online probe needs both online_probe.train_shards and online_probe.val_shards"
             )
-        if p.every and self.train.fsdp:
-            raise ConfigError("online_probe.every needs train.fsdp=false (it runs the submodules)")
-        check_keep_best(self.train, ("online_knn_top1", "online_linear_top1"), p.every)
+        if p.interval() and self.train.fsdp:
+            raise ConfigError("online_probe needs train.fsdp=false (it runs the submodules)")
+        check_keep_best(self.train, ("online_knn_top1", "online_linear_top1"), p.interval())
 
 
 @dataclass

@@ -47,6 +47,12 @@ class FinetuneConfig(Section):
     """CutMix: alpha of the Beta law of the kept area; the box is the same in every frame (0: off). With both on, each batch takes one of the two at random."""
     mix_prob: float = _ranged(1.0, lambda v: 0 <= v <= 1, "must be within [0, 1]")
     """Probability that a batch is mixed (mixup or CutMix) at all."""
+    randaug_ops: int = _non_negative(0)
+    """RandAugment (timm's rand-increasing ops, VideoMAE's video form): ops drawn per training clip, each applied with probability 0.5, with the same parameters on every frame of the clip (0: off; VideoMAE: 4)."""
+    randaug_magnitude: float = _ranged(7.0, lambda v: 0 <= v <= 10, "must be within [0, 10]")
+    """RandAugment: the magnitude of every op, on timm's 0-10 scale (VideoMAE: 7)."""
+    randaug_magnitude_std: float = _non_negative(0.5)
+    """RandAugment: std of the Gaussian noise added to the magnitude per op (clamped to [0, 10]; VideoMAE: 0.5; 0: fixed)."""
     dev_shards: str = ""
     """Labelled shards evaluated every eval_every steps (dev_top1 in metrics.jsonl; train.keep_best=dev_top1 keeps the best checkpoint). Empty: no evaluation during training."""
     val_shards: str = ""
@@ -73,12 +79,12 @@ class OnlineProbeConfig(Section):
     the trackers and health.png. It draws from its own generators only and restores the global
     RNG, so a run with it on trains exactly the weights of one with it off."""
 
-    every: int = _non_negative(0)
-    """Run it every this many optimizer steps (and at the last); 0: off."""
+    every: int = _non_negative(1000)
+    """Run it every this many optimizer steps (and at the last) once train_shards and val_shards are set; 0: off. The default keeps its cost under 5 % of training time: 3.4 % measured on the demo's 2000-step pretraining on 2 CPU cores (README, online probe)."""
     train_shards: str = ""
-    """Labelled shards of the kNN bank and the linear head's training set."""
+    """Labelled shards of the kNN bank and the linear head's training set (empty: no online probe)."""
     val_shards: str = ""
-    """Labelled shards it is scored on (a dev split: choosing a checkpoint on them is choosing)."""
+    """Labelled shards it is scored on (a dev split: choosing a checkpoint on them is choosing; empty: no online probe)."""
     max_clips: int = _positive(512)
     """At most this many clips of each set (the first ones in shard order), one centre clip each."""
     encoder: Literal["auto", "context", "target"] = "auto"
@@ -93,3 +99,7 @@ class OnlineProbeConfig(Section):
     """Linear head: peak learning rate (on layer-normed features)."""
     batch_size: int = _positive(64)
     """Clips per encoder batch and per linear-head step."""
+
+    def interval(self) -> int:
+        """Steps between two probes: ``every`` when both shard sets are given, else 0 (off)."""
+        return self.every if self.train_shards and self.val_shards else 0

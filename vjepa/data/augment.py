@@ -41,6 +41,14 @@ def normalize(
     return (x.float() - mean_px) * inv_std
 
 
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`normalize` (ImageNet): float ``[..., C, T, H, W]`` -> 0..255 float."""
+    shape = (3, 1, 1, 1)
+    mean_px = torch.tensor(IMAGENET_MEAN, device=x.device).view(shape) * 255.0
+    std_px = torch.tensor(IMAGENET_STD, device=x.device).view(shape) * 255.0
+    return x.float() * std_px + mean_px
+
+
 def normalize_(x: torch.Tensor) -> torch.Tensor:
     """In-place :func:`normalize` of a float tensor holding 0..255 pixels, ``[..., C, T, H, W]``.
 

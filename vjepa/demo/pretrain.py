@@ -167,6 +167,27 @@ def surprise_check(out: Path, run_dir: Path, cfg: Config, quick: bool = False) -
     }
 
 
+QUICK_STEPS = ["train.max_steps=20", "train.checkpoint_every=10", "optim.warmup_steps=5"]
+"""``--quick``: the pretraining (and fine-tuning) length of the smoke test."""
+
+
+def pretrain_demo(
+    out: Path, shards: dict[str, Path], overrides: Sequence[str], quick: bool
+) -> tuple[Config, Path]:
+    """Pretrain (or resume) the demo's encoder into ``out/pretrain`` on the train shards with
+    configs/pretrain/demo_cpu.yaml + ``overrides``; returns its config and run folder."""
+    cfg = load_config(
+        PRETRAIN_CONFIG,
+        [
+            f"run.dir={out / 'pretrain'}",
+            f"data.shards={shards['train']}",
+            *(QUICK_STEPS if quick else []),
+            *overrides,
+        ],
+    )
+    return cfg, pretrain(cfg)
+
+
 def run_demo(
     out: Path,
     overrides: Sequence[str] = (),
@@ -183,14 +204,7 @@ def run_demo(
     shards, names = write_demo_corpus(out, corpus, quick)
     if eval_split not in shards:
         raise ValueError(f"corpus {corpus!r} has no {eval_split!r} split (it has {sorted(shards)})")
-    short = (
-        ["train.max_steps=20", "train.checkpoint_every=10", "optim.warmup_steps=5"] if quick else []
-    )
-    cfg = load_config(
-        PRETRAIN_CONFIG,
-        [f"run.dir={out / 'pretrain'}", f"data.shards={shards['train']}", *short, *overrides],
-    )
-    run_dir = pretrain(cfg)
+    cfg, run_dir = pretrain_demo(out, shards, overrides, quick)
 
     reports: dict[str, dict[str, dict]] = {"pretrained": {}, "random": {}}
     for kind in kinds:

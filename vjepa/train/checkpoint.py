@@ -59,6 +59,8 @@ WEIGHT_KEYS = ("encoder", "predictor", "target_encoder")
 TRAIN_STATE = "train_state.pt"
 CONFIG_FILE = "config.yaml"
 MARKER = "COMPLETE"
+BEST_DIR = "best"
+"""The folder under run.dir that holds the kept best checkpoint (``train.keep_best``)."""
 _STEP_DIR = re.compile(r"^step-(\d{8,})$")
 
 

@@ -47,6 +47,7 @@ class Classifier(nn.Module):
         depth = len(encoder.blocks)
         self.drop_rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]
         self.identity: dict[str, Any] = {}  # where the backbone came from (for the report)
+        self.label_names: list[str] = []  # class i's name (set by the builders and loaders)
         self._keep: Tensor | None = None
         for i, block in enumerate(encoder.blocks):
             block.attn.register_forward_hook(partial(self._drop_path, i, 0))

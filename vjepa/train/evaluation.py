@@ -22,11 +22,10 @@ from pathlib import Path
 import torch
 from accelerate.utils import broadcast_object_list
 
-from vjepa.train.checkpoint import latest_checkpoint
+from vjepa.train.checkpoint import BEST_DIR, latest_checkpoint
 from vjepa.train.state import RunState, save
 
-BEST_DIR = "best"
-"""The folder under run.dir that holds the kept best checkpoint (``train.keep_best``)."""
+__all__ = ["BEST_DIR", "best_checkpoint", "evaluate", "evaluation_due"]
 
 
 def best_checkpoint(run_dir: str | Path) -> Path | None:

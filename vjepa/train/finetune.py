@@ -10,8 +10,9 @@ and loss.png. What is its own (the VideoMAE / V-JEPA 2 recipe, vjepa.train.class
   attentive or linear head (``finetune.head``); checkpoints hold ``encoder.safetensors`` (the
   bare ViT keys, as an export) and ``head.safetensors``;
 - layer-wise lr decay (``finetune.layer_decay``: the task's parameter groups), drop path,
-  label smoothing and mixup / CutMix, every draw from a generator seeded by (run.seed, rank,
-  batch index);
+  label smoothing, mixup / CutMix and RandAugment (vjepa.data.randaugment, one transform per
+  clip, the same on every frame; ``finetune.randaug_*``), every draw from a generator seeded
+  by (run.seed, rank, batch index);
 - the data: ``data.shards``, labelled, through the pretraining loader (exact resume position;
   ``data.hflip`` only where a flip keeps the class);
 - the evaluation: every ``finetune.eval_every`` steps, top-1 on ``finetune.dev_shards``
@@ -24,6 +25,7 @@ and loss.png. What is its own (the VideoMAE / V-JEPA 2 recipe, vjepa.train.class
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,9 +35,11 @@ import torch
 from accelerate import PartialState
 from torch import nn
 
+from vjepa.artifacts.classifier import CLASSIFIER_FILE, classifier_description
 from vjepa.config import Config, ConfigError, to_dict
-from vjepa.data.augment import normalize
+from vjepa.data.augment import denormalize, normalize
 from vjepa.data.loader import make_pretrain_loader
+from vjepa.data.randaugment import rand_augment_batch
 from vjepa.data.shards import expand_urls
 from vjepa.data.stages import FINETUNE, HEAD, generator, seed_for
 from vjepa.errors import UsageError
@@ -52,7 +56,13 @@ from vjepa.eval.probe.report import (
     prediction_records,
     write_report,
 )
-from vjepa.train.checkpoint import file_prefixes, join_weights, latest_checkpoint, load_checkpoint
+from vjepa.train.checkpoint import (
+    BEST_DIR,
+    file_prefixes,
+    join_weights,
+    latest_checkpoint,
+    load_checkpoint,
+)
 from vjepa.train.classifier import (
     Classifier,
     build_head,
@@ -67,7 +77,16 @@ from vjepa.train.loop import run_training
 from vjepa.train.pretrain import video_on_device
 from vjepa.train.task import StepOutput, Task
 
-__all__ = ["build_model", "finetune", "finetune_task", "label_names", "predict_views"]
+__all__ = [
+    "augmented_video",
+    "build_model",
+    "finetune",
+    "finetune_task",
+    "label_names",
+    "predict_views",
+]
+
+RANDAUG_STREAM = 1  # RandAugment's generator: (the batch's seed, this)
 
 
 def label_names(cfg: Config) -> list[str]:
@@ -97,7 +116,26 @@ def build_model(cfg: Config) -> Classifier:
     head = build_head(f, vit.embed_dim, num_classes, generator(cfg.run.seed, HEAD))
     model = Classifier(vit, head, num_classes=num_classes, drop_path=f.drop_path)
     model.identity = identity
+    model.label_names = label_names(cfg)
     return model
+
+
+def write_description(cfg: Config) -> None:
+    """classifier.json into run.dir and run.dir/best (so each checkpoint finds it two folders
+    up): the encoder's architecture, the head, the labels (vjepa.artifacts.classifier)."""
+    d, f = cfg.data, cfg.finetune
+    views = {
+        "frames_per_clip": d.frames_per_clip, "frame_step": d.frame_step,
+        "fps": d.fps, "crop_size": d.crop_size,
+        "eval_clips": f.eval_clips, "eval_crops": f.eval_crops,
+    }  # fmt: skip
+    model = build_model(cfg)
+    text = json.dumps(classifier_description(model, model.label_names, views=views), indent=2)
+    for folder in (Path(cfg.run.dir), Path(cfg.run.dir) / BEST_DIR):
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{CLASSIFIER_FILE}.tmp"
+        tmp.write_text(text + "\n")
+        tmp.replace(folder / CLASSIFIER_FILE)
 
 
 def make_batches(cfg: Config, rank: int, world_size: int, start: dict | None) -> Iterator[dict]:
@@ -119,10 +157,29 @@ def make_batches(cfg: Config, rank: int, world_size: int, start: dict | None) ->
         yield batch
 
 
+def augmented_video(cfg: Config, batch: dict, device: torch.device) -> torch.Tensor:
+    """The batch's clips on ``device``, RandAugmented (``finetune.randaug_*``), normalised:
+    ``[B, C, T, H, W]`` float32. RandAugment draws from its own generator (seeded by the
+    batch's seed), so turning it on leaves every other draw of the step as it was."""
+    f = cfg.finetune
+    if f.randaug_ops == 0:
+        return video_on_device(batch, cfg, device)
+    video = batch["video"].to(device, non_blocking=True)  # [B, C, T, H, W]
+    pixels = video if video.dtype == torch.uint8 else denormalize(video)  # 0..255
+    pixels = rand_augment_batch(
+        pixels,
+        num_ops=f.randaug_ops,
+        magnitude=f.randaug_magnitude,
+        magnitude_std=f.randaug_magnitude_std,
+        rng=np.random.default_rng([batch["seed"], RANDAUG_STREAM]),
+    )
+    return normalize(pixels)  # [B, C, T, H, W] float32
+
+
 def _forward(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -> StepOutput:
     inner = getattr(model, "module", model)  # DDP wraps it; its attributes are the module's
     rng = np.random.default_rng(batch["seed"])
-    video = video_on_device(batch, cfg, device)  # [B, C, T, H, W]
+    video = augmented_video(cfg, batch, device)  # [B, C, T, H, W]
     labels = batch["label"].to(device, non_blocking=True)  # [B]
     video, target = mix_batch(video, labels, inner.num_classes, cfg.finetune, rng)  # [B, C]
     keep = None
@@ -239,6 +296,8 @@ def finetune(cfg: Config) -> dict[str, Any]:
             expand_urls(shards)  # a wrong path fails here, before the run folder exists
     label_names(cfg)
     with hold_run_folder(cfg.run.dir):  # the training and its report (the loop nests in it)
-        run_training(cfg, finetune_task())
         state = PartialState()
+        if state.is_main_process:
+            write_description(cfg)
+        run_training(cfg, finetune_task())
         return final_report(cfg, state.device) if state.is_main_process else {}

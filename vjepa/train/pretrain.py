@@ -12,9 +12,9 @@ hook, atomic checkpoints, resume, metrics, trackers, tqdm, plots). What is pretr
   sees a fresh draw, not a replay;
 - the forward: video (normalised on the device when it arrives as uint8) and the context /
   target masks of every mask generator; ``masks.png`` shows the first clip's masks;
-- the online probe (``online_probe.every``, off by default): kNN and linear top-1 of the
-  trained encoder on labelled shards every N steps (vjepa.train.online_probe), the loop's
-  periodic evaluation; ``train.keep_best`` can keep the best checkpoint by it.
+- the online probe (``online_probe.*``: on once its two labelled shard sets are given, every
+  ``online_probe.every`` = 1000 steps by default): kNN and linear top-1 of the trained encoder
+  (vjepa.train.online_probe), the loop's periodic evaluation; ``train.keep_best`` can keep the best checkpoint by it.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def pretrain_task() -> Task:
         health=_health,
         health_features=_health_features,
         evaluate=OnlineProbe(),  # online_probe.*: kNN and linear top-1 every N steps
-        eval_every=lambda cfg: cfg.online_probe.every,
+        eval_every=lambda cfg: cfg.online_probe.interval(),
     )
 
 
@@ -164,7 +164,7 @@ def pretrain(cfg: Config, *, nan_steps: Collection[int] = ()) -> Path:
     ``nan_steps``: steps whose loss is replaced by NaN (test hook for the skip / stop path).
     """
     expand_urls(cfg.data.shards)  # a wrong shard path fails here, before the run folder exists
-    if cfg.online_probe.every:
+    if cfg.online_probe.interval():
         expand_urls(cfg.online_probe.train_shards)
         expand_urls(cfg.online_probe.val_shards)
     return run_training(cfg, pretrain_task(), nan_steps=nan_steps)
