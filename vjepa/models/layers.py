@@ -243,21 +243,14 @@ def rescale_blocks(blocks: nn.ModuleList) -> None:
 
 
 def add_predictor_stack(
-    module: nn.Module,
-    *,
-    embed_dim: int,
-    width: int,
-    depth: int,
-    heads: int,
-    mlp_ratio: float,
-    out_dim: int | None = None,
+    module: nn.Module, *, embed_dim: int, width: int, depth: int, heads: int, mlp_ratio: float
 ) -> None:
     """Register the transformer stack both predictors share on ``module``, under the names
     their checkpoints use: ``predictor_blocks`` (``depth`` blocks of ``width``),
-    ``predictor_norm`` and ``predictor_proj`` (back to ``embed_dim``, or to ``out_dim``)."""
+    ``predictor_norm`` and ``predictor_proj`` (back to ``embed_dim``)."""
     module.predictor_blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(depth))
     module.predictor_norm = nn.LayerNorm(width, eps=LN_EPS)
-    module.predictor_proj = nn.Linear(width, out_dim if out_dim is not None else embed_dim)
+    module.predictor_proj = nn.Linear(width, embed_dim)
 
 
 def init_predictor(module: nn.Module, generator: torch.Generator | None) -> None:

@@ -80,14 +80,10 @@ class Predictor(nn.Module):
         if pos_embed == "sincos":
             self.register_buffer("predictor_pos_embed", sincos_pos_embed_3d(self.grid, width)[None])
         add_predictor_stack(
-            self,
-            embed_dim=embed_dim,
-            width=width,
-            depth=depth,
-            heads=heads,
-            mlp_ratio=mlp_ratio,
-            out_dim=out_dim,
+            self, embed_dim=embed_dim, width=width, depth=depth, heads=heads, mlp_ratio=mlp_ratio
         )
+        if out_dim is not None and out_dim != embed_dim:  # the head emits another size
+            self.predictor_proj = nn.Linear(width, out_dim)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
