@@ -61,7 +61,15 @@ def predictor_arch_from_state(
         "num_mask_tokens": sum(k.startswith("mask_tokens.") for k in state),
         **{k: encoder[k] for k in ("patch_size", "tubelet_size", "num_frames", "img_size")},
         "pos_embed": encoder["pos_embed"],
+        **out_dim_of(state, int(embed_dim)),
     }
+
+
+def out_dim_of(state: dict[str, torch.Tensor], embed_dim: int) -> dict[str, int]:
+    """``{"out_dim": n}`` when the predictor head emits another size than ``embed_dim`` (pixel
+    targets, a teacher of another width), else nothing (the official layout)."""
+    out = int(state["predictor_proj.weight"].shape[0])  # [out, Dp]
+    return {"out_dim": out} if out != embed_dim else {}
 
 
 def arch_of(encoder: nn.Module) -> dict[str, Any]:
@@ -116,4 +124,5 @@ def build_predictor_from_arch(arch: dict[str, Any]) -> nn.Module:
             patch_size=arch["patch_size"],
             tubelet_size=arch["tubelet_size"],
             pos_embed=arch["pos_embed"],
+            out_dim=arch.get("out_dim"),
         )

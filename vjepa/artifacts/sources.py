@@ -139,10 +139,14 @@ def trained_encoder(cfg: Config) -> Literal["target", "context"]:
     """The encoder of a pretraining run that learned: the target, unless it never moved.
 
     A frozen teacher (``optim.ema`` [1, 1] with ``objective.target: ema``) keeps the target
-    encoder at its random init; the context encoder is then the trained one.
+    encoder at its random init; the context encoder is then the trained one. So it is with a
+    pretrained teacher (``objective.teacher``: never updated) and with pixel targets
+    (``objective.target_features`` pixels / diff_pixels: no teacher is used at all).
     """
-    frozen = cfg.objective.target == "ema" and tuple(cfg.optim.ema) == (1.0, 1.0)
-    return "context" if frozen else "target"
+    o = cfg.objective
+    frozen = o.target == "ema" and tuple(cfg.optim.ema) == (1.0, 1.0)
+    unused = bool(o.teacher) or o.target_features in ("pixels", "diff_pixels")
+    return "context" if frozen or (o.target == "ema" and unused) else "target"
 
 
 def read_world(path: str | Path) -> tuple[dict[str, Any], Path]:
@@ -322,8 +326,9 @@ def _read_checkpoint(folder: Path, which: Which | None, with_extras: bool) -> Lo
     elif which == "target" and trained == "context":  # the context encoder always trains
         warnings.warn(
             f"{folder}: the target encoder never trained (a frozen teacher: optim.ema "
-            f"{list(cfg.optim.ema)}), it is the random init; the trained one is the context "
-            "encoder (the default)",
+            f"{list(cfg.optim.ema)}, objective.teacher {cfg.objective.teacher!r}, "
+            f"target_features {cfg.objective.target_features}), it is the random init or the "
+            "given teacher; the trained one is the context encoder (the default)",
             stacklevel=4,
         )
     arch = arch_from_config(cfg)

@@ -351,10 +351,23 @@ class ObjectiveConfig(Section):
     clip's temporal mean per spatial token. change: |delta|, never negative, so a predictor at
     zero still has a mean to move toward where the object goes. With sparse targets L1's optimum
     is the median, 0 wherever the object is not certain: pair delta / centred with loss_exp 2."""
-    target_features: Literal["encoder", "patch"] = "encoder"
-    """What the teacher regresses to (ema mode). encoder: the target encoder's output (V-JEPA).
+    target_features: Literal["encoder", "patch", "pixels", "diff_pixels"] = "encoder"
+    """What the predictor regresses (ema mode). encoder: the target encoder's output (V-JEPA).
     patch: only its patch embedding, a linear projection of each tubelet's pixels: local
-    targets, exactly constant on a static background (issue 27)."""
+    targets, exactly constant on a static background (issue 27). pixels: each masked
+    tubelet's own pixels, normalised per tubelet (VideoMAE's norm_pix_loss: minus their mean,
+    over their std); no teacher, the predictor's head emits 3 x tubelet x patch^2 values.
+    diff_pixels: the tubelet's backward frame differences (not normalised; a static background
+    gives exactly 0). Pair both with loss_exp 2 (MSE, as VideoMAE). The trained encoder is then
+    the context one (vjepa.jepa.pixels)."""
+    teacher: str = ""
+    """A frozen pretrained teacher (SALT, "static teacher asymmetric latent training"): a run
+    folder, checkpoint or export folder, read as every encoder reader does
+    (vjepa.load_encoder: a run's trained encoder). Its features of the full clip, layer-normed,
+    are the targets instead of the EMA / random teacher's; it never changes (no EMA update) and
+    the trained encoder is the context one. Its token grid (patch_size, tubelet_size) must match
+    model's; its width may differ (the predictor's head emits it). Needs target ema and
+    target_features encoder. Empty: off."""
     change_weight: float = _non_negative(0.0)
     """Weight each target token's loss by 1 + change_weight x the RMS change of its layer-normed
     teacher feature since the delta reference time step (rescaled to mean 1 per clip), so the
@@ -368,6 +381,19 @@ class ObjectiveConfig(Section):
     """Clips the across-clip terms (batch_var, batch_cov, sigreg) take their statistics over:
     global = the whole batch of every rank (gathered, with gradients; one process on the
     concatenated batch gives the same loss and gradients), local = this rank's batch only."""
+
+    def check(self) -> None:
+        if self.target == "online" and self.target_features != "encoder":
+            raise ConfigError(
+                f"objective.target_features {self.target_features} needs objective.target ema "
+                "(online targets are the encoder's own features)"
+            )
+        if self.teacher and (self.target != "ema" or self.target_features != "encoder"):
+            raise ConfigError(
+                "objective.teacher needs objective.target ema and objective.target_features "
+                f"encoder (got {self.target} / {self.target_features}): the teacher gives encoder "
+                "features"
+            )
 
 
 @dataclass

@@ -26,6 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from vjepa.artifacts.sources import trained_encoder
 from vjepa.config import Config, load_config
 from vjepa.data.formats import read_source
 from vjepa.data.surprise_pairs import write_pairs
@@ -110,11 +111,11 @@ def probe_overrides(
 ) -> list[str]:
     """The probe overrides shared by both encoders: same shards, architecture and seed.
 
-    A run with a frozen teacher (``optim.ema == [1, 1]``) trains only its context encoder (the
-    target encoder stays the random init), so that is the encoder probed.
+    A run with a frozen teacher (``optim.ema == [1, 1]``, a pretrained ``objective.teacher``, or
+    pixel targets) trains only its context encoder, so that is the encoder probed
+    (:func:`vjepa.artifacts.sources.trained_encoder`).
     """
-    frozen_teacher = tuple(cfg.optim.ema) == (1.0, 1.0)
-    encoder = "context" if frozen_teacher and backbone != "random" else "target"
+    encoder = trained_encoder(cfg) if backbone != "random" else "target"
     return [
         f"run.dir={run_dir}",
         f"probe.backbone={backbone}",

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from vjepa.config import Config, ObjectiveConfig
+from vjepa.artifacts.encoder import load_encoder
+from vjepa.config import Config, ConfigError, ObjectiveConfig
 from vjepa.jepa.gather import gather_batch
 from vjepa.jepa.losses import (
     batch_covariance_loss,
@@ -34,6 +35,7 @@ from vjepa.jepa.losses import (
     variance_loss,
 )
 from vjepa.jepa.masks import apply_masks
+from vjepa.jepa.pixels import PIXEL_TARGETS, pixel_dim, pixel_targets
 from vjepa.models.encoder import VisionTransformer, build_encoder
 from vjepa.models.predictor import Predictor
 from vjepa.train.metrics import moving_loss_share, within_across_std
@@ -71,11 +73,13 @@ class JEPA(nn.Module):
         delta_ref: int = 0,
         seed: int = 0,
         target_encoder: nn.Module | None = None,
+        frozen_teacher: bool = False,
     ):
         """``objective``: the loss and its terms (default: V-JEPA's L1 on an EMA teacher);
         ``time_steps``: T of the token grid (frames / tubelet); ``delta_ref``: the time step
         delta targets are taken against (:func:`delta_reference`); ``target_encoder``: a given
-        teacher (scoring a saved model), default a copy of ``encoder``."""
+        teacher (scoring a saved model), default a copy of ``encoder``; ``frozen_teacher``: it
+        is a pretrained teacher (``objective.teacher``) that :meth:`update_target` leaves as is."""
         super().__init__()
         o = objective if objective is not None else ObjectiveConfig()
         self.encoder = encoder
@@ -84,6 +88,7 @@ class JEPA(nn.Module):
             target_encoder if target_encoder is not None else copy.deepcopy(encoder)
         )
         self.target_encoder.requires_grad_(False)
+        self.frozen_teacher = frozen_teacher
         # the objective's keys, read once (a config section holds the defaults)
         self.loss_exp, self.reg_var, self.reg_cov = o.loss_exp, o.reg_var, o.reg_cov
         self.target, self.reg_input, self.reg_pooled = o.target, o.reg_input, o.reg_pooled
@@ -111,6 +116,13 @@ class JEPA(nn.Module):
             targets_all = online  # LeWM: raw features, no stop-gradient, no target norm
         else:
             with torch.no_grad():
+                if self.target_features in PIXEL_TARGETS:  # no teacher: the tubelets' pixels
+                    p, t = self.encoder.patch_size, self.encoder.tubelet_size
+                    h = pixel_targets(video, p, t, self.target_features)  # [B, N, 3 t p p]
+                    targets_all = temporal_targets(
+                        h, self.time_steps, self.target_mode, self.delta_ref
+                    )
+                    return h, targets_all, None
                 if self.target_features == "patch":  # pixels, linearly projected per tubelet
                     h = self.target_encoder.patch_embed(video)  # [B, N, D]
                 else:
@@ -227,7 +239,11 @@ class JEPA(nn.Module):
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
-        """target = m * target + (1 - m) * encoder, over all parameters, in two fused ops."""
+        """target = m * target + (1 - m) * encoder, over all parameters, in two fused ops.
+
+        A pretrained teacher (``frozen_teacher``) is never updated."""
+        if self.frozen_teacher:
+            return
         if self.target == "online":
             momentum = 0.0  # no teacher: keep target_encoder an exact copy (for checkpoints)
         target = list(self.target_encoder.parameters())
@@ -247,11 +263,21 @@ def delta_reference(cfg: Config) -> int:
 
 
 def build_jepa(cfg: Config) -> JEPA:
-    """Encoder, predictor and target encoder for ``cfg``, initialised from ``cfg.run.seed``."""
+    """Encoder, predictor and target encoder for ``cfg``, initialised from ``cfg.run.seed``.
+
+    ``objective.teacher``: the target encoder is that pretrained encoder, frozen
+    (:func:`load_teacher`); pixel targets need none, and the predictor's head emits their size.
+    """
     generator = torch.Generator().manual_seed(cfg.run.seed)
     frames, size = cfg.data.frames_per_clip, cfg.data.crop_size
     encoder = build_encoder(cfg.model, num_frames=frames, img_size=size, generator=generator)
-    m = cfg.model
+    m, o = cfg.model, cfg.objective
+    teacher = load_teacher(o.teacher, m.patch_size, m.tubelet_size) if o.teacher else None
+    out_dim = None  # the encoder's width
+    if o.target_features in PIXEL_TARGETS:
+        out_dim = pixel_dim(3, m.patch_size, m.tubelet_size)
+    elif teacher is not None:
+        out_dim = teacher.embed_dim
     predictor = Predictor(
         embed_dim=encoder.embed_dim,
         width=m.pred_width,
@@ -266,6 +292,7 @@ def build_jepa(cfg: Config) -> JEPA:
         mlp_ratio=4.0,  # the reference predictor is always 4, whatever the encoder's ratio
         activation_checkpointing=m.activation_checkpointing,
         generator=generator,
+        out_dim=out_dim,
     )
     return JEPA(
         encoder,
@@ -274,4 +301,20 @@ def build_jepa(cfg: Config) -> JEPA:
         time_steps=frames // m.tubelet_size,
         delta_ref=delta_reference(cfg),
         seed=cfg.run.seed,
+        target_encoder=teacher,
+        frozen_teacher=teacher is not None,
     )
+
+
+def load_teacher(path: str, patch_size: int, tubelet_size: int) -> nn.Module:
+    """The frozen pretrained teacher of ``objective.teacher`` (SALT): the encoder
+    :func:`vjepa.artifacts.encoder.load_encoder` reads from ``path`` (a run's trained encoder),
+    in eval mode with no gradients. Its token grid must be the student's: one line otherwise."""
+    teacher = load_encoder(path)
+    if (teacher.patch_size, teacher.tubelet_size) != (patch_size, tubelet_size):
+        raise ConfigError(
+            f"objective.teacher: {path} has patch_size {teacher.patch_size} / tubelet_size "
+            f"{teacher.tubelet_size}, the student model.patch_size {patch_size} / "
+            f"model.tubelet_size {tubelet_size}: the token grids must match"
+        )
+    return teacher

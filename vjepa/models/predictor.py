@@ -25,7 +25,8 @@ from vjepa.models.layers import (
 class Predictor(nn.Module):
     """Narrow ViT that predicts target-token features from context tokens.
 
-    ``forward(ctx [B,Kc,D], ctx_idx [B,Kc], tgt_idx [B,Kt], mask_index) -> [B,Kt,D]``.
+    ``forward(ctx [B,Kc,D], ctx_idx [B,Kc], tgt_idx [B,Kt], mask_index) -> [B,Kt,D]`` (D: the
+    head's ``out_dim``, by default the encoder's width).
     ``mask_index`` picks the learned mask token (one per mask generator).
 
     ``last_block_targets_only`` (default True): only the target tokens' outputs are read, so
@@ -50,7 +51,10 @@ class Predictor(nn.Module):
         mlp_ratio: float = 4.0,
         activation_checkpointing: bool = False,
         generator: torch.Generator | None = None,
+        out_dim: int | None = None,
     ):
+        """``out_dim``: what the head emits (default ``embed_dim``: the encoder's features;
+        another size for pixel targets or a teacher of another width)."""
         super().__init__()
         if pos_embed not in ("sincos", "rope"):
             raise ValueError(f"pos_embed must be 'sincos' or 'rope', got {pos_embed!r}")
@@ -78,6 +82,8 @@ class Predictor(nn.Module):
         add_predictor_stack(
             self, embed_dim=embed_dim, width=width, depth=depth, heads=heads, mlp_ratio=mlp_ratio
         )
+        if out_dim is not None and out_dim != embed_dim:  # the head emits another size
+            self.predictor_proj = nn.Linear(width, out_dim)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:

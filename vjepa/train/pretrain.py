@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vjepa.artifacts.sources import trained_encoder
 from vjepa.config import Config
 from vjepa.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize
 from vjepa.data.loader import make_pretrain_loader
@@ -116,7 +117,7 @@ def _health_features(
     is its random init, and ``objective.target: online`` copies the context encoder)."""
     video = video_on_device(batch, cfg, device)  # [B, C, T, H, W]
     out = {"context": model.encoder(video)}  # [B, N, D]
-    if cfg.objective.target == "ema" and tuple(cfg.optim.ema) != (1.0, 1.0):
+    if cfg.objective.target == "ema" and trained_encoder(cfg) == "target":
         out["target"] = model.target_encoder(video)  # [B, N, D]
     return out
 
