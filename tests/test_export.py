@@ -20,6 +20,7 @@ from vjepa.artifacts.export import export, import_official
 from vjepa.artifacts.official import WeightsMismatchError, build_from_official, read_official
 from vjepa.artifacts.sources import ExportSourceError
 from vjepa.config import PretrainRoot, to_dict
+from vjepa.config.sections import ConfigError
 from vjepa.data.augment import eval_transform
 from vjepa.models.encoder import build_encoder
 from vjepa.models.predictor import Predictor
@@ -354,7 +355,13 @@ def test_a_frozen_teacher_run_gives_its_trained_context_encoder(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "options", [{"frame_diff": True}, {"stem": "conv"}, {"frame_diff": True, "stem": "conv"}]
+    "options",
+    [
+        {"frame_diff": True},
+        {"stem": "conv"},
+        {"frame_diff": True, "stem": "conv"},
+        {"frame_diff": True, "rgb": False},
+    ],
 )
 def test_small_frame_encoders_load_export_and_hide_what_is_masked(tmp_path, options):
     """model.frame_diff / model.stem=conv (issue 27): recorded in the architecture, so load,
@@ -370,7 +377,8 @@ def test_small_frame_encoders_load_export_and_hide_what_is_masked(tmp_path, opti
     for key, value in options.items():
         setattr(cfg.model, key, value)
     enc = build_encoder(cfg.model, num_frames=4, img_size=64).eval()
-    assert enc.patch_embed.proj.weight.shape[1] == (6 if options.get("frame_diff") else 3)
+    channels = 3 * (options.get("rgb", True) + options.get("frame_diff", False))
+    assert enc.patch_embed.proj.weight.shape[1] == channels
     state = {"target_encoder": enc.state_dict(), "encoder": enc.state_dict(),
              "config": to_dict(cfg), "counters": {"step": 1, "batches": 1}}  # fmt: skip
     save_checkpoint(tmp_path / "run", 1, state=state, keep_last=1)
@@ -392,3 +400,21 @@ def test_small_frame_encoders_load_export_and_hide_what_is_masked(tmp_path, opti
         assert torch.allclose(enc(x, keep), enc(noisy, keep), atol=1e-6)
         every = torch.arange(32)[None].expand(2, -1)
         assert torch.allclose(enc(x, [keep, every])[1], enc(x), atol=1e-5)
+
+
+def test_differences_only_input_cannot_see_a_still_background():
+    """model.rgb=false (issue 27): with only frame differences at the input, two clips that
+    differ by a still background give the same tokens; with RGB kept they do not."""
+    cfg = tiny_config("rope")
+    cfg.model.frame_diff = True
+    x = clip()
+    background = torch.randn(2, 3, 1, 64, 64).expand_as(x)  # the same in every frame
+    for rgb, same in ((False, True), (True, False)):
+        cfg.model.rgb = rgb
+        enc = build_encoder(cfg.model, num_frames=4, img_size=64).eval()
+        with torch.no_grad():
+            assert torch.allclose(enc(x), enc(x + background), atol=1e-5) is same
+    cfg.model.frame_diff = False
+    cfg.model.rgb = False
+    with pytest.raises(ConfigError, match="model.rgb: false needs model.frame_diff"):
+        cfg.model.check()

@@ -227,6 +227,11 @@ class ModelConfig(Section):
     frame_diff: bool = False
     """Stack each frame's difference to the previous frame onto its RGB channels (6 input
     channels), so motion is linear in the input (issue 27). Not in the official checkpoints."""
+    rgb: bool = True
+    """Keep the frames' RGB channels in the input. ``false`` (with ``frame_diff: true``) feeds
+    only the frame differences: a still background is then exactly zero input, so neither the
+    encoder nor a teacher of the same architecture can spend features on it, and whatever the
+    objective pays for is motion (issue 27). Not in the official checkpoints."""
     stem: Literal["linear", "conv"] = "linear"
     """Patch embedding: ``linear`` (one Conv3d per tubelet, the official ViT) or ``conv``: a
     small conv net at a 4-pixel stride pooled to the patch grid (vjepa.models.stem), for small
@@ -244,6 +249,8 @@ class ModelConfig(Section):
 
     def check(self) -> None:
         check_predictor(self.pred_width, self.pred_heads, "model.")
+        if not self.rgb and not self.frame_diff:
+            raise ConfigError("model.rgb: false needs model.frame_diff: true (no input left)")
 
 
 @dataclass

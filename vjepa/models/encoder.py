@@ -75,7 +75,9 @@ class VisionTransformer(nn.Module):
     ``pos_embed="rope"``: 3D RoPE in every block at the tokens' true positions.
     ``frame_diff=True``: each frame's difference to the previous one (zero for the first) is
     stacked onto its RGB channels before the patch embedding (6 input channels), so motion
-    is a linear function of the input: :func:`with_frame_diff`.
+    is a linear function of the input: :func:`with_frame_diff`. ``rgb=False`` (with
+    ``frame_diff``) drops the RGB channels: the differences only (3 channels), so a still
+    background is zero input.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class VisionTransformer(nn.Module):
         pos_embed: PosEmbed = "sincos",
         frame_diff: bool = False,
         stem: Stem = "linear",
+        rgb: bool = True,
         activation_checkpointing: bool = False,
         generator: torch.Generator | None = None,
     ):
@@ -107,6 +110,9 @@ class VisionTransformer(nn.Module):
         self.mlp_ratio = mlp_ratio
         self.pos_embed_mode: PosEmbed = pos_embed
         self.frame_diff = bool(frame_diff)
+        self.rgb = bool(rgb)
+        if not (self.rgb or self.frame_diff):
+            raise ValueError("rgb=False needs frame_diff=True: the input would have no channels")
         if stem not in ("linear", "conv"):
             raise ValueError(f"stem must be 'linear' or 'conv', got {stem!r}")
         self.stem: Stem = stem
@@ -118,7 +124,7 @@ class VisionTransformer(nn.Module):
             patch_size=patch_size,
             tubelet_size=tubelet_size,
             embed_dim=width,
-            in_chans=6 if frame_diff else 3,
+            in_chans=3 * (self.rgb + self.frame_diff),
         )
         if pos_embed == "sincos":
             # A buffer, not a parameter: fixed, never optimised, but saved so official values load.
@@ -176,6 +182,8 @@ class VisionTransformer(nn.Module):
             x, hidden = x * on, on
         if self.frame_diff:
             x = with_frame_diff(x, hidden)  # [B, 6, T, H, W]
+            if not self.rgb:
+                x = x[:, x.shape[1] // 2 :]  # the differences only [B, 3, T, H, W]
         x = self.patch_embed(x)  # [B, N, D]
         if self.pos_embed_mode == "sincos":
             x = x + resample_pos_embed(self.pos_embed, self.grid, grid)  # [B, N, D]
@@ -214,7 +222,7 @@ ARCH_KEYS = (
     "pos_embed",
 )
 """The keys of config.json ``architecture``: exactly the VisionTransformer constructor arguments."""
-OPTIONAL_ARCH = {"frame_diff": False, "stem": "linear"}
+OPTIONAL_ARCH = {"frame_diff": False, "stem": "linear", "rgb": True}
 """Architecture keys added later, with the value that every older config.json meant."""
 MODEL_ARCH_KEYS = ("name", "patch_size", "tubelet_size", "pos_embed", *OPTIONAL_ARCH)
 """The ``model.*`` config keys that make the encoder's architecture (with the clip geometry):
@@ -231,6 +239,7 @@ def encoder_arch(
     pos_embed: str,
     frame_diff: bool = False,
     stem: str = "linear",
+    rgb: bool = True,
 ) -> dict[str, Any]:
     """The ARCH_KEYS of model size ``name`` (a row of SIZES) for clips of this geometry, plus
     the OPTIONAL_ARCH keys that differ from their default."""
@@ -245,7 +254,7 @@ def encoder_arch(
         "num_frames": num_frames,
         "img_size": img_size,
         "pos_embed": pos_embed,
-        **optional_arch(frame_diff=frame_diff, stem=stem),
+        **optional_arch(frame_diff=frame_diff, stem=stem, rgb=rgb),
     }
 
 
