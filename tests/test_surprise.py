@@ -155,6 +155,30 @@ def test_surprise_is_the_training_l1_on_the_same_tensors(tmp_path: Path) -> None
     assert score[0].item() == pytest.approx(loss.item(), rel=1e-6)
 
 
+def test_a_delta_trained_predictor_is_scored_against_delta_targets(tmp_path: Path) -> None:
+    # objective.target_mode=delta trains the predictor on the change since the last context
+    # step; its surprise must be that same training l1 (here the context is 2 time steps, so
+    # the reference is step 1), not the l1 against raw targets.
+    from vjepa.config.sections import ObjectiveConfig
+
+    cfg = _cfg(tmp_path, tmp_path / "unused.csv")
+    base = build_jepa(PretrainRoot(run=cfg.run, data=cfg.data, mask=cfg.mask, model=cfg.model))
+    delta = ObjectiveConfig(target_mode="delta")
+    jepa = JEPA(base.encoder, base.predictor, delta, time_steps=4, delta_ref=1).eval()
+    clip = torch.randn(1, 3, 8, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    ctx, tgt = context_target_indices((4, SIZE // 8, SIZE // 8), context_frames=4, tubelet=2)
+    with torch.no_grad():
+        loss = jepa(clip, [ctx[None]], [tgt[None]]).terms["l1"]
+    model = SurpriseModel(JEPA(base.encoder, base.predictor), 8, SIZE, 8, 2, "run", "delta")
+    assert window_surprise(model, clip, context_frames=4)[0].item() == pytest.approx(
+        loss.item(), rel=1e-6
+    )
+    model.target_mode = "raw"
+    assert window_surprise(model, clip, context_frames=4)[0].item() != pytest.approx(
+        loss.item(), rel=1e-3
+    )
+
+
 def test_known_answer_with_a_persistence_model(tmp_path: Path) -> None:
     rows = []
     for i, cat in enumerate(["noise", "noise", "noise"]):
@@ -316,6 +340,7 @@ def test_cli_random_and_pretrained_models(tmp_path: Path, capsys) -> None:
     assert main(["surprise", config, f"surprise.model={run}", f"run.dir={out}", *common]) == 0
     pre = json.loads((out / "report.json").read_text())
     assert pre["model"] == str(run) and pre["num_pairs"] == 4
+    assert pre["target_mode"] == "raw"  # the run's objective.target_mode (auto)
     assert pre["curves"] != report["curves"]
     # an official V-JEPA file (the reference code's tiny checkpoint: 4-frame window, 3 heads)
     official = REPO / "tests/fixtures/reference/jepa_tiny/checkpoint.pt"

@@ -384,6 +384,7 @@ def _checkpoint_provenance(folder: Path, cfg: Any, step: int) -> dict[str, Any]:
             "lr": cfg.optim.lr,
             "mask": cfg.mask.kind,
             "seed": cfg.run.seed,
+            "target_mode": cfg.objective.target_mode,
         },
     }
 

@@ -481,6 +481,8 @@ class SurpriseConfig(Section):
     """A video's score from its window surprises: max (Garrido et al. 2025) or mean; report.json has both."""
     mask_index: int = _non_negative(0)
     """Which of the predictor's learned mask tokens marks the predicted tokens (one per pretraining mask generator)."""
+    target_mode: Literal["auto", "raw", "delta", "centred", "change"] = "auto"
+    """What the predictor's output is compared with, as objective.target_mode in pretraining (delta: the change since the last context time step). auto: the saved run's own mode (raw for official files and random); `vjepa surprise`'s random floor takes the pretrained model's."""
     batch_size: int = _positive(16)
     """Windows per forward pass."""
     num_heads: int | None = _positive(None)

@@ -74,6 +74,7 @@ def _run_surprise(cfg: Config, pairs: list[Pair], model: SurpriseModel | None) -
                 results[video] = video_surprise(model, video, cfg, device)
     report = {
         "model": model.source,
+        "target_mode": model.target_mode,
         "score": s.score,
         **score_pairs(pairs, results, s.score),
         "window": {
@@ -106,13 +107,15 @@ def surprise_vs_random(cfg: Config) -> dict[str, Any]:
     """
     out = Path(cfg.run.dir)
     reports = {}
+    mode = cfg.surprise.target_mode  # the floor is scored as the pretrained model is
     for name, model in (("pretrained", cfg.surprise.model), ("random", "random")):
         sub = dataclasses.replace(
             cfg,
             run=dataclasses.replace(cfg.run, dir=str(out / name)),
-            surprise=dataclasses.replace(cfg.surprise, model=model),
+            surprise=dataclasses.replace(cfg.surprise, model=model, target_mode=mode),
         )
         reports[name] = run_surprise(sub)
+        mode = reports[name]["target_mode"]
     cmp = compare_surprise(reports["pretrained"], reports["random"])
     verdict = "significant" if cmp["significant"] else "NOT significant"
     print(

@@ -2,7 +2,8 @@
 
 In each window the context is the tokens of the first ``surprise.context_frames`` frames
 (context encoder), the targets the tokens of the frames after them (target encoder on the whole
-window, layer-normed as in training): :meth:`vjepa.jepa.model.JEPA.predict_targets`, the
+window, layer-normed and, for a run trained on ``objective.target_mode`` delta / centred /
+change, made relative in time as in training): :meth:`vjepa.jepa.model.JEPA.predict_targets`, the
 training forward itself. Surprise of a window = mean L1 between predictions and targets.
 """
 
@@ -37,6 +38,7 @@ class SurpriseModel:
     patch_size: int
     tubelet_size: int
     source: str
+    target_mode: str = "raw"  # objective.target_mode the predictor was trained for
 
     def eval_(self) -> SurpriseModel:
         self.jepa.eval().requires_grad_(False)
@@ -46,7 +48,7 @@ class SurpriseModel:
 def load_surprise_model(cfg: Config) -> SurpriseModel:
     """``surprise.model``: ``random`` (the config's architecture, seeded by run.seed), one of
     our run / checkpoint / export folders (its saved predictor), or an official V-JEPA file."""
-    source = cfg.surprise.model
+    source, mode = cfg.surprise.model, cfg.surprise.target_mode
     if source == "random":
         jepa = build_jepa(PretrainRoot(run=cfg.run, data=cfg.data, mask=cfg.mask, model=cfg.model))
         enc = jepa.target_encoder
@@ -57,8 +59,12 @@ def load_surprise_model(cfg: Config) -> SurpriseModel:
             patch_size=enc.patch_size,
             tubelet_size=enc.tubelet_size,
             source="random",
+            target_mode="raw" if mode == "auto" else mode,
         ).eval_()
-    return _saved(cfg, source).eval_()
+    model = _saved(cfg, source)
+    if mode != "auto":
+        model.target_mode = mode
+    return model.eval_()
 
 
 def _saved(cfg: Config, source: str) -> SurpriseModel:
@@ -96,7 +102,8 @@ def _saved(cfg: Config, source: str) -> SurpriseModel:
         context = build_encoder_from_arch(loaded.arch)
         load_state_strict(context, context_state, f"{source} (context encoder)")
     jepa = JEPA(context, predictor, target_encoder=target)
-    return SurpriseModel(jepa, **_geometry(target), source=str(source))
+    mode = loaded.provenance.get("config", {}).get("target_mode", "raw")  # older runs: raw
+    return SurpriseModel(jepa, **_geometry(target), source=str(source), target_mode=mode)
 
 
 def _geometry(encoder: nn.Module) -> dict[str, int]:
@@ -149,6 +156,10 @@ def window_surprise(
     ctx, tgt = context_target_indices(grid, context_frames, model.tubelet_size)
     ctx_idx = ctx.to(clips.device).expand(W, -1)  # [W, Kc]
     tgt_idx = tgt.to(clips.device).expand(W, -1)  # [W, Kt]
+    # targets as in training: a delta is taken against the last context time step
+    jepa = model.jepa
+    jepa.target_mode, jepa.time_steps = model.target_mode, grid[0]
+    jepa.delta_ref = context_frames // model.tubelet_size - 1
     out = model.jepa.predict_targets(clips, [ctx_idx], [tgt_idx], mask_index=mask_index)
     return (out.preds[0] - out.targets[0]).abs().mean(dim=(1, 2))  # [W]
 
