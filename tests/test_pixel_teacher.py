@@ -10,7 +10,7 @@ from train_utils import make_shards, tiny_overrides
 
 import vjepa
 from vjepa.artifacts.export import export
-from vjepa.artifacts.sources import trained_encoder
+from vjepa.artifacts.sources import read, trained_encoder
 from vjepa.config import ConfigError, load_config
 from vjepa.demo.pretrain import probe_overrides
 from vjepa.jepa.model import build_jepa
@@ -126,3 +126,36 @@ def test_a_pretrained_teacher_gives_the_targets_and_stays_frozen(tmp_path: Path)
     bad = load_config(None, [*tiny_overrides(stage2, shards), *teacher, "model.patch_size=16"])
     with pytest.raises(ConfigError, match=r"objective.teacher: .*patch_size 8.*patch_size 16"):
         build_jepa(bad)
+
+
+def test_motion_teacher_ignores_a_still_background_and_reads_back(tmp_path: Path) -> None:
+    """objective.teacher_input=diff (session 8): a frozen random teacher that sees only frame
+    differences, so its targets of a clip do not change when a still background is added, while
+    the student (RGB) does; a 2-step run's teacher and student read back with their own
+    architectures (the surprise path reads both), and an EMA schedule is a config error."""
+    cfg = load_config(None, [*BASE, "optim.ema=[1.0,1.0]", "objective.teacher_input=diff"])
+    jepa = build_jepa(cfg)
+    assert jepa.frozen_teacher and trained_encoder(cfg) == "context"
+    assert jepa.target_encoder.patch_embed.proj.weight.shape[1] == 3  # differences only
+    assert not jepa.target_encoder.rgb and jepa.encoder.rgb and not jepa.encoder.frame_diff
+    g = torch.Generator().manual_seed(0)
+    clip = torch.randn(2, 3, 8, 32, 32, generator=g)
+    still = clip + torch.randn(2, 3, 1, 32, 32, generator=g)  # the same background every frame
+    with torch.no_grad():
+        assert torch.allclose(jepa.target_encoder(clip), jepa.target_encoder(still), atol=1e-5)
+        assert not torch.allclose(jepa.encoder(clip), jepa.encoder(still), atol=1e-3)
+        ctx, tgt = _future_masks()
+        before = [p.clone() for p in jepa.target_encoder.parameters()]
+        jepa.update_target(0.5)  # a frozen teacher: no EMA step
+        assert all(torch.equal(a, b) for a, b in zip(before, jepa.target_encoder.parameters()))
+        assert jepa(clip, ctx, tgt).loss.item() > 0
+    shards = make_shards(tmp_path / "shards", per_class=2, per_shard=12)
+    run = tmp_path / "run"
+    extra = ["train.max_steps=2", "optim.ema=[1.0,1.0]", "objective.teacher_input=diff"]
+    pretrain(load_config(None, tiny_overrides(run, shards, *extra)))
+    with pytest.warns(UserWarning, match="never trained"):
+        target = read(run, which="target")
+    assert target.arch["rgb"] is False and target.arch["frame_diff"] is True
+    assert "rgb" not in read(run, which="context").arch  # the student: RGB, the default
+    with pytest.raises(ConfigError, match="optim.ema"):
+        load_config(None, [*BASE, "objective.teacher_input=diff"])

@@ -6,6 +6,7 @@ vjepa.models.encoder, which builds every encoder from them; they are re-exported
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -40,9 +41,14 @@ __all__ = [
 ]
 
 
-def arch_from_config(cfg: Config) -> dict[str, Any]:
-    """Encoder architecture of one of our runs (model size row + geometry of the clips)."""
-    return model_arch(cfg.model, num_frames=cfg.data.frames_per_clip, img_size=cfg.data.crop_size)
+def arch_from_config(cfg: Config, which: str = "context") -> dict[str, Any]:
+    """Encoder architecture of one of our runs (model size row + geometry of the clips); for
+    ``which="target"`` with ``objective.teacher_input: diff``, its motion-only teacher's."""
+    model = cfg.model
+    objective = getattr(cfg, "objective", None)
+    if which == "target" and objective is not None and objective.teacher_input == "diff":
+        model = dataclasses.replace(model, frame_diff=True, rgb=False)
+    return model_arch(model, num_frames=cfg.data.frames_per_clip, img_size=cfg.data.crop_size)
 
 
 def predictor_arch_from_state(

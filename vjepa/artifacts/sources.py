@@ -331,7 +331,7 @@ def _read_checkpoint(folder: Path, which: Which | None, with_extras: bool) -> Lo
             "given teacher; the trained one is the context encoder (the default)",
             stacklevel=4,
         )
-    arch = arch_from_config(cfg)
+    arch = arch_from_config(cfg, which)
     state = _load_weights(folder / f"{_CKPT_FILES[which]}.safetensors")
     pred_file = folder / "predictor.safetensors"
     pred_state = state if which == "predictor" else None

@@ -118,6 +118,11 @@ class PretrainRoot(ClipRoot):
 
     def check(self) -> None:
         super().check()
+        if self.objective.teacher_input == "diff" and tuple(self.optim.ema) != (1.0, 1.0):
+            raise ConfigError(
+                f"objective.teacher_input diff needs optim.ema [1.0, 1.0] (a frozen teacher), got "
+                f"{list(self.optim.ema)}: an EMA cannot average encoders with other inputs"
+            )
         p = self.online_probe
         if bool(p.train_shards) != bool(p.val_shards):
             raise ConfigError(

@@ -375,6 +375,13 @@ class ObjectiveConfig(Section):
     the trained encoder is the context one. Its token grid (patch_size, tubelet_size) must match
     model's; its width may differ (the predictor's head emits it). Needs target ema and
     target_features encoder. Empty: off."""
+    teacher_input: Literal["same", "diff"] = "same"
+    """What the teacher sees. same: the clip, as the student (V-JEPA). diff: only the frame
+    differences: the teacher is a frozen random init of model.* with model.frame_diff true and
+    model.rgb false, so a still background gives it zero input and the targets are about what
+    moves, while the student keeps its own input (issue 27). Needs a frozen teacher
+    (optim.ema [1.0, 1.0]: an EMA cannot average encoders with other inputs); the trained
+    encoder is then the context one."""
     change_weight: float = _non_negative(0.0)
     """Weight each target token's loss by 1 + change_weight x the RMS change of its layer-normed
     teacher feature since the delta reference time step (rescaled to mean 1 per clip), so the
@@ -394,6 +401,13 @@ class ObjectiveConfig(Section):
             raise ConfigError(
                 f"objective.target_features {self.target_features} needs objective.target ema "
                 "(online targets are the encoder's own features)"
+            )
+        if self.teacher_input == "diff" and (
+            self.teacher or self.target != "ema" or self.target_features != "encoder"
+        ):
+            raise ConfigError(
+                "objective.teacher_input diff needs objective.target ema, target_features encoder "
+                "and no objective.teacher (it is a random-init teacher of its own)"
             )
         if self.teacher and (self.target != "ema" or self.target_features != "encoder"):
             raise ConfigError(

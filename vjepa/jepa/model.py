@@ -13,6 +13,7 @@ them), or its ``encoder`` / ``predictor`` parts separately.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -273,6 +274,10 @@ def build_jepa(cfg: Config) -> JEPA:
     encoder = build_encoder(cfg.model, num_frames=frames, img_size=size, generator=generator)
     m, o = cfg.model, cfg.objective
     teacher = load_teacher(o.teacher, m.patch_size, m.tubelet_size) if o.teacher else None
+    if o.teacher_input == "diff":  # a random teacher that sees only the frame differences
+        motion = dataclasses.replace(m, frame_diff=True, rgb=False)
+        teacher = build_encoder(motion, num_frames=frames, img_size=size, generator=generator)
+        teacher.eval().requires_grad_(False)
     out_dim = None  # the encoder's width
     if o.target_features in PIXEL_TARGETS:
         out_dim = pixel_dim(3, m.patch_size, m.tubelet_size)

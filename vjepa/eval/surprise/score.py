@@ -87,10 +87,11 @@ def _saved(cfg: Config, source: str) -> SurpriseModel:
                 "predictor (a pretraining run / checkpoint folder, an official file, or an "
                 "export made with its predictor)"
             )
-        context_state = loaded.extras.get("context")
+        context_state, context_arch = loaded.extras.get("context"), loaded.arch
         if context_state is None:
             try:  # the context (online) encoder, as in training; else the target encoder
-                context_state = read(source, which="context", num_heads=s.num_heads).state
+                context = read(source, which="context", num_heads=s.num_heads)
+                context_state, context_arch = context.state, context.arch
             except ExportSourceError:
                 context_state = None
     target = build_encoder_from_arch(loaded.arch)
@@ -99,7 +100,7 @@ def _saved(cfg: Config, source: str) -> SurpriseModel:
     load_state_strict(predictor, loaded.extras["predictor"], f"{source} (predictor)")
     context = target
     if context_state is not None:
-        context = build_encoder_from_arch(loaded.arch)
+        context = build_encoder_from_arch(context_arch)
         load_state_strict(context, context_state, f"{source} (context encoder)")
     jepa = JEPA(context, predictor, target_encoder=target)
     mode = loaded.provenance.get("config", {}).get("target_mode", "raw")  # older runs: raw
