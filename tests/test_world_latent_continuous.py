@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_world_latent import D, _bimodal, _checks, _save_run
+from test_world_latent import _bimodal, _checks, _save_run, _trained, tiny_world_overrides
 
 from vjepa.config import ConfigError, PlanConfig, load_config
 from vjepa.world.io import load_world_model, random_encoder
@@ -22,34 +22,17 @@ from vjepa.world.planning.costs import Futures
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _trained(z_dim: int, kl_weight: float, steps: int = 500):
-    enc = random_encoder("tiny_cpu", patch_size=8, tubelet_size=2, img_size=32, seed=0)
-    spec = WorldSpec(
-        frame_size=32, pool=4, window=2, action_low=[-1.0] * 2, action_high=[1.0] * 2, latent_dim=D
-    )
-    gen = torch.Generator().manual_seed(1)
-    model = build_world_model(enc, spec, width=32, depth=1, heads=2, z_dim=z_dim, generator=gen)
-    opt = torch.optim.Adam(model.predictor.parameters(), lr=3e-3)
-    data, noise = torch.Generator().manual_seed(2), torch.Generator().manual_seed(3)
-    for _ in range(steps):
-        z, a, _ = _bimodal(64, data)
-        loss, terms = model(
-            a, latents=z, rollout_steps=0, kl_weight=kl_weight, sigreg_generator=noise
-        )
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert ("kl" in terms) == bool(z_dim)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def continuous_models():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         # deterministic, a 4-d z at the default KL weight, the same z with a huge weight
-        yield _trained(0, 0.0), _trained(4, 0.02), _trained(4, 100.0)
+        yield (
+            _trained(0),
+            _trained(0, z_dim=4, kl_weight=0.02),
+            _trained(0, z_dim=4, kl_weight=100.0),
+        )
     finally:
         torch.set_num_threads(before)
 
@@ -146,25 +129,10 @@ def test_world_train_continuous_writes_the_checks(tmp_path: Path) -> None:
 
     traj = tmp_path / "traj"
     collect("vjepa/IceRoom-v0", traj, episodes=6, steps=16, seed=0)
-    over = [
-        f"run.dir={tmp_path / 'run'}",
-        f"data.shards={traj}",
-        "run.trackers=[]",
-        "data.batch_size=8",
-        "world.frame_size=32",
-        "world.pool=2",
-        "world.window=3",
-        "world.frameskip=2",
-        "world.pred_width=32",
-        "world.pred_depth=1",
-        "world.pred_heads=2",
-        "world.val_episodes=2",
+    over = tiny_world_overrides(tmp_path, traj) + [
         "world.latent=continuous",
         "world.latent_dim_z=2",
         "world.latent_samples=3",
-        "train.max_steps=4",
-        "train.checkpoint_every=4",
-        "train.health_every=1000",
     ]
     run = world_train(load_config("configs/world/tworooms_e2e.yaml", over))
     val = json.loads((run / "val.json").read_text())
