@@ -91,18 +91,25 @@ def _bimodal(n: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     return torch.stack([x, y], 1)[:, :, None], a, slip
 
 
-def _trained(codes: int, steps: int = 500):
+def _trained(codes: int, steps: int = 500, z_dim: int = 0, kl_weight: float = 0.0):
+    """A model trained on the bimodal transition: K codes, a continuous z_dim-dim latent
+    (tests/test_world_latent_continuous.py) or neither."""
     enc = random_encoder("tiny_cpu", patch_size=8, tubelet_size=2, img_size=32, seed=0)
     spec = WorldSpec(
         frame_size=32, pool=4, window=2, action_low=[-1.0] * 2, action_high=[1.0] * 2, latent_dim=D
     )
     gen = torch.Generator().manual_seed(1)
-    model = build_world_model(enc, spec, width=32, depth=1, heads=2, codes=codes, generator=gen)
+    model = build_world_model(
+        enc, spec, width=32, depth=1, heads=2, codes=codes, z_dim=z_dim, generator=gen
+    )
     opt = torch.optim.Adam(model.predictor.parameters(), lr=3e-3)
-    data = torch.Generator().manual_seed(2)
+    data, noise = torch.Generator().manual_seed(2), torch.Generator().manual_seed(3)
     for _ in range(steps):
         z, a, _ = _bimodal(64, data)
-        loss, _ = model(a, latents=z, rollout_steps=0, latent_relax=0.05)
+        loss, _ = model(
+            a, latents=z, rollout_steps=0, latent_relax=0.05, kl_weight=kl_weight,
+            sigreg_generator=noise,  # the continuous latent's posterior noise
+        )  # fmt: skip
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -332,7 +339,21 @@ def test_world_train_discrete_writes_the_checks(tmp_path: Path) -> None:
 
     traj = tmp_path / "traj"
     collect("vjepa/IceRoom-v0", traj, episodes=6, steps=16, seed=0)
-    over = [
+    over = tiny_world_overrides(tmp_path, traj) + ["world.latent=discrete", "world.latent_codes=3"]
+    run = world_train(load_config("configs/world/tworooms_e2e.yaml", over))
+    val = json.loads((run / "val.json").read_text())
+    assert val["val_latent_codes"] == 3 and "val_router" in val
+    for key in ("best_of_k", "shuffled_best_of_k", "codebook_best_of_k", "one_step_error"):
+        assert val[f"val_{key}"] > 0
+    assert 0 <= val["val_branch_fraction"] <= 1  # IceRoom says where it branches
+    # IceRoom reports violation flags, but never a violation: no hazard head to learn
+    assert val["hazard_positives"] == 0 and not (run / "hazard.pt").exists()
+    assert load_world_model(run).codes == 3
+
+
+def tiny_world_overrides(tmp_path: Path, traj: Path) -> list[str]:
+    """A 4-step `world train` of a tiny end-to-end model on ``traj`` into tmp_path/run."""
+    return [
         f"run.dir={tmp_path / 'run'}",
         f"data.shards={traj}",
         "run.trackers=[]",
@@ -345,21 +366,10 @@ def test_world_train_discrete_writes_the_checks(tmp_path: Path) -> None:
         "world.pred_depth=1",
         "world.pred_heads=2",
         "world.val_episodes=2",
-        "world.latent=discrete",
-        "world.latent_codes=3",
         "train.max_steps=4",
         "train.checkpoint_every=4",
         "train.health_every=1000",
     ]
-    run = world_train(load_config("configs/world/tworooms_e2e.yaml", over))
-    val = json.loads((run / "val.json").read_text())
-    assert val["val_latent_codes"] == 3 and "val_router" in val
-    for key in ("best_of_k", "shuffled_best_of_k", "codebook_best_of_k", "one_step_error"):
-        assert val[f"val_{key}"] > 0
-    assert 0 <= val["val_branch_fraction"] <= 1  # IceRoom says where it branches
-    # IceRoom reports violation flags, but never a violation: no hazard head to learn
-    assert val["hazard_positives"] == 0 and not (run / "hazard.pt").exists()
-    assert load_world_model(run).codes == 3
 
 
 def test_pred_norm_none_leaves_the_prediction_unnormalised() -> None:

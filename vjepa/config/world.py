@@ -70,14 +70,20 @@ class WorldConfig(Section):
     """Adam learning rate of the hazard head."""
     pred_norm: Literal["layer", "none"] = "layer"
     """Normalisation of the predictor's output: layer (a layer norm, like the layer-normed targets of a frozen encoder) or none. With world.latent_dim the targets are BatchNorm outputs, which a layer norm cannot match: an error floor larger than the change between two frames on IceRoom (docs/world_latent.md); none removes it."""
-    latent: Literal["none", "discrete"] = "none"
-    """A latent variable z for a world that is not deterministic: none (one prediction per step), or discrete (world.latent_codes codes, one prediction per code; trained winner-take-all with a router that learns the winning code; planning scores several futures per action sequence, see plan.risk)."""
+    latent: Literal["none", "discrete", "continuous"] = "none"
+    """A latent variable z for a world that is not deterministic: none (one prediction per step), discrete (world.latent_codes codes, one prediction per code; trained winner-take-all with a router that learns the winning code) or continuous (a world.latent_dim_z-dim z per step from a posterior on the current and next latent, KL to N(0, I) weighted by world.kl_weight; planning draws it from the prior). With either, planning scores several futures per action sequence, see plan.futures and plan.risk."""
     latent_codes: int = _at_least(4, 2)
     """world.latent=discrete: K, the number of codes (z holds at most log2 K bits per model step)."""
     latent_relax: float = _ranged(0.05, lambda v: 0 <= v < 1, "must be within [0, 1)")
     """world.latent=discrete: weight of the mean error over all codes beside the winner's (relaxed winner-take-all: a code that never wins still moves toward the data)."""
     router_weight: float = _non_negative(1.0)
     """world.latent=discrete: weight of the router's cross-entropy (it learns which code wins; its input is detached, so it never shapes the prediction)."""
+    latent_dim_z: int = _positive(4)
+    """world.latent=continuous: the size of z per model step (a small vector: the KL, not the size, bounds what it carries)."""
+    kl_weight: float = _non_negative(0.02)
+    """world.latent=continuous: weight of KL(q(z | z_t, z_t+1) || N(0, I)) in nats per model step, a plain weight (no free bits): the information bottleneck; each nat z carries must lower the prediction loss by this much (huge: z carries nothing, the model is the deterministic one)."""
+    latent_samples: int = _at_least(8, 2)
+    """world.latent=continuous: prior draws of z per step in val.json's best-of-K checks (and K of its input-agnostic codebook control)."""
     tempo: bool = False
     """Fit a temporal-distance head (TEMPO-style, vjepa/world/tempo.py) after training: an MLP on two of the final model's latents that regresses log1p of the env steps between them (pairs of one training trajectory, and a world.tempo_far share of pairs of two trajectories as 'far'); writes tempo.safetensors, its held-out Spearman in val.json; used by plan.goal_cost."""
     tempo_cap: int = _positive(64)
@@ -175,11 +181,11 @@ class PlanConfig(Section):
             )
 
     risk: Literal["mean", "cvar", "worst"] = "mean"
-    """A world model with a discrete latent: how the energies of the plan.futures futures of one action sequence become its energy: their mean (expected energy), CVaR (the mean of the worst plan.cvar_alpha share of them) or the worst. The energy of each future is the one energy of vjepa/world/planning/costs.py (with the guardrails)."""
+    """A world model with a latent (discrete or continuous): how the energies of the plan.futures futures of one action sequence become its energy: their mean (expected energy), CVaR (the mean of the worst plan.cvar_alpha share of them) or the worst. The energy of each future is the one energy of vjepa/world/planning/costs.py (with the guardrails)."""
     cvar_alpha: float = _ranged(0.25, lambda v: 0 < v <= 1, "must be within (0, 1]")
     """plan.risk=cvar: the share of the worst futures averaged (1: the mean)."""
     futures: int = _non_negative(0)
-    """A world model with a discrete latent: code sequences rolled out per action sequence, drawn from the router step by step on stratified uniforms that every candidate shares (0: the model's number of codes K). Planning time grows with it."""
+    """A world model with a latent: futures rolled out per action sequence. Discrete: code sequences drawn from the router step by step on stratified uniforms that every candidate shares (0: the model's number of codes K). Continuous: z per step drawn from the prior N(0, I), stratified and shared alike (0: one future with z = 0, the prior mean). Planning time grows with it."""
 
     guard_mode: Literal["penalty", "reject", "lagrangian"] = "penalty"
     """How the guardrail terms are enforced: a fixed penalty (weight x term at every step), rejection (a sample whose hazard exceeds plan.guard_threshold at any step never enters the elite set while a safe one exists), or an augmented Lagrangian (the hazard weight rises by dual ascent across replans while the plan violates)."""

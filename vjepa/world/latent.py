@@ -29,6 +29,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vjepa.world.latent_continuous import (
+    continuous_errors,
+    continuous_world_losses,
+    posterior_checks,
+)
+
 # (context latents [B, T, N, D], actions [B, T, r*A], states | None) -> (next maps of every
 # code [B, T, K, N, D], router logits [B, T, K])
 StepAllFn = Callable[[Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor]]
@@ -92,6 +98,35 @@ def latent_world_losses(
     return tf, wta(torch.cat(terms, 1), relax), router
 
 
+def stochastic_objective(
+    model,
+    z: Tensor,
+    actions: Tensor,
+    states: Tensor | None,
+    *,
+    rollout_steps: int,
+    exp: float,
+    relax: float,
+    router_weight: float,
+    kl_weight: float,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+    """(loss without the rollout term, its detached terms, the rollout loss or None) of a
+    WorldModel with a latent: codes (:func:`latent_world_losses` + ``router_weight`` x the
+    router's cross-entropy) or a continuous z (vjepa.world.latent_continuous + ``kl_weight`` x
+    the KL in nats per step; its posterior noise from ``generator``)."""
+    if model.codes:
+        tf, ar, router = latent_world_losses(
+            model.step_all, z, actions, states, rollout_steps=rollout_steps, exp=exp, relax=relax
+        )
+        terms = {"teacher_forcing": tf.detach(), "router": router.detach()}
+        return tf + router_weight * router, terms, ar
+    tf, ar, kl = continuous_world_losses(
+        model, z, actions, states, rollout_steps=rollout_steps, exp=exp, generator=generator
+    )
+    return tf + kl_weight * kl, {"teacher_forcing": tf.detach(), "kl": kl.detach()}, ar
+
+
 def _pick(preds: Tensor, codes: Tensor) -> Tensor:
     """The predictions [B, T, N, D] of ``codes`` long [B, T] among preds [B, T, K, N, D]."""
     idx = codes[:, :, None, None, None].expand(-1, -1, 1, *preds.shape[-2:])
@@ -116,10 +151,13 @@ def coded_step(
 ) -> Tensor:
     """The next map [B, 1, N, D] of rollout step ``h`` of a world model with codes (see
     WorldModel.rollout): the code from ``codes`` [B, H], else drawn from the router at
-    ``uniforms`` [B, H], else the router's most likely one."""
+    ``uniforms`` [B, H], else the router's most likely one. A continuous latent
+    (vjepa.world.latent_continuous): z from ``codes`` [B, H, z_dim], else z = 0."""
     feats = model.predictor.features(ctx, model.normalize_actions(acts), s)[:, -1:]
     if codes is not None:
-        k = codes[:, h : h + 1]  # [B, 1]
+        k = codes[:, h : h + 1]  # [B, 1] (a continuous latent: [B, 1, z_dim])
+    elif model.predictor.z_dim:
+        k = feats.new_zeros(feats.shape[0], 1, model.predictor.z_dim)  # the prior mean
     else:
         probs = model.predictor.route(feats).softmax(-1)[:, 0]  # [B, K]
         k = probs.argmax(-1) if uniforms is None else code_from_uniform(probs, uniforms[:, h])
@@ -182,6 +220,7 @@ def prediction_checks(
     codebook: Tensor,
     *,
     seed: int = 0,
+    samples: int = 8,
 ) -> dict[str, float]:
     """One-step (teacher-forced) errors of ``model`` on ``windows`` (batches of
     vjepa.world.trajectories.gather_windows, in a seeded random order), in the model's latent
@@ -194,6 +233,9 @@ def prediction_checks(
     - ``codebook_best_of_k``: the nearest of the K maps of ``codebook`` [K, N, D];
     - ``copy_error``: predicting that nothing moves (the last context map);
     - ``router_accuracy``: how often the router's code is the winning one (models with codes);
+    - a continuous latent (vjepa.world.latent_continuous): ``one_step_error`` is z = 0 (the
+      prior mean), ``best_of_k`` the best of ``samples`` prior draws, and
+      ``posterior_error``, ``shuffled_posterior_error`` and ``kl_nats`` are added;
 
     plus ``branch_*`` / ``steady_*`` of each, over the steps that ``branch`` (bool [B, W-1] per
     batch) flags or not, with ``branch_fraction``.
@@ -205,10 +247,9 @@ def prediction_checks(
         s_ctx = s[:, :-1] if s is not None else None
         target = z[:, 1:]  # [B, T, N, D]
         perm = torch.randperm(len(z), generator=gen)
-        errs = _errors(model, z[:, :-1], a, s_ctx, target)
-        shuf = _errors(
-            model, z[perm, :-1], a[perm], s_ctx[perm] if s_ctx is not None else None, target
-        )
+        s_perm = s_ctx[perm] if s_ctx is not None else None
+        errs = _errors(model, z[:, :-1], a, s_ctx, target, samples, gen)
+        shuf = _errors(model, z[perm, :-1], a[perm], s_perm, target, samples, gen)
         cb = code_errors(codebook[None, None].expand(*target.shape[:2], -1, -1, -1), target)
         out = {
             "one_step_error": errs["routed"],
@@ -219,6 +260,8 @@ def prediction_checks(
         }
         if model.codes:
             out["router_accuracy"] = errs["agree"]
+        if model.predictor.z_dim:
+            out |= posterior_checks(model, z, a, s_ctx, perm)
         mask = branch[i] if branch is not None else None
         for key, v in out.items():  # v: [B, T]
             rows.setdefault(key, []).append(v.flatten())
@@ -232,11 +275,17 @@ def prediction_checks(
         v = torch.cat(parts)
         report[key] = float(v.float().mean()) if len(v) else None
     report["latent_codes"] = int(model.codes)
+    if model.predictor.z_dim:
+        report |= {"latent_dim_z": model.predictor.z_dim, "latent_samples": samples}
     return report
 
 
-def _errors(model, ctx: Tensor, a: Tensor, s: Tensor | None, target: Tensor) -> dict[str, Tensor]:
+def _errors(
+    model, ctx: Tensor, a: Tensor, s: Tensor | None, target: Tensor, samples: int, gen
+) -> dict[str, Tensor]:
     """{routed, best, agree} [B, T] of one teacher-forced pass."""
+    if model.predictor.z_dim:
+        return continuous_errors(model, ctx, a, s, target, samples, gen)
     if not model.codes:
         err = (model.step(ctx, a, s) - target).abs().mean(dim=(-2, -1))  # [B, T]
         return {"routed": err, "best": err}

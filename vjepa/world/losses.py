@@ -29,6 +29,7 @@ def world_losses(
     *,
     rollout_steps: int,
     exp: float = 1.0,
+    first: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """(teacher-forcing loss, rollout loss or None) of one window.
 
@@ -42,12 +43,13 @@ def world_losses(
     k predicted maps with frames 1..k. The original V-JEPA 2-AC code seeded the rollout with
     z_tf[:, 1] (the prediction of frame **2**) in frame 1's slot, so it predicted frame 3 from
     frames 1 and an estimate of frame 3; vjepa2 commit 93366fe (PR #25) fixed it to z_tf[:, 0].
+    ``first``: the teacher-forced predictions [B, W-1, N, D] when the caller made them already.
     """
     B, W = z.shape[:2]
     if actions.shape[1] != W - 1:
         raise ValueError(f"a window of {W} frames needs {W - 1} actions, got {actions.shape[1]}")
     s_ctx = states[:, :-1] if states is not None else None
-    z_tf = step(z[:, :-1], actions, s_ctx)  # [B, W-1, N, D]: predictions of frames 1..W-1
+    z_tf = first if first is not None else step(z[:, :-1], actions, s_ctx)  # [B, W-1, N, D]
     tf = latent_l1(z_tf, z[:, 1:], exp)
     if rollout_steps <= 0:
         return tf, None

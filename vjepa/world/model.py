@@ -12,7 +12,7 @@
 
 ``forward`` is the training objective (vjepa.world.losses.world_losses, plus SIGReg end to end;
 with a discrete latent, ``world.latent: discrete``, the winner-take-all objective and the
-router of vjepa.world.latent instead).
+router of vjepa.world.latent instead; with a continuous one, vjepa.world.latent_continuous).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from vjepa.config import PlanConfig
 from vjepa.jepa.gather import gather_batch
 from vjepa.jepa.losses import sigreg_loss
-from vjepa.world.latent import coded_step, latent_world_losses
+from vjepa.world.latent import coded_step, stochastic_objective
 from vjepa.world.losses import world_losses
 from vjepa.world.planning.costs import ModelCost
 from vjepa.world.planning.planners import Cost, plan_actions
@@ -191,6 +191,7 @@ class WorldModel(nn.Module):
         reg_scope: str = "global",
         latent_relax: float = 0.0,
         router_weight: float = 1.0,
+        kl_weight: float = 0.0,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Training objective of one window batch: (loss, detached terms).
 
@@ -206,23 +207,18 @@ class WorldModel(nn.Module):
         rank's. A model with codes (a discrete latent) trains by winner-take-all over its
         codes (``latent_relax``: the weight of the mean over codes beside the minimum) plus
         ``router_weight`` x the router's cross-entropy (vjepa.world.latent.latent_world_losses;
-        the ``router`` term).
+        the ``router`` term). A continuous latent adds ``kl_weight`` x the posterior's KL (the
+        ``kl`` term, nats per step; vjepa.world.latent_continuous).
         """
         if (latents is None) == (frames is None):
             raise ValueError("pass exactly one of latents (encoded windows) or frames (uint8)")
         z = latents if frames is None else self.encode_train(frames)  # [B, W, N, D]
-        if self.codes:
-            tf, ar, router = latent_world_losses(
-                self.step_all,
-                z,
-                actions,
-                states,
-                rollout_steps=rollout_steps,
-                exp=exp,
-                relax=latent_relax,
-            )
-            terms = {"teacher_forcing": tf.detach(), "router": router.detach()}
-            loss = tf + router_weight * router
+        if self.codes or self.z_dim:
+            loss, terms, ar = stochastic_objective(
+                self, z, actions, states, rollout_steps=rollout_steps, exp=exp,
+                relax=latent_relax, router_weight=router_weight, kl_weight=kl_weight,
+                generator=sigreg_generator,  # the continuous latent's noise, then SIGReg's
+            )  # fmt: skip
         else:
             tf, ar = world_losses(
                 self.step, z, actions, states, rollout_steps=rollout_steps, exp=exp
@@ -314,11 +310,17 @@ class WorldModel(nn.Module):
         """K, the codes of the discrete latent (0: a deterministic model)."""
         return self.predictor.codes
 
+    @property
+    def z_dim(self) -> int:
+        """The size of the continuous latent z per step (0: none)."""
+        return self.predictor.z_dim
+
     def step(
         self, z: Tensor, actions: Tensor, states: Tensor | None = None, codes: Tensor | None = None
     ) -> Tensor:
         """One predictor pass: [B,T,N,D] + model actions [B,T,r*A] -> layer-normed next maps
-        (a model with codes: the maps of ``codes`` long [B, T])."""
+        (a model with codes: the maps of ``codes`` long [B, T]; a continuous latent: of z
+        float [B, T, z_dim] passed as ``codes``)."""
         out = self.predictor(z, self.normalize_actions(actions), states, codes)
         return self.out_norm(out)
 
@@ -351,6 +353,7 @@ class WorldModel(nn.Module):
         A model with codes takes the code of each step from ``codes`` long [B, H], or draws it
         from the router's probabilities at that step with ``uniforms`` [B, H] in [0, 1)
         (inverse CDF: one future sampled per row), else takes the router's most likely code.
+        A continuous latent takes z [B, H, z_dim] per step in ``codes``, else z = 0.
         """
         B, Tc = z.shape[:2]
         actions = self.macro_actions(actions)  # [B, H, r*A]
@@ -371,7 +374,7 @@ class WorldModel(nn.Module):
             t = ctx.shape[1]  # frames known so far; the last one is frame t-1
             lo = max(0, t - L)
             s = states[:, lo:t] if self.predictor.state_dim else None
-            if self.codes:
+            if self.codes or self.z_dim:
                 nxt = coded_step(self, ctx[:, lo:t], acts[:, lo:t], s, h, codes, uniforms)
             else:
                 nxt = self.step(ctx[:, lo:t], acts[:, lo:t], s)[:, -1:]  # [B, 1, N, D]
@@ -474,6 +477,7 @@ def build_world_model(
     depth: int,
     heads: int,
     codes: int = 0,
+    z_dim: int = 0,
     generator: torch.Generator | None = None,
 ) -> WorldModel:
     """A fresh predictor for ``encoder``'s token map and ``spec``'s action / state sizes."""
@@ -488,6 +492,7 @@ def build_world_model(
         action_dim=spec.action_dim * spec.frameskip,
         state_dim=spec.state_dim,
         codes=codes,
+        z_dim=z_dim,
         generator=generator,
     )
     return WorldModel(encoder, predictor, spec, generator=generator)

@@ -23,6 +23,13 @@ only through that predicted frame in a rollout), one transformer pass serves all
 current latent, the action and the context) predicts which code wins; its input is detached,
 so it never shapes the prediction. With ``codes`` = 0 none of this exists and the predictor is
 the deterministic one, weight for weight.
+
+**A continuous latent** (``z_dim`` = d > 0, ``world.latent: continuous``): z is a d-dim vector
+per step that enters at the same place, ``h_t + code_mlp([h_t, z_embed(z)])`` (a linear
+embedding in place of the code table). A **posterior** (:meth:`ACPredictor.posterior`: an MLP
+on the token means of the current and the next target latent and of h_t, detached, which has
+seen the action and the context) gives its mean and log-std in training; planning draws z from
+the prior N(0, I) (vjepa.world.latent_continuous).
 """
 
 from __future__ import annotations
@@ -79,6 +86,7 @@ class ACPredictor(nn.Module):
         state_dim: int = 0,
         mlp_ratio: float = 4.0,
         codes: int = 0,
+        z_dim: int = 0,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
@@ -88,6 +96,8 @@ class ACPredictor(nn.Module):
             raise ValueError(f"action_dim must be >= 1, got {action_dim}")
         if codes == 1 or codes < 0:
             raise ValueError(f"a discrete latent needs >= 2 codes (0: none), got {codes}")
+        if z_dim < 0 or (z_dim and codes):
+            raise ValueError(f"z_dim must be >= 0 and excludes codes, got {z_dim} with {codes}")
         self.embed_dim = embed_dim
         self.width = width
         self.num_heads = heads
@@ -97,6 +107,7 @@ class ACPredictor(nn.Module):
         self.state_dim = state_dim
         self.cond_tokens = 2 if state_dim else 1
         self.codes = int(codes)
+        self.z_dim = int(z_dim)
 
         self.predictor_embed = nn.Linear(embed_dim, width)
         self.action_encoder = nn.Linear(action_dim, width)
@@ -110,6 +121,14 @@ class ACPredictor(nn.Module):
                 nn.Linear(2 * width, width), nn.GELU(), nn.Linear(width, width)
             )
             self.router = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, codes))
+        if self.z_dim:  # the continuous latent: same entry, a linear embedding of z
+            self.z_embed = nn.Linear(self.z_dim, width)
+            self.code_mlp = nn.Sequential(
+                nn.Linear(2 * width, width), nn.GELU(), nn.Linear(width, width)
+            )
+            self.posterior_mlp = nn.Sequential(
+                nn.Linear(2 * embed_dim + width, width), nn.GELU(), nn.Linear(width, 2 * self.z_dim)
+            )
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -130,33 +149,56 @@ class ACPredictor(nn.Module):
 
     def arch(self) -> dict:
         """Constructor arguments (config.json of an export; rebuilds this predictor)."""
-        return {
-            "embed_dim": self.embed_dim,
-            "width": self.width,
-            "depth": len(self.predictor_blocks),
-            "heads": self.num_heads,
-            "mlp_ratio": float(self.mlp_ratio),
-            "grid_hw": list(self.grid_hw),
-            "action_dim": self.action_dim,
-            "state_dim": self.state_dim,
-        } | ({"codes": self.codes} if self.codes else {})
+        return (
+            {
+                "embed_dim": self.embed_dim,
+                "width": self.width,
+                "depth": len(self.predictor_blocks),
+                "heads": self.num_heads,
+                "mlp_ratio": float(self.mlp_ratio),
+                "grid_hw": list(self.grid_hw),
+                "action_dim": self.action_dim,
+                "state_dim": self.state_dim,
+            }
+            | ({"codes": self.codes} if self.codes else {})
+            | ({"z_dim": self.z_dim} if self.z_dim else {})
+        )
 
     def forward(
         self, z: Tensor, actions: Tensor, states: Tensor | None = None, codes: Tensor | None = None
     ) -> Tensor:
-        """Predictions [B, T, N, D]; a predictor with codes needs ``codes`` long [B, T]."""
+        """Predictions [B, T, N, D]; a predictor with codes needs ``codes`` long [B, T], one
+        with a continuous latent z float [B, T, z_dim] in ``codes``."""
         h = self.features(z, actions, states)  # [B, T, N, W]
-        if not self.codes:
+        if not (self.codes or self.z_dim):
             return self.predictor_proj(h)
         return self.decode(h, codes)
 
     def decode(self, h: Tensor, codes: Tensor | None) -> Tensor:
-        """Features [B, T, N, W] + codes long [B, T] -> predictions [B, T, N, D]."""
-        if codes is None or codes.shape != h.shape[:2]:
+        """Features [B, T, N, W] + codes long [B, T] (a continuous latent: z [B, T, z_dim])
+        -> predictions [B, T, N, D]: ``h + code_mlp([h, embedding of the code or z])``."""
+        want = h.shape[:2] + ((self.z_dim,) if self.z_dim else ())
+        if codes is None or codes.shape != want:
             got = None if codes is None else tuple(codes.shape)
-            raise ValueError(f"this predictor has {self.codes} codes: pass codes [B, T], got {got}")
-        e = self.code_embed(codes)[:, :, None].expand_as(h)  # [B, T, N, W]
+            what = (
+                f"a {self.z_dim}-dim latent: pass z [B, T, {self.z_dim}]"
+                if self.z_dim
+                else f"{self.codes} codes: pass codes [B, T]"
+            )
+            raise ValueError(f"this predictor has {what}, got {got}")
+        e = self.z_embed(codes) if self.z_dim else self.code_embed(codes)  # [B, T, W]
+        e = e[:, :, None].expand_as(h)  # [B, T, N, W]
         return self.predictor_proj(h + self.code_mlp(torch.cat([h, e], -1)))
+
+    def posterior(self, z_now: Tensor, z_next: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        """The continuous latent's q(z | z_t, z_t+1, h_t): (mean, log-std) [B, T, z_dim] from the
+        token means of latent maps [B, T, N, D] (current and next frame) and of the features h
+        [B, T, N, W] of the current step (detached: what the context and the action already
+        tell, so z need only carry the rest)."""
+        m_now = z_now.mean(2)
+        x = torch.cat([m_now, z_next.mean(2) - m_now, h.detach().mean(2)], -1)  # [B, T, 2D+W]
+        mu, log_std = self.posterior_mlp(x).chunk(2, -1)
+        return mu, log_std.clamp(-6.0, 2.0)
 
     def decode_all(self, h: Tensor) -> Tensor:
         """Features [B, T, N, W] -> the predictions of every code [B, T, K, N, D]."""

@@ -152,6 +152,7 @@ def _model(cfg: Config, prep: _Prepared) -> WorldModel:
         depth=cfg.world.pred_depth,
         heads=cfg.world.pred_heads,
         codes=cfg.world.latent_codes if cfg.world.latent == "discrete" else 0,
+        z_dim=cfg.world.latent_dim_z if cfg.world.latent == "continuous" else 0,
         generator=gen,
     )
 
@@ -204,6 +205,7 @@ def _forward(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -
         ),
         latent_relax=cfg.world.latent_relax,
         router_weight=cfg.world.router_weight,
+        kl_weight=cfg.world.kl_weight,
     )
     return StepOutput(loss=loss, terms=terms)
 
@@ -243,6 +245,8 @@ def validation_loss(cfg: Config, model: WorldModel, prep: _Prepared, batches: in
             latents=win["latents"],
             rollout_steps=w.rollout_steps,
             rollout_weight=w.rollout_weight,
+            kl_weight=w.kl_weight,
+            sigreg_generator=torch.Generator().manual_seed(cfg.run.seed + b),  # z's noise
         )
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v) / batches
@@ -346,8 +350,11 @@ def latent_checks(cfg: Config, model: WorldModel, prep: _Prepared, chunk: int = 
             branch.append(torch.from_numpy(np.stack(steps)))
     train = torch.cat(encode_trajectories(model, prep.trajs[:64]))  # [M, N, D]
     pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.run.seed))
-    codebook = fit_codebook(train[pick[:4096]], max(model.codes, 1), seed=cfg.run.seed)
-    report = prediction_checks(model, windows, branch, codebook, seed=cfg.run.seed)
+    k = w.latent_samples if model.z_dim else max(model.codes, 1)
+    codebook = fit_codebook(train[pick[:4096]], k, seed=cfg.run.seed)
+    report = prediction_checks(
+        model, windows, branch, codebook, seed=cfg.run.seed, samples=w.latent_samples
+    )
     return {f"val_{k}": v for k, v in report.items()}
 
 

@@ -16,7 +16,11 @@ frame and state, the goal frame and state) and returns the :data:`Cost` of that 
   drawn step by step from the model's router, on Latin-hypercube uniforms that every candidate
   of a replan shares, so candidates are compared on the same draws), each future gets the same
   energy as above, and :func:`risk_reduce` turns the M energies into one (``plan.risk``: their
-  mean, CVaR of the worst ``plan.cvar_alpha`` share, or the worst).
+  mean, CVaR of the worst ``plan.cvar_alpha`` share, or the worst);
+- a continuous latent (``world.latent: continuous``): the same with M = ``plan.futures``
+  futures whose z per step is drawn from the prior N(0, I) on stratified normal draws shared
+  by every candidate (vjepa.world.latent_continuous.prior_draws); ``plan.futures`` = 0: one
+  future with z = 0, the prior mean.
 
 ``vjepa plan``, its plots and ``WorldModel.plan`` all score sequences with these; guardrail
 terms (hazards, action size, smoothness) join here.
@@ -34,6 +38,7 @@ from torch import Tensor
 
 from vjepa.errors import UsageError
 from vjepa.world.latent import latin_uniforms
+from vjepa.world.latent_continuous import prior_draws
 from vjepa.world.planning.planners import Cost
 
 if TYPE_CHECKING:
@@ -95,16 +100,20 @@ def risk_reduce(energy: Tensor, risk: str, alpha: float = 1.0) -> Tensor:
 
 
 class Futures:
-    """The M futures per action sequence of a world model with codes (see the module doc).
+    """The M futures per action sequence of a world model with codes or a continuous latent
+    (see the module doc).
 
     ``new_replan()`` draws fresh uniforms on the next rollout (one set per replan, shared by
-    every candidate of its search); a deterministic model has one future, its rollout.
+    every candidate of its search); a deterministic model has one future, its rollout, and so
+    has a continuous latent with ``futures`` = 0 (z = 0).
     """
 
     def __init__(self, model: Any, futures: int = 0, seed: int = 0) -> None:
         self.model = model
         self.codes = int(getattr(model, "codes", 0))
-        self.m = (futures or self.codes) if self.codes else 1
+        self.z_dim = int(getattr(model, "z_dim", 0))
+        self.m = (futures or self.codes) if self.codes else (max(futures, 1) if self.z_dim else 1)
+        self.draws = bool(self.codes) or bool(self.z_dim and futures)  # else one plain rollout
         self.gen = torch.Generator().manual_seed(seed)
         self._u: Tensor | None = None
 
@@ -115,19 +124,25 @@ class Futures:
         """Context [1, Tc, Ntok, D] + sequences [N, H, A] -> predicted maps [N * M, S, Ntok, D]
         (sequence-major: rows n*M .. n*M+M-1 are the futures of sequence n)."""
         n = seqs.shape[0]
-        if not self.codes:
+        if not self.draws:  # a deterministic model, or a continuous latent at z = 0
             return self.model.rollout(z0.expand(n, *z0.shape[1:]), seqs)
         steps = seqs.shape[1] // int(getattr(self.model, "frameskip", 1))
-        if self._u is None or self._u.shape[1] != steps:
-            self._u = latin_uniforms(self.m, steps, self.gen).to(seqs.device)  # [M, S]
+        cols = steps * max(self.z_dim, 1)
+        if self._u is None or self._u.shape[1] != cols:
+            self._u = latin_uniforms(self.m, cols, self.gen).to(seqs.device)  # [M, S (* d)]
         z = z0.expand(n * self.m, *z0.shape[1:])
+        if self.z_dim:  # prior draws [M, S, d], the same for every sequence
+            draws = prior_draws(self.m, steps, self.z_dim, self._u)
+            return self.model.rollout(
+                z, seqs.repeat_interleave(self.m, 0), codes=draws.repeat(n, 1, 1)
+            )
         return self.model.rollout(
             z, seqs.repeat_interleave(self.m, 0), uniforms=self._u.repeat(n, 1)
         )
 
     def reduce(self, energy: Tensor, risk: str, alpha: float) -> Tensor:
         """Energies [N * M] of :meth:`rollout`'s futures -> [N] by ``risk``."""
-        if self.m == 1 and not self.codes:
+        if self.m == 1 and not self.codes:  # one future (a continuous latent: z = 0)
             return energy
         return risk_reduce(energy.view(-1, self.m), risk, alpha)
 

@@ -379,6 +379,13 @@ def _run_plan(cfg: Config) -> dict[str, Any]:
             "risk": pcfg.risk,
             "cvar_alpha": pcfg.cvar_alpha,
         }
+    if model is not None and getattr(model, "z_dim", 0):  # a continuous latent: its draws
+        report |= {
+            "latent_dim_z": int(model.z_dim),
+            "futures": pcfg.futures,
+            "risk": pcfg.risk,
+            "cvar_alpha": pcfg.cvar_alpha,
+        }
     if high is not None:
         report |= hierarchy_summary(results[method], results["flat"])
     with open(out / "episodes.jsonl", "w") as f:
