@@ -64,6 +64,12 @@ class WorldConfig(Section):
     """Weight of SIGReg (LeJEPA / LeWM: the latents of the batch's frames pushed toward N(0, I) by random 1-D Epps-Pulley tests) in the world loss; 0: off."""
     reg_scope: Literal["global", "local"] = "global"
     """Frames SIGReg takes its statistics over under `accelerate launch`: global = the windows of every rank (gathered with gradients, vjepa.jepa.gather; the same loss and gradients as one process on the concatenated batch), local = this rank's only. A BatchNorm of world.latent_dim keeps per-rank statistics either way."""
+    idm_weight: float = _non_negative(0.0)
+    """Weight of an inverse-dynamics term (EB-JEPA / PLDM's IDM, issue #25): a small MLP predicts the action a_t (scaled to [-1, 1]) from the latents of frames t and t+1, MSE; it acts on the same latents as SIGReg, so its gradient reaches the trainable encoder and world.latent_dim's projection (a frozen encoder: only the head learns); 0: off (no head)."""
+    time_var: float = _non_negative(0.0)
+    """Weight of the within-episode variance hinge (PLDM's std_loss_t, the function of pretraining's objective.time_var): mean relu(1 - std over the window's frames) of each latent feature, so features that stay constant within an episode (the scene) cost; on the latents SIGReg sees; 0: off."""
+    centre: bool = False
+    """Centre the latents per window (minus each window's temporal mean) before the prediction and its loss, so a scene constant within an episode contributes nothing; planning then centres the current frame's and the goal's latents by their mean (stored in the world model's spec)."""
     hazard_steps: int = _non_negative(300)
     """Full-batch steps of the hazard head fitted after training on the latents of the frames whose trajectories carry violation flags (<key>.violations.npy), positives weighted neg/pos; writes hazard.pt (0: no head)."""
     hazard_lr: float = _positive(3e-3)

@@ -26,13 +26,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vjepa.config import PlanConfig
-from vjepa.jepa.gather import gather_batch
-from vjepa.jepa.losses import sigreg_loss
 from vjepa.world.latent import coded_step, stochastic_objective
 from vjepa.world.losses import world_losses
 from vjepa.world.planning.costs import ModelCost
 from vjepa.world.planning.planners import Cost, plan_actions
 from vjepa.world.predictor import ACPredictor
+from vjepa.world.scene_terms import InverseDynamics, centre_windows, latent_terms
 from vjepa.world.tempo import TempoHead
 
 
@@ -67,18 +66,17 @@ class WorldSpec:
     extra: dict = field(default_factory=dict)
     """Free-form provenance (training steps, data)."""
     latent_dim: int = 0
-    """With > 0, the latent of a frame is ONE vector: a linear projection of its whole
-    flattened (pooled) token map to this many dims, followed by a BatchNorm (LeWM's
-    projector), in place of the layer norm. For end-to-end training: SIGReg must be able to
-    centre and spread the latents across the batch (through the encoder's own layer norm it
-    cannot), and the map is flattened, not averaged, because a mean over the tokens of a
-    RoPE ViT is nearly translation-invariant: it cannot say where the agent is (measured,
-    docs/world_model.md)."""
+    """With > 0, the latent of a frame is ONE vector: a linear projection of its flattened
+    (pooled) token map + BatchNorm (LeWM's projector), in place of the layer norm: SIGReg can
+    centre and spread it, and unlike a mean over the tokens of a RoPE ViT (nearly translation
+    invariant) it can say where the agent is (docs/world_model.md)."""
     pred_norm: str = "layer"
-    """How the predictor's output is normalised: ``layer`` (a layer norm without affine, like
-    the targets of a frozen encoder) or ``none``. With ``latent_dim`` the targets are
-    BatchNorm outputs, not layer-normed, so ``layer`` leaves an error floor (measured on
-    IceRoom: about twice the change between two frames, docs/world_latent.md)."""
+    """The predictor's output normalisation: ``layer`` (no affine, like a frozen encoder's
+    targets) or ``none`` (BatchNorm targets of ``latent_dim``: ``layer`` leaves an error floor
+    of about twice the change between two frames on IceRoom, docs/world_latent.md)."""
+    centre: bool = False
+    """Latents centred per window in training (``world.centre``); planning then centres the
+    current frame's and the goal's latents by their mean (vjepa.world.scene_terms)."""
 
     @property
     def action_dim(self) -> int:
@@ -106,6 +104,7 @@ class WorldModel(nn.Module):
         spec: WorldSpec,
         *,
         generator: torch.Generator | None = None,
+        idm: bool = False,
     ):
         super().__init__()
         if spec.pred_norm not in ("layer", "none"):
@@ -132,6 +131,13 @@ class WorldModel(nn.Module):
                 lin.weight.normal_(0.0, fan_in**-0.5, generator=gen)
                 lin.bias.zero_()
             self.projector = nn.Sequential(lin, nn.BatchNorm1d(spec.latent_dim))
+        # The inverse-dynamics head of world.idm_weight (training only; not exported).
+        self.idm: InverseDynamics | None = None
+        if idm:
+            enc = encoder
+            n = 1 if spec.latent_dim else token_side(enc.img_size, enc.patch_size, spec.pool) ** 2
+            size = n * (spec.latent_dim or enc.embed_dim)  # one latent map, flattened
+            self.idm = InverseDynamics(size, spec.action_dim * spec.frameskip, generator=generator)
         low = torch.tensor(spec.action_low, dtype=torch.float32)
         high = torch.tensor(spec.action_high, dtype=torch.float32)
         half = (high - low) / 2
@@ -192,50 +198,48 @@ class WorldModel(nn.Module):
         latent_relax: float = 0.0,
         router_weight: float = 1.0,
         kl_weight: float = 0.0,
+        idm_weight: float = 0.0,
+        time_var: float = 0.0,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Training objective of one window batch: (loss, detached terms).
 
-        Exactly one of ``latents`` [B, W, N, D] (the window encoded beforehand by the frozen
-        encoder) or ``frames`` uint8 [B, W, H, W, 3] (end to end: encoded here, with gradients
-        into the encoder; the targets are the same encoder's latents without stop-gradient, as
-        LeWM: SIGReg, not a stop-gradient or an EMA target, is what prevents collapse).
-        ``actions`` [B, W-1, r*A] model actions in env units, ``states`` [B, W, S] or None. See
-        :func:`vjepa.world.losses.world_losses`. ``sigreg_weight`` > 0 adds SIGReg
-        (vjepa.jepa.losses.sigreg_loss, LeJEPA / LeWM) on the latents of every frame of the
-        batch, directions drawn from ``sigreg_generator`` (seeded alike on every rank);
-        ``reg_scope`` global: over every rank's frames (vjepa.jepa.gather), local: this
-        rank's. A model with codes (a discrete latent) trains by winner-take-all over its
-        codes (``latent_relax``: the weight of the mean over codes beside the minimum) plus
-        ``router_weight`` x the router's cross-entropy (vjepa.world.latent.latent_world_losses;
-        the ``router`` term). A continuous latent adds ``kl_weight`` x the posterior's KL (the
-        ``kl`` term, nats per step; vjepa.world.latent_continuous).
+        Exactly one of ``latents`` [B, W, N, D] (encoded beforehand by the frozen encoder) or
+        ``frames`` uint8 [B, W, H, W, 3] (end to end: encoded here with gradients; the targets
+        are the same encoder's latents, no stop-gradient: SIGReg prevents collapse, as LeWM).
+        ``actions`` [B, W-1, r*A] in env units, ``states`` [B, W, S] or None; the loss of
+        vjepa.world.losses.world_losses. ``sigreg_weight`` > 0: + SIGReg (LeJEPA / LeWM) on
+        every frame's latents, directions from ``sigreg_generator``, over every rank's frames
+        (``reg_scope`` global) or this rank's. With codes: winner-take-all + ``router_weight``
+        x the router's cross-entropy (vjepa.world.latent); a continuous latent: + ``kl_weight``
+        x the posterior's KL (nats per step; vjepa.world.latent_continuous). ``idm_weight`` /
+        ``time_var`` / ``spec.centre``: vjepa.world.scene_terms (on the latents SIGReg sees).
         """
         if (latents is None) == (frames is None):
             raise ValueError("pass exactly one of latents (encoded windows) or frames (uint8)")
         z = latents if frames is None else self.encode_train(frames)  # [B, W, N, D]
+        zp = centre_windows(z) if self.spec.centre else z  # what the predictor sees and predicts
         if self.codes or self.z_dim:
             loss, terms, ar = stochastic_objective(
-                self, z, actions, states, rollout_steps=rollout_steps, exp=exp,
+                self, zp, actions, states, rollout_steps=rollout_steps, exp=exp,
                 relax=latent_relax, router_weight=router_weight, kl_weight=kl_weight,
                 generator=sigreg_generator,  # the continuous latent's noise, then SIGReg's
             )  # fmt: skip
         else:
             tf, ar = world_losses(
-                self.step, z, actions, states, rollout_steps=rollout_steps, exp=exp
+                self.step, zp, actions, states, rollout_steps=rollout_steps, exp=exp
             )
             terms = {"teacher_forcing": tf.detach()}
             loss = tf
         if ar is not None:
             terms["rollout"] = ar.detach()
             loss = loss + rollout_weight * ar
-        if sigreg_weight > 0:
-            gen = sigreg_generator if sigreg_generator is not None else torch.Generator()
-            frames_z = z.flatten(0, 1)  # [B*W, N, D]
-            if reg_scope == "global":  # every rank's frames; alone: as is
-                frames_z = gather_batch(frames_z)  # [R*B*W, N, D]
-            sig = sigreg_loss(frames_z, gen)  # over the frames, per token position
-            terms["sigreg"] = sig.detach()
-            loss = loss + sigreg_weight * sig
+        a = self.normalize_actions(actions) if idm_weight > 0 else actions
+        reg = dict(sigreg_weight=sigreg_weight, sigreg_generator=sigreg_generator)
+        reg |= dict(reg_scope=reg_scope, idm_weight=idm_weight, time_var=time_var)
+        weighted, more = latent_terms(z, a, self.idm, **reg)
+        for value in weighted:  # SIGReg, IDM, variance: each already weighted
+            loss = loss + value
+        terms |= more
         return loss, terms
 
     # -- encoding ----------------------------------------------------------------------------
@@ -479,8 +483,10 @@ def build_world_model(
     codes: int = 0,
     z_dim: int = 0,
     generator: torch.Generator | None = None,
+    idm: bool = False,
 ) -> WorldModel:
-    """A fresh predictor for ``encoder``'s token map and ``spec``'s action / state sizes."""
+    """A fresh predictor for ``encoder``'s token map and ``spec``'s action / state sizes
+    (``idm``: with the inverse-dynamics head of world.idm_weight)."""
     side = token_side(encoder.img_size, encoder.patch_size, spec.pool)
     side = 1 if spec.latent_dim else side  # one projected vector per frame
     predictor = ACPredictor(
@@ -495,4 +501,4 @@ def build_world_model(
         z_dim=z_dim,
         generator=generator,
     )
-    return WorldModel(encoder, predictor, spec, generator=generator)
+    return WorldModel(encoder, predictor, spec, generator=generator, idm=idm)

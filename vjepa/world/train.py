@@ -21,6 +21,10 @@ its own:
 - ``world.tempo``: a temporal-distance head fitted after training on the final model's latents
   (vjepa.world.tempo), saved as ``tempo.safetensors`` for that checkpoint, its held-out quality
   (Spearman of predicted vs true steps) in val.json;
+- ``world.idm_weight`` / ``world.time_var`` / ``world.centre``: the terms of
+  vjepa.world.scene_terms for scenes that change per episode; val.json's ``val_probe_r2_*``:
+  how well a linear probe on the latent finds the agent (and the env's other
+  ``probe_targets``, vjepa.world.scene_probe), also printed;
 - ``world.json`` in the run folder: the spec, encoder and predictor architectures, so
   ``vjepa.load_world_model(run_dir)`` rebuilds the model from a checkpoint.
 - several processes (``accelerate launch -m vjepa world train``): DDP like pretraining, each
@@ -55,6 +59,7 @@ from vjepa.world.hazard import fit_hazard, hazard_metrics, save_hazard
 from vjepa.world.io import WORLD_FILE, load_world_model, random_encoder, world_description
 from vjepa.world.latent import fit_codebook, prediction_checks, step_flags
 from vjepa.world.model import WorldModel, WorldSpec, build_world_model
+from vjepa.world.scene_probe import position_probe, probe_targets
 from vjepa.world.tempo import TEMPO_FILE, fit_tempo, save_tempo, tempo_metrics
 from vjepa.world.trajectories import (
     Trajectory,
@@ -70,6 +75,12 @@ except ImportError:  # pragma: no cover - without the world extra: no branch spl
     make_env = None
 
 log = logging.getLogger("vjepa.world")
+PROBE_TRAJ = 256
+"""Training trajectories (the first ones) the position probe of val.json is fitted on: many, as
+each brings its own scene (64 scenes were too few for a probe on 32 px pixels to find the agent
+in unseen ones: R² -11 vs 0.97 with 256, docs/world_model.md)."""
+PROBE_ROWS = 3072
+"""At most about this many of their frames (every k-th of each trajectory), to bound the ridge."""
 
 
 def build_encoder(cfg: Config) -> nn.Module:
@@ -95,6 +106,8 @@ class _Prepared:
     encoder: nn.Module
     spec: WorldSpec
     val_states: list[np.ndarray | None] | None = None  # held-out states [T, S] (for checks)
+    probe_states: list[np.ndarray | None] | None = None  # states of the first PROBE_TRAJ
+    # training trajectories (the position probe's fit)
     series: list[torch.Tensor] | None = None  # per trajectory, made on first use: latents
     # [T, N, D] (frozen encoder) or uint8 frames [T, H, W, 3] (end to end)
 
@@ -115,6 +128,7 @@ def prepare(cfg: Config) -> _Prepared:
             f"world.val_episodes={w.val_episodes} leaves no training trajectory of {len(trajs)}"
         )
     val_states = [t.states for t in trajs[len(trajs) - w.val_episodes :]] if w.val_episodes else []
+    probe_states = [t.states for t in trajs[: len(trajs) - w.val_episodes][:PROBE_TRAJ]]
     if not w.use_state:  # kept for the held-out states only: the model never sees them
         trajs = [replace(t, states=None) for t in trajs]
     val = trajs[len(trajs) - w.val_episodes :] if w.val_episodes else []
@@ -133,6 +147,7 @@ def prepare(cfg: Config) -> _Prepared:
         energy_blur=w.energy_blur,
         latent_dim=w.latent_dim,
         pred_norm=w.pred_norm,
+        centre=w.centre,
         action_low=low,
         action_high=high,
         state_dim=int(train[0].states.shape[1]) if w.use_state else 0,
@@ -140,7 +155,7 @@ def prepare(cfg: Config) -> _Prepared:
         encoder_source=w.encoder,
         extra={"trajectories": len(train), "shards": cfg.data.shards},
     )
-    return _Prepared(train, val, encoder, spec, val_states)
+    return _Prepared(train, val, encoder, spec, val_states, probe_states)
 
 
 def _model(cfg: Config, prep: _Prepared) -> WorldModel:
@@ -154,6 +169,7 @@ def _model(cfg: Config, prep: _Prepared) -> WorldModel:
         codes=cfg.world.latent_codes if cfg.world.latent == "discrete" else 0,
         z_dim=cfg.world.latent_dim_z if cfg.world.latent == "continuous" else 0,
         generator=gen,
+        idm=cfg.world.idm_weight > 0,
     )
 
 
@@ -206,6 +222,8 @@ def _forward(cfg: Config, model: nn.Module, batch: dict, device: torch.device) -
         latent_relax=cfg.world.latent_relax,
         router_weight=cfg.world.router_weight,
         kl_weight=cfg.world.kl_weight,
+        idm_weight=cfg.world.idm_weight,
+        time_var=cfg.world.time_var,
     )
     return StepOutput(loss=loss, terms=terms)
 
@@ -308,19 +326,27 @@ def train_tempo(cfg: Config, prep: _Prepared, run_dir: Path) -> dict:
         return tempo_metrics(head, encode_trajectories(model, prep.val))
 
 
+def _trajectory_env(trajs: list[Trajectory], states: list[np.ndarray | None] | None, what: str):
+    """The env the trajectories came from (their meta's spec), or None when a trajectory has
+    no states or the env cannot be made here (a DROID set, an env file that is not here)."""
+    spec = str(trajs[0].meta.get("env", "")) if trajs else ""
+    if make_env is None or not spec or not states or any(s is None for s in states):
+        return None
+    try:
+        return make_env(spec)
+    except Exception as err:
+        log.info("no %s in val.json: env %r not available (%s)", what, spec, err)
+        return None
+
+
 def _stochastic_flags(
     trajs: list[Trajectory], states: list[np.ndarray | None] | None
 ) -> list[np.ndarray] | None:
     """Per trajectory, bool [T]: the frames from which the env's next step may branch (its
     optional ``stochastic_states(states [N, S]) -> [N] bool``); None when the env of the
     trajectories cannot be made here, has no such method, or a trajectory has no states."""
-    spec = str(trajs[0].meta.get("env", "")) if trajs else ""
-    if make_env is None or not spec or not states or any(s is None for s in states):
-        return None
-    try:
-        env = make_env(spec)
-    except Exception as err:  # a DROID set, an env file that is not here: no split
-        log.info("no branch split in val.json: env %r not available (%s)", spec, err)
+    env = _trajectory_env(trajs, states, "branch split")
+    if env is None:
         return None
     fn = getattr(env.unwrapped, "stochastic_states", None)
     return None if fn is None else [np.asarray(fn(s), dtype=bool) for s in states]
@@ -358,6 +384,24 @@ def latent_checks(cfg: Config, model: WorldModel, prep: _Prepared, chunk: int = 
     return {f"val_{k}": v for k, v in report.items()}
 
 
+@torch.no_grad()
+def probe_report(model: WorldModel, prep: _Prepared) -> dict:
+    """``val_probe_r2_<name>``: the latent -> position ridge probe (vjepa.world.scene_probe),
+    fitted on the first PROBE_TRAJ training trajectories, R² on the held-out ones; {} when the
+    trajectories carry no states or their env cannot be made here."""
+    states = (prep.probe_states or []) + (prep.val_states or [])
+    env = _trajectory_env(prep.trajs, states, "position probe")
+    if env is None or not prep.val:
+        return {}
+    targets = [probe_targets(env, s) for s in states]
+    n = len(prep.probe_states)
+    k = max(1, -(-sum(len(t.frames) for t in prep.trajs[:n]) // PROBE_ROWS))  # frame stride
+    train_z = [model.encode(torch.from_numpy(t.frames[::k])[None])[0] for t in prep.trajs[:n]]
+    fit = [{name: v[::k] for name, v in t.items()} for t in targets[:n]]
+    report = position_probe(train_z, fit, encode_trajectories(model, prep.val), targets[n:])
+    return {f"val_{k}": v for k, v in report.items()}
+
+
 def world_train(cfg: Config) -> Path:
     """Run (or resume) world-model training into ``cfg.run.dir``; returns the run folder."""
     expand_urls(cfg.data.shards)  # a wrong shard path fails here, before the run folder exists
@@ -381,6 +425,13 @@ def _world_train(cfg: Config) -> Path:
         model = load_world_model(run_dir)
         report = validation_loss(cfg, model, prep) | hazard | tempo
         report |= latent_checks(cfg, model, prep)
+        probe = probe_report(model, prep)
+        if probe:
+            print(
+                "[world] position probe R² (val): "
+                + ", ".join(f"{k.removeprefix('val_probe_r2_')} {v:.3f}" for k, v in probe.items())
+            )
+        report |= probe
         _write_json_atomic(run_dir / "val.json", report)
         log.info("validation: %s", report)
     return run_dir

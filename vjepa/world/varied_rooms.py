@@ -137,3 +137,12 @@ class VariedRoomsEnv(PlanarEnv):
     def distractor_xy(self, states: np.ndarray) -> np.ndarray:
         """The distractor's centre [N, 2] in world units (the position-probe diagnostic)."""
         return np.asarray(states, dtype=np.float64).reshape(-1, self.state_dim)[:, 5:7]
+
+    def probe_targets(self, states: np.ndarray) -> dict[str, np.ndarray]:
+        """What the position probe of ``vjepa world train`` regresses from the latent: the
+        agent's position and, with a distractor, its centre ([N, 2] each, world units)."""
+        states = np.asarray(states, dtype=np.float64).reshape(-1, self.state_dim)
+        out = {"agent": states[:, :2]}
+        if self.distractor:
+            out["distractor"] = self.distractor_xy(states)
+        return out

@@ -188,6 +188,11 @@ class ModelCost:
             self._goal_key, self._z_goal = key, self._encode(goal_frame)[:, 0]  # [1, N, D]
         z0 = self._encode(frame)  # [1, 1, N, D]
         z_goal = self._z_goal
+        if getattr(getattr(self.model, "spec", None), "centre", False):
+            # world.centre: the model saw window-centred latents; the frame and the goal share
+            # the episode's scene, so their mean stands in for the window's
+            mean = (z0[:, 0] + z_goal) / 2  # [1, N, D]
+            z0, z_goal = z0 - mean[:, None], z_goal - mean
         self.futures.new_replan()
 
         @torch.no_grad()
