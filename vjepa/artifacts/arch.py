@@ -6,7 +6,6 @@ vjepa.models.encoder, which builds every encoder from them; they are re-exported
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -22,6 +21,7 @@ from vjepa.models.encoder import (
     encoder_arch,
     model_arch,
     optional_arch,
+    teacher_model,
 )
 from vjepa.models.predictor import Predictor
 
@@ -45,9 +45,9 @@ def arch_from_config(cfg: Config, which: str = "context") -> dict[str, Any]:
     """Encoder architecture of one of our runs (model size row + geometry of the clips); for
     ``which="target"`` with ``objective.teacher_input: diff``, its motion-only teacher's."""
     model = cfg.model
-    objective = getattr(cfg, "objective", None)
-    if which == "target" and objective is not None and objective.teacher_input == "diff":
-        model = dataclasses.replace(model, frame_diff=True, rgb=False)
+    objective = getattr(cfg, "objective", None)  # world-train and fine-tune runs have none
+    if which == "target" and objective is not None:
+        model = teacher_model(model, objective.teacher_input)
     return model_arch(model, num_frames=cfg.data.frames_per_clip, img_size=cfg.data.crop_size)
 
 

@@ -13,7 +13,6 @@ them), or its ``encoder`` / ``predictor`` parts separately.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -37,7 +36,7 @@ from vjepa.jepa.losses import (
 )
 from vjepa.jepa.masks import apply_masks
 from vjepa.jepa.pixels import PIXEL_TARGETS, pixel_dim, pixel_targets
-from vjepa.models.encoder import VisionTransformer, build_encoder
+from vjepa.models.encoder import VisionTransformer, build_encoder, teacher_model
 from vjepa.models.predictor import Predictor
 from vjepa.train.metrics import moving_loss_share, within_across_std
 
@@ -275,7 +274,7 @@ def build_jepa(cfg: Config) -> JEPA:
     m, o = cfg.model, cfg.objective
     teacher = load_teacher(o.teacher, m.patch_size, m.tubelet_size) if o.teacher else None
     if o.teacher_input == "diff":  # a random teacher that sees only the frame differences
-        motion = dataclasses.replace(m, frame_diff=True, rgb=False)
+        motion = teacher_model(m, o.teacher_input)
         teacher = build_encoder(motion, num_frames=frames, img_size=size, generator=generator)
         teacher.eval().requires_grad_(False)
     out_dim = None  # the encoder's width

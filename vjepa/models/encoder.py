@@ -7,6 +7,7 @@ strip and a strict load (see vjepa.artifacts.official).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -274,6 +275,14 @@ def model_arch(
             f"model.name {name!r} is not a known size; choose one of {', '.join(SIZES)}"
         )
     return encoder_arch(name, num_frames=num_frames, img_size=img_size, **keys)
+
+
+def teacher_model(model_cfg: ModelConfig, teacher_input: str) -> ModelConfig:
+    """The ``model.*`` of a run's teacher: the student's own, or with ``objective.teacher_input``
+    diff the same size seeing only the frame differences (``frame_diff`` on, ``rgb`` off)."""
+    if teacher_input == "diff":
+        return dataclasses.replace(model_cfg, frame_diff=True, rgb=False)
+    return model_cfg
 
 
 def build_encoder(

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vjepa.train.metrics import ridge_fit, ridge_predict
+from vjepa.train.metrics import ridge_chosen, ridge_predict
 
 LAMBDAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 """Ridge penalties tried (relative to the number of rows), chosen on the last fifth of the
@@ -50,16 +50,8 @@ def r2_score(pred: Tensor, true: Tensor) -> float:
 def ridge_r2(train_x: Tensor, train_y: Tensor, val_x: Tensor, val_y: Tensor) -> float:
     """R² on val of a ridge regression ``y ~ x`` fitted on train (penalty chosen on the last
     fifth of the train rows among :data:`LAMBDAS`, then refit on all of them)."""
-    cut = max(1, int(0.8 * len(train_x)))
-    scores = [
-        r2_score(
-            ridge_predict(ridge_fit(train_x[:cut], train_y[:cut], lam), train_x[cut:]),
-            train_y[cut:],
-        )
-        for lam in LAMBDAS
-    ]
-    lam = LAMBDAS[int(np.argmax(scores))]
-    return r2_score(ridge_predict(ridge_fit(train_x, train_y, lam), val_x), val_y)
+    model, _ = ridge_chosen(train_x, train_y, LAMBDAS, lambda p, t: -r2_score(p, t))
+    return r2_score(ridge_predict(model, val_x), val_y)
 
 
 def position_probe(
