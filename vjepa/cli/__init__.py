@@ -454,19 +454,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as err:
         if args.debug:
             raise
-        print(f"vjepa {args.command}: error: {err}", file=sys.stderr)
+        _say(f"vjepa {args.command}: error: {err}")
         return EXIT_USER
     except KeyboardInterrupt:
-        print(f"vjepa {args.command}: interrupted", file=sys.stderr)
+        _say(f"vjepa {args.command}: interrupted")
         return 130
     except Exception as err:  # a runtime failure: one line, traceback with --debug
         if args.debug:
             raise
-        print(
-            f"vjepa {args.command}: failed: {type(err).__name__}: {err} (run with --debug for the traceback)",
-            file=sys.stderr,
+        _say(
+            f"vjepa {args.command}: failed: {type(err).__name__}: {err} (run with --debug for the traceback)"
         )
         return EXIT_RUNTIME
+
+
+def _say(line: str) -> None:
+    """One line to stderr in one write, so ranks sharing a stderr never split each other's lines."""
+    sys.stderr.flush()
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 if __name__ == "__main__":
