@@ -361,6 +361,8 @@ def test_a_frozen_teacher_run_gives_its_trained_context_encoder(tmp_path):
         {"stem": "conv"},
         {"frame_diff": True, "stem": "conv"},
         {"frame_diff": True, "rgb": False},
+        {"centre_input": True},
+        {"centre_input": True, "frame_diff": True},
     ],
 )
 def test_small_frame_encoders_load_export_and_hide_what_is_masked(tmp_path, options):
@@ -418,3 +420,32 @@ def test_differences_only_input_cannot_see_a_still_background():
     cfg.model.rgb = False
     with pytest.raises(ConfigError, match="model.rgb: false needs model.frame_diff"):
         cfg.model.check()
+
+
+def test_centred_input_cannot_see_a_still_background_but_sees_what_moves():
+    """model.centre_input (issue 27): each pixel minus its mean over the clip's frames. Two
+    clips that differ by a still background give the same tokens; a moving square of another
+    colour gives other tokens (the differences-only input keeps colour only as a change)."""
+    from vjepa.models.encoder import centre_frames
+
+    x = clip()
+    assert torch.allclose(centre_frames(x).mean(dim=2), torch.zeros(()), atol=1e-6)
+    on = torch.ones(2, 1, 4, 64, 64)
+    on[:, :, 2:] = 0  # the second tubelet hidden: the mean is over the first two frames only
+    first = centre_frames(x, on)
+    assert torch.allclose(first[:, :, :2], x[:, :, :2] - x[:, :, :2].mean(2, keepdim=True))
+    assert not first[:, :, 2:].any()
+    cfg = tiny_config("rope")
+    background = torch.randn(2, 3, 1, 64, 64).expand_as(x)  # the same in every frame
+    for centre, same in ((True, True), (False, False)):
+        cfg.model.centre_input = centre
+        enc = build_encoder(cfg.model, num_frames=4, img_size=64).eval()
+        with torch.no_grad():
+            assert torch.allclose(enc(x), enc(x + background), atol=1e-5) is same
+    still = torch.zeros(2, 3, 4, 64, 64)
+    red, blue = still.clone(), still.clone()
+    for t in range(4):  # a square moving right, red in one clip and blue in the other
+        red[:, 0, t, 16:32, 8 * t : 8 * t + 16] = 1.0
+        blue[:, 2, t, 16:32, 8 * t : 8 * t + 16] = 1.0
+    with torch.no_grad():
+        assert not torch.allclose(enc(red), enc(blue), atol=1e-3)

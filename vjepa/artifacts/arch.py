@@ -90,7 +90,12 @@ def arch_of(encoder: nn.Module) -> dict[str, Any]:
         "num_frames": encoder.num_frames,
         "img_size": encoder.img_size,
         "pos_embed": encoder.pos_embed_mode,
-        **optional_arch(frame_diff=encoder.frame_diff, stem=encoder.stem, rgb=encoder.rgb),
+        **optional_arch(
+            frame_diff=encoder.frame_diff,
+            stem=encoder.stem,
+            rgb=encoder.rgb,
+            centre_input=encoder.centre_input,
+        ),
     }
 
 

@@ -232,6 +232,11 @@ class ModelConfig(Section):
     only the frame differences: a still background is then exactly zero input, so neither the
     encoder nor a teacher of the same architecture can spend features on it, and whatever the
     objective pays for is motion (issue 27). Not in the official checkpoints."""
+    centre_input: bool = False
+    """Subtract from each pixel its mean over the clip's frames (over the visible frames, for a
+    context) before the patch embedding: a still background is then zero input, as with
+    ``rgb: false``, while what moves keeps its colour and shape, and a panning scene keeps its
+    moving texture (issue 27). Not in the official checkpoints."""
     stem: Literal["linear", "conv"] = "linear"
     """Patch embedding: ``linear`` (one Conv3d per tubelet, the official ViT) or ``conv``: a
     small conv net at a 4-pixel stride pooled to the patch grid (vjepa.models.stem), for small

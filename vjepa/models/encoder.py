@@ -78,7 +78,10 @@ class VisionTransformer(nn.Module):
     stacked onto its RGB channels before the patch embedding (6 input channels), so motion
     is a linear function of the input: :func:`with_frame_diff`. ``rgb=False`` (with
     ``frame_diff``) drops the RGB channels: the differences only (3 channels), so a still
-    background is zero input.
+    background is zero input. ``centre_input=True``: each pixel's mean over the clip's
+    (visible) frames is subtracted from its RGB values before anything else
+    (:func:`centre_frames`), so a still background is zero input while what moves keeps its
+    colour and shape.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class VisionTransformer(nn.Module):
         frame_diff: bool = False,
         stem: Stem = "linear",
         rgb: bool = True,
+        centre_input: bool = False,
         activation_checkpointing: bool = False,
         generator: torch.Generator | None = None,
     ):
@@ -112,6 +116,7 @@ class VisionTransformer(nn.Module):
         self.pos_embed_mode: PosEmbed = pos_embed
         self.frame_diff = bool(frame_diff)
         self.rgb = bool(rgb)
+        self.centre_input = bool(centre_input)
         if not (self.rgb or self.frame_diff):
             raise ValueError("rgb=False needs frame_diff=True: the input would have no channels")
         if stem not in ("linear", "conv"):
@@ -150,15 +155,15 @@ class VisionTransformer(nn.Module):
         """Tokens of clip ``x`` [B,3,T,H,W]: all [B,N,D], or the kept ones [B,K,D] per mask.
 
         ``masks`` may be a list (one Long [B,K_i] per mask generator): the clip is then patch
-        embedded once and the blocks run once per mask; the result is a list. With a conv stem
-        or frame differences, whose inputs reach across token borders, each mask instead
+        embedded once and the blocks run once per mask; the result is a list. With a conv stem,
+        frame differences or centred input, whose inputs reach across token borders, each mask instead
         embeds the clip with its hidden pixels zeroed (:meth:`_embed`), so no kept token sees
         a hidden one.
         """
         _, _, T, H, W = x.shape
         grid = token_grid(T, H, W, self.patch_size, self.tubelet_size)
         many = isinstance(masks, (list, tuple))
-        if masks is not None and (self.frame_diff or self.stem == "conv"):
+        if masks is not None and (self.frame_diff or self.centre_input or self.stem == "conv"):
             out = [
                 self._blocks(self._embed(x, grid, m), m, grid) for m in (masks if many else [masks])
             ]
@@ -181,6 +186,8 @@ class VisionTransformer(nn.Module):
             for dim, size in ((2, self.tubelet_size), (3, self.patch_size), (4, self.patch_size)):
                 on = on.repeat_interleave(size, dim=dim)  # [B, 1, T, H, W]
             x, hidden = x * on, on
+        if self.centre_input:
+            x = centre_frames(x, hidden)
         if self.frame_diff:
             x = with_frame_diff(x, hidden)  # [B, 6, T, H, W]
             if not self.rgb:
@@ -211,6 +218,16 @@ def with_frame_diff(x: Tensor, on: Tensor | None = None) -> Tensor:
     return torch.cat([x, diff], dim=1)
 
 
+def centre_frames(x: Tensor, on: Tensor | None = None) -> Tensor:
+    """``[B, C, T, H, W]`` minus each pixel's mean over time: a still background becomes 0.
+    ``on`` [B, 1, T, H, W] (1 = visible): the mean is over the pixel's visible frames only and
+    hidden pixels stay 0, so a context never sees, through the mean, a frame it is not shown."""
+    if on is None:
+        return x - x.mean(dim=2, keepdim=True)
+    mean = (x * on).sum(dim=2, keepdim=True) / on.sum(dim=2, keepdim=True).clamp(min=1.0)
+    return (x - mean) * on
+
+
 ARCH_KEYS = (
     "width",
     "depth",
@@ -223,7 +240,7 @@ ARCH_KEYS = (
     "pos_embed",
 )
 """The keys of config.json ``architecture``: exactly the VisionTransformer constructor arguments."""
-OPTIONAL_ARCH = {"frame_diff": False, "stem": "linear", "rgb": True}
+OPTIONAL_ARCH = {"frame_diff": False, "stem": "linear", "rgb": True, "centre_input": False}
 """Architecture keys added later, with the value that every older config.json meant."""
 MODEL_ARCH_KEYS = ("name", "patch_size", "tubelet_size", "pos_embed", *OPTIONAL_ARCH)
 """The ``model.*`` config keys that make the encoder's architecture (with the clip geometry):
@@ -241,6 +258,7 @@ def encoder_arch(
     frame_diff: bool = False,
     stem: str = "linear",
     rgb: bool = True,
+    centre_input: bool = False,
 ) -> dict[str, Any]:
     """The ARCH_KEYS of model size ``name`` (a row of SIZES) for clips of this geometry, plus
     the OPTIONAL_ARCH keys that differ from their default."""
@@ -255,7 +273,7 @@ def encoder_arch(
         "num_frames": num_frames,
         "img_size": img_size,
         "pos_embed": pos_embed,
-        **optional_arch(frame_diff=frame_diff, stem=stem, rgb=rgb),
+        **optional_arch(frame_diff=frame_diff, stem=stem, rgb=rgb, centre_input=centre_input),
     }
 
 
