@@ -127,6 +127,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     world = args.overrides[:1] == ["world"]  # `vjepa demo world [--env ENV] [k=v ...]`
     if args.finetune and (args.seeds is not None or world):
         raise UsageError("--finetune runs one seed of the pan / objects demo: no --seeds, no world")
+    if args.no_pretrain and not world:
+        raise UsageError("--no-pretrain is for `vjepa demo world` only")
     out = Path("runs/demo_world") if world and args.out == "runs/demo" else Path(args.out)
     with hold_run_folder(out):
         return cmd_demo_world(args, out) if world else _demo(args, out)
@@ -165,10 +167,14 @@ def cmd_demo_world(args: argparse.Namespace, out: Path) -> int:
         from vjepa.demo.seeds import run_world_seeds
 
         run_world_seeds(
-            out, args.seeds, env=args.env, overrides=args.overrides[1:], quick=args.quick
-        )
+            out, args.seeds, env=args.env, overrides=args.overrides[1:], quick=args.quick,
+            pretrained=not args.no_pretrain,
+        )  # fmt: skip
         return EXIT_OK
-    run_world_demo(out, env=args.env, overrides=args.overrides[1:], quick=args.quick)
+    run_world_demo(
+        out, env=args.env, overrides=args.overrides[1:], quick=args.quick,
+        pretrained=not args.no_pretrain,
+    )  # fmt: skip
     return EXIT_OK
 
 
@@ -284,6 +290,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--env", help="`vjepa demo world` only: the env (gymnasium id, file.py:Class, module:Class)"
+    )
+    p.add_argument(
+        "--no-pretrain",
+        action="store_true",
+        help="`vjepa demo world` only: skip the encoder pretraining; the world model's encoder "
+        "starts from a seeded random init of the same architecture (the floor for pretraining)",
     )
     p.add_argument(
         "--corpus",

@@ -206,9 +206,11 @@ def run_world_seeds(
     env: str | None = None,
     overrides: Sequence[str] = (),
     quick: bool = False,
+    pretrained: bool = True,
 ) -> dict[str, Any]:
     """The world demo for training seeds ``0 .. num_seeds-1`` into ``out/seed<s>``, on the
-    trajectories of ``out/trajectories``; returns :func:`world_spread`."""
+    trajectories of ``out/trajectories``; returns :func:`world_spread`. ``pretrained=False``:
+    every seed's world model starts from a random-init encoder (``--no-pretrain``)."""
     _check_count(num_seeds)
     out = Path(out)
     reports = {
@@ -219,6 +221,7 @@ def run_world_seeds(
             quick=quick,
             train_seed=seed,
             trajectories=out / "trajectories",
+            pretrained=pretrained,
         )
         for seed in range(num_seeds)
     }

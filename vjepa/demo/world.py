@@ -15,6 +15,12 @@ whose config has the key's section (e.g. ``world.frameskip=2``, ``plan.episodes=
 ``train.max_steps=...`` goes to world train; ``pretrain.``-prefixed keys go to the encoder
 pretraining only, e.g. ``pretrain.train.max_steps=100``).
 
+``--no-pretrain`` (``pretrained=False``): the same chain without the encoder pretraining; the
+world model's encoder starts from a seeded random init (``world.encoder=random``, seed = the
+world training's ``run.seed``) of the architecture the pretraining would have trained (its
+``model.*``), everything else unchanged: the floor that says what pretraining buys the world
+model (docs/world_model.md, #27).
+
 Re-running resumes: the trajectories are kept (when they were collected with the same env,
 episodes, steps and seed; other ones are an error, not silently reused), pretraining and world
 training continue from their last checkpoints, planning runs again.
@@ -32,6 +38,7 @@ from pathlib import Path
 from vjepa.config import Config, load_config
 from vjepa.demo.pretrain import resource_root
 from vjepa.errors import UsageError
+from vjepa.models.encoder import encoder_arch, model_arch
 from vjepa.train.pretrain import pretrain
 from vjepa.world.collect import collect
 from vjepa.world.envs import action_bounds, make_env, render_frame
@@ -118,51 +125,69 @@ def _check_trajectories(traj: Path, **wanted: object) -> None:
         )
 
 
-def run_world_demo(
+def stage_configs(
     out: Path,
+    s: DemoSizes,
     *,
-    env: str | None = None,
+    env: str,
     overrides: list[str] | tuple[str, ...] = (),
     quick: bool = False,
-    episodes: int = 0,
-    steps: int = 0,
     train_seed: int | None = None,
-    trajectories: Path | None = None,
-) -> dict:
-    """Run the chain into ``out``; returns plan's report dict (also ``out/plan/report.json``).
+    trajectories: Path,
+    pretrained: bool = True,
+) -> tuple[Config, Config, Config, int]:
+    """(pretrain, world train, plan configs, the collection seed) of the chain, all parsed
+    before the first heavy step, so that a bad key fails in a second.
 
-    ``train_seed`` (``vjepa demo world --seeds``): ``run.seed`` of the encoder pretraining and
-    of the world-model training (their init, masks and data order) only; collection and
-    planning (the val tasks, the planners' draws) keep the demo's seed. ``trajectories``: where
-    the collected trajectories are (default ``out/trajectories``), so that runs can share them.
+    ``pretrained=False``: world.encoder is ``random`` with the pretraining's ``model.name``,
+    ``patch_size`` and ``tubelet_size``, so the random init has the pretrained encoder's
+    architecture (with RoPE its ``num_frames`` sizes nothing); an explicit ``world.encoder``
+    override is then a contradiction and an error.
     """
-    env = env or DEFAULT_ENV
     pre_over, over = _split(list(overrides))
-    # Parse every stage's config before the first heavy step: a bad key fails in a second.
     world_keys = [o for o in over if not o.startswith("plan.")]
     plan_keys = [o for o in over if o.startswith(("plan.", "run.seed"))]
-    s = sizes_for(env)
-    t0 = time.perf_counter()
-    traj = Path(trajectories) if trajectories is not None else out / "trajectories"
-    n_episodes = episodes or (20 if quick else 300)
-    n_steps = steps or (20 if quick else 60)
+    if not pretrained and any(o.startswith("world.encoder=") for o in world_keys):
+        raise UsageError("--no-pretrain sets world.encoder=random: drop the world.encoder override")
     pre_cfg = load_config(
         PRETRAIN_CONFIG,
         [
             f"run.dir={out / 'encoder'}",
-            f"data.shards={traj}",
+            f"data.shards={trajectories}",
             f"data.crop_size={s.frame_size}",
             f"model.patch_size={s.patch_size}",
             *_quick(quick, "pretrain"),
             *pre_over,
         ],
     )
+    m = pre_cfg.model
+    if not pretrained:
+        arch = model_arch(m, num_frames=m.tubelet_size, img_size=s.frame_size)
+        plain = encoder_arch(
+            m.name, patch_size=m.patch_size, tubelet_size=m.tubelet_size,
+            num_frames=m.tubelet_size, img_size=s.frame_size, pos_embed="rope",
+        )  # fmt: skip
+        if arch != plain:  # what world.encoder=random builds (vjepa.world.io.random_encoder)
+            raise UsageError(
+                f"--no-pretrain: world.encoder=random builds a plain RoPE encoder ({plain}); "
+                f"the pretraining's model.* asks for {arch}"
+            )
+    encoder = (
+        [f"world.encoder={out / 'encoder'}"]
+        if pretrained
+        else [
+            "world.encoder=random",
+            f"model.name={m.name}",
+            f"model.patch_size={m.patch_size}",
+            f"model.tubelet_size={m.tubelet_size}",
+        ]
+    )
     world_cfg = load_config(
         WORLD_CONFIG,
         [
             f"run.dir={out / 'world'}",
-            f"data.shards={traj}",
-            f"world.encoder={out / 'encoder'}",
+            f"data.shards={trajectories}",
+            *encoder,
             f"world.frame_size={s.frame_size}",
             f"world.pool={s.pool}",
             *_quick(quick, "world"),
@@ -172,7 +197,6 @@ def run_world_demo(
     collect_seed = world_cfg.run.seed
     if train_seed is not None:
         pre_cfg, world_cfg = _seeded(pre_cfg, train_seed), _seeded(world_cfg, train_seed)
-    r = world_cfg.world.frameskip
     plan_cfg = load_config(
         PLAN_CONFIG,
         [
@@ -183,10 +207,45 @@ def run_world_demo(
             *plan_keys,
         ],
     )
+    r = world_cfg.world.frameskip
     if plan_cfg.plan.horizon % r:
         raise ValueError(
             f"plan.horizon ({plan_cfg.plan.horizon}) must be a multiple of world.frameskip ({r})"
         )
+    return pre_cfg, world_cfg, plan_cfg, collect_seed
+
+
+def run_world_demo(
+    out: Path,
+    *,
+    env: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    quick: bool = False,
+    episodes: int = 0,
+    steps: int = 0,
+    train_seed: int | None = None,
+    trajectories: Path | None = None,
+    pretrained: bool = True,
+) -> dict:
+    """Run the chain into ``out``; returns plan's report dict (also ``out/plan/report.json``).
+
+    ``train_seed`` (``vjepa demo world --seeds``): ``run.seed`` of the encoder pretraining and
+    of the world-model training (their init, masks and data order) only; collection and
+    planning (the val tasks, the planners' draws) keep the demo's seed. ``trajectories``: where
+    the collected trajectories are (default ``out/trajectories``), so that runs can share them.
+    ``pretrained=False`` (``--no-pretrain``): no encoder pretraining; world training starts
+    from a random-init encoder seeded with its ``run.seed`` (:func:`stage_configs`).
+    """
+    env = env or DEFAULT_ENV
+    s = sizes_for(env)
+    t0 = time.perf_counter()
+    traj = Path(trajectories) if trajectories is not None else out / "trajectories"
+    n_episodes = episodes or (20 if quick else 300)
+    n_steps = steps or (20 if quick else 60)
+    pre_cfg, world_cfg, plan_cfg, collect_seed = stage_configs(
+        out, s, env=env, overrides=overrides, quick=quick, train_seed=train_seed,
+        trajectories=traj, pretrained=pretrained,
+    )  # fmt: skip
     _check_trajectories(traj, env=env, episodes=n_episodes, steps=n_steps, seed=collect_seed)
     print(f"[demo world] env {env}: {s}")
     if not (traj / "manifest.json").is_file():
@@ -194,8 +253,11 @@ def run_world_demo(
     print(
         f"[demo world] collected {n_episodes} x {n_steps} frames ({time.perf_counter() - t0:.0f} s)"
     )
-    pretrain(pre_cfg)
-    print(f"[demo world] encoder pretrained ({time.perf_counter() - t0:.0f} s)")
+    if pretrained:
+        pretrain(pre_cfg)
+        print(f"[demo world] encoder pretrained ({time.perf_counter() - t0:.0f} s)")
+    else:
+        print(f"[demo world] no pretraining: random-init encoder, seed {world_cfg.run.seed}")
     world_train(world_cfg)
     print(f"[demo world] world model trained ({time.perf_counter() - t0:.0f} s)")
     report = run_plan(plan_cfg)  # prints the success table against the baselines
