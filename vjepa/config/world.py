@@ -157,7 +157,7 @@ class PlanConfig(Section):
     fallback_steps: int = _positive(100)
     """Episode budget when plan.max_steps is None and the env declares no max_episode_steps."""
     goal_offset: int | None = _positive(None)
-    """Steps between start and goal for envs whose sample_task has a goal_offset attribute (vjepa/PushT-v0, vjepa/DMCReacher-v0: 25 / 50 / 75); None: the env's own."""
+    """Steps between start and goal for envs whose sample_task has a goal_offset attribute (vjepa/PushT-v0, vjepa/DMCReacher-v0: 25 / 50 / 75; vjepa/TwoRooms-v0: its goal-offset tasks, budget 2 x the offset); None: the env's own."""
     levels: Literal[1, 2] = 1
     """1: flat planner; 2: hierarchical: a high level picks subgoals among the data's frames (a graph over them, see world/planning/hierarchy.py), the low level (the flat planner) plans to the current subgoal; also runs the flat planner on the same tasks (flat_success_rate)."""
     subgoal_data: str = ""

@@ -14,7 +14,15 @@ import gymnasium as gym
 import numpy as np
 
 GOAL_OFFSET = 25  # random-policy steps from a task's start to its goal
-EVAL_BUDGET = 50  # env steps an evaluation episode may take
+
+
+def offset_budget(goal_offset: int) -> int:
+    """Env steps an evaluation episode may take when the goal is ``goal_offset`` steps ahead:
+    twice the offset (stable-worldmodel's 50-step ``eval_budget`` at its 25-step offset)."""
+    return 2 * int(goal_offset)
+
+
+EVAL_BUDGET = offset_budget(GOAL_OFFSET)  # env steps an evaluation episode may take (50)
 
 
 def optional_module(module: str, env_id: str, package: str, **environ: str) -> ModuleType:

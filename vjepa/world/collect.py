@@ -4,10 +4,8 @@ Each episode starts from the env's own random reset (seeded). When the env has a
 data-collection policy, ``env.unwrapped.collect_action(memory, rng) -> action`` (vjepa/PushT-v0:
 a scripted pushing policy with noise, since random actions rarely move the T), every action
 comes from it (``memory``: a dict it keeps for the episode; ``rng``: the episode's seeded
-generator). Otherwise the actions are random with persistence, as PLDM does: at each step the
-previous action is kept with probability ``repeat_prob``, else a fresh uniform action is drawn
-over the action box. Held actions make the agent travel instead of jittering in place, so
-episodes cover the space (and, in Two Rooms, cross the door).
+generator). Otherwise the actions are random with persistence, as PLDM does
+(:func:`vjepa.world.policy.random_actions`).
 
 A trajectory shard sample (the format: vjepa.world.trajectories):
 
@@ -37,21 +35,10 @@ from vjepa.data.writer import write_sample_shards
 from vjepa.errors import UsageError
 from vjepa.train.faults import hold_run_folder
 from vjepa.world.envs import action_bounds, make_env, render_frame
+from vjepa.world.policy import REPEAT_PROB, random_actions
 from vjepa.world.trajectories import TRAJECTORY_FORMAT, encode_lossless, npy_bytes
 
 _EPISODE, _ACTIONS = 21, 22
-
-
-def random_actions(
-    rng: np.random.Generator, steps: int, low: np.ndarray, high: np.ndarray, repeat_prob: float
-) -> np.ndarray:
-    """[steps, A] uniform actions, each kept from the step before with probability repeat_prob."""
-    actions = rng.uniform(low, high, size=(steps, low.shape[0])).astype(np.float32)
-    keep = rng.random(steps) < repeat_prob  # [steps]
-    for t in range(1, steps):
-        if keep[t]:
-            actions[t] = actions[t - 1]
-    return actions
 
 
 def _start_violation(base) -> bool:
@@ -124,7 +111,7 @@ def collect(
     episodes: int,
     steps: int,
     seed: int = 0,
-    repeat_prob: float = 0.8,
+    repeat_prob: float = REPEAT_PROB,
     max_count: int = 100,
     progress: bool = True,
 ) -> dict:

@@ -8,7 +8,15 @@ stops at the borders. Frames are 64x64 RGB renders: a light floor, a dark wall a
 with a soft edge (sub-pixel motion changes the pixels, which a world model needs to see).
 
 Tasks: ``split="hard"`` (the default) puts the start and the goal in different rooms, so every
-task needs the door; ``split="any"`` draws both anywhere in free space.
+task needs the door; ``split="any"`` draws both anywhere in free space. With ``goal_offset``
+set (``plan.goal_offset``; None by default, which keeps the tasks above), a task follows
+stable-worldmodel's protocol instead, whatever the split: the start is a uniform random free
+position and the goal the position that ``goal_offset`` steps of the data-collection policy
+(``vjepa collect``'s random actions with persistence, :mod:`vjepa.world.policy`) reach from
+it; a pair already within ``success_distance`` is drawn again. The env then declares
+``max_episode_steps`` = 2 x ``goal_offset`` (:func:`vjepa.world.adapted.offset_budget`: swm's
+50 steps at offset 25), which `vjepa plan` takes as the episode budget unless
+``plan.max_steps`` is set.
 
 Besides the gymnasium API and the task protocol (see :mod:`vjepa.world.envs`), the env has
 batched dynamics, :meth:`TwoRoomsEnv.step_states` and :meth:`TwoRoomsEnv.state_distance`, which
@@ -21,7 +29,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from vjepa.world.adapted import offset_budget
 from vjepa.world.planar import PlanarEnv, paint, palette, slide
+from vjepa.world.policy import REPEAT_PROB, random_actions
 
 # Geometry in world units (the unit square). The wall's x-range and the door's y-range are
 # the free-space boundaries for the agent's centre once its radius is added.
@@ -55,11 +65,15 @@ class TwoRoomsEnv(PlanarEnv):
     def __init__(
         self,
         split: Literal["hard", "any"] = "hard",
+        goal_offset: int | None = None,
         **planar: Any,
     ) -> None:
+        """``split``: where a task's start and goal lie (module doc); ``goal_offset``: None for
+        those tasks, else the collection-policy steps from a task's start to its goal."""
         if split not in ("hard", "any"):
             raise ValueError(f"TwoRoomsEnv split must be 'hard' or 'any', got {split!r}")
         self.split = split
+        self.goal_offset = goal_offset
         state = np.array([0.25, 0.5], dtype=np.float32)
         super().__init__(state, **planar)
 
@@ -105,9 +119,31 @@ class TwoRoomsEnv(PlanarEnv):
 
     # -- task protocol -----------------------------------------------------------------------
 
+    @property
+    def max_episode_steps(self) -> int | None:
+        """The episode budget of goal-offset tasks (2 x the offset); None without an offset."""
+        return None if self.goal_offset is None else offset_budget(self.goal_offset)
+
+    def offset_task(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One draw of a goal-offset task: (start [2], the policy's actions [goal_offset, 2],
+        the position they reach from the start [2]), all from ``rng``."""
+        start = self._free_position(rng)
+        low, high = self.action_space.low, self.action_space.high
+        actions = random_actions(rng, int(self.goal_offset), low, high, REPEAT_PROB)
+        state = start
+        for action in actions:
+            state = self.step_states(state[None], action[None])[0]
+        return start, actions, state
+
     def sample_task(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """(start, goal) positions; with split='hard' they lie in different rooms."""
+        """(start, goal) positions; with split='hard' they lie in different rooms; with a
+        ``goal_offset`` the goal is that many collection-policy steps from the start."""
         rng = np.random.default_rng(seed)
+        if self.goal_offset is not None:
+            while True:
+                start, _, goal = self.offset_task(rng)
+                if self.state_distance(goal[None], start)[0] > self.success_distance:
+                    return start, goal
         if self.split == "hard":
             room = int(rng.integers(2))
             return self._free_position(rng, room), self._free_position(rng, 1 - room)
