@@ -32,6 +32,9 @@ def test_pusht_protocol_and_pushing_data():
     base = env.unwrapped
     check_protocol(env, "vjepa/PushT-v0")
     assert base.max_episode_steps == 50 and base.goal_offset == 25
+    base.goal_offset = 75  # plan.goal_offset: the budget follows (2 x the offset), as Two Rooms'
+    assert base.max_episode_steps == 150
+    base.goal_offset = 25
     moves = []
     for seed in range(12):
         start, goal = base.sample_task(seed)

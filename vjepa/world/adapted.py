@@ -46,16 +46,24 @@ class AdaptedEnv(gym.Env):
         render_mode: str | None = "rgb_array",
         size: int = 64,
         goal_offset: int = GOAL_OFFSET,
-        max_episode_steps: int = EVAL_BUDGET,
+        max_episode_steps: int | None = None,
     ) -> None:
         self.render_mode = render_mode
         self.size = int(size)
         self.goal_offset = int(goal_offset)
-        self.max_episode_steps = int(max_episode_steps)
+        self._max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self.observation_space = gym.spaces.Box(
             -np.inf, np.inf, shape=(self.state_dim,), dtype=np.float32
         )
+
+    @property
+    def max_episode_steps(self) -> int:
+        """The episode budget: the one given, else :func:`offset_budget` of the goal offset, so
+        ``plan.goal_offset`` 50 / 75 gets 100 / 150 steps (50 at the protocol's 25)."""
+        if self._max_episode_steps is not None:
+            return self._max_episode_steps
+        return offset_budget(self.goal_offset)
 
     def _checked_action(self, action: np.ndarray) -> np.ndarray:
         """``action`` as 2 float64 values clipped to [-1, 1]; raise if it has another size."""

@@ -16,7 +16,7 @@ stable-worldmodel's code (``scripts/plan/config/reacher.yaml``, ``scripts/plan/e
 - **Success**: every joint within 0.05 rad of the goal's joint angles (``qpos_threshold``;
   the shoulder angle wraps at 2 pi). ``goal_distance`` is therefore the largest wrapped joint
   error, and ``success_distance`` 0.05.
-- **Budget**: 50 env steps (``eval_budget``), ``max_episode_steps`` here.
+- **Budget**: 50 env steps (``eval_budget``), ``max_episode_steps`` here (2 x ``goal_offset``).
 - **Frames**: the arm rendered by MuJoCo (``MUJOCO_GL=egl`` on a headless machine) at
   ``size x size`` from the suite's fixed camera, the target sphere made invisible (swm renders
   ``render_target=0``): the goal is an image of the arm, not a marker.

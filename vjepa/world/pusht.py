@@ -11,7 +11,7 @@ on a headless machine). The adapter gives gym-pusht's ``PushTEnv`` the task prot
   512-unit workspace) within 20 of the goal's in Euclidean norm, AND the block angle within
   pi / 9 of the goal's. ``goal_distance`` is ``max(pos_err / 20, angle_err / (pi / 9))``, so
   ``success_distance`` is 1.0 and the two are the same test.
-- **Budget**: 50 env steps, ``max_episode_steps`` here.
+- **Budget**: 50 env steps, ``max_episode_steps`` here (2 x ``goal_offset``: 100 / 150 at 50 / 75).
 - **Data-collection policy** (:func:`pushing_policy`): random actions rarely touch the block,
   so the data would not show how it moves. swm evaluates on expert demonstrations
   (``pusht_expert_train``), which are not available offline. Ours is a scripted pusher with
