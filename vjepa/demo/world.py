@@ -38,10 +38,11 @@ from pathlib import Path
 from vjepa.config import Config, load_config
 from vjepa.demo.pretrain import resource_root
 from vjepa.errors import UsageError
-from vjepa.models.encoder import encoder_arch, model_arch
+from vjepa.models.encoder import model_arch
 from vjepa.train.pretrain import pretrain
 from vjepa.world.collect import collect
 from vjepa.world.envs import action_bounds, make_env, render_frame
+from vjepa.world.io import random_encoder_arch
 from vjepa.world.planning.mpc import run_plan
 from vjepa.world.train import world_train
 
@@ -163,11 +164,10 @@ def stage_configs(
     m = pre_cfg.model
     if not pretrained:
         arch = model_arch(m, num_frames=m.tubelet_size, img_size=s.frame_size)
-        plain = encoder_arch(
-            m.name, patch_size=m.patch_size, tubelet_size=m.tubelet_size,
-            num_frames=m.tubelet_size, img_size=s.frame_size, pos_embed="rope",
-        )  # fmt: skip
-        if arch != plain:  # what world.encoder=random builds (vjepa.world.io.random_encoder)
+        plain = random_encoder_arch(
+            m.name, patch_size=m.patch_size, tubelet_size=m.tubelet_size, img_size=s.frame_size
+        )
+        if arch != plain:
             raise UsageError(
                 f"--no-pretrain: world.encoder=random builds a plain RoPE encoder ({plain}); "
                 f"the pretraining's model.* asks for {arch}"

@@ -22,9 +22,6 @@ def offset_budget(goal_offset: int) -> int:
     return 2 * int(goal_offset)
 
 
-EVAL_BUDGET = offset_budget(GOAL_OFFSET)  # env steps an evaluation episode may take (50)
-
-
 def optional_module(module: str, env_id: str, package: str, **environ: str) -> ModuleType:
     """``module`` of an optional extra, imported on first use after the ``environ`` defaults
     are set; a missing package is an ImportError that says what ``env_id`` needs."""

@@ -61,18 +61,25 @@ __all__ = [
 ]
 
 
-def random_encoder(
-    name: str, *, patch_size: int, tubelet_size: int, img_size: int, seed: int
-) -> VideoEncoder:
-    """A seeded random-init frozen frame encoder (RoPE, one tubelet) of size ``name``:
-    :func:`vjepa.artifacts.encoder.random_encoder` with the world's architecture."""
-    arch = encoder_arch(
+def random_encoder_arch(name: str, *, patch_size: int, tubelet_size: int, img_size: int) -> dict:
+    """The architecture ``world.encoder: random`` builds: size ``name``, RoPE, one tubelet."""
+    return encoder_arch(
         name,
         patch_size=patch_size,
         tubelet_size=tubelet_size,
         num_frames=tubelet_size,
         img_size=img_size,
         pos_embed="rope",
+    )
+
+
+def random_encoder(
+    name: str, *, patch_size: int, tubelet_size: int, img_size: int, seed: int
+) -> VideoEncoder:
+    """A seeded random-init frozen frame encoder of :func:`random_encoder_arch`:
+    :func:`vjepa.artifacts.encoder.random_encoder` with the world's architecture."""
+    arch = random_encoder_arch(
+        name, patch_size=patch_size, tubelet_size=tubelet_size, img_size=img_size
     )
     return random_video_encoder(arch, seed)
 
