@@ -68,6 +68,7 @@ def predictor_arch_from_state(
         **{k: encoder[k] for k in ("patch_size", "tubelet_size", "num_frames", "img_size")},
         "pos_embed": encoder["pos_embed"],
         **out_dim_of(state, int(embed_dim)),
+        **({"rollout": True} if "rollout_embed.weight" in state else {}),
     }
 
 
@@ -136,4 +137,5 @@ def build_predictor_from_arch(arch: dict[str, Any]) -> nn.Module:
             tubelet_size=arch["tubelet_size"],
             pos_embed=arch["pos_embed"],
             out_dim=arch.get("out_dim"),
+            rollout=arch.get("rollout", False),
         )

@@ -385,6 +385,7 @@ def _checkpoint_provenance(folder: Path, cfg: Any, step: int) -> dict[str, Any]:
             "mask": cfg.mask.kind,
             "seed": cfg.run.seed,
             "target_mode": cfg.objective.target_mode,
+            "rollout": cfg.objective.rollout,
         },
     }
 

@@ -123,6 +123,16 @@ class PretrainRoot(ClipRoot):
                 f"objective.teacher_input diff needs optim.ema [1.0, 1.0] (a frozen teacher), got "
                 f"{list(self.optim.ema)}: an EMA cannot average encoders with other inputs"
             )
+        if self.objective.rollout > 1 and self.mask.kind != "future":
+            raise ConfigError(
+                f"objective.rollout {self.objective.rollout} needs mask.kind future (got "
+                f"{self.mask.kind}): a rollout predicts the future time steps in order"
+            )
+        if self.objective.centre_prob > 0 and self.model.centre_input:
+            raise ConfigError(
+                "objective.centre_prob needs model.centre_input false (it centres some training "
+                "batches of an encoder whose input is otherwise plain)"
+            )
         p = self.online_probe
         if bool(p.train_shards) != bool(p.val_shards):
             raise ConfigError(

@@ -396,6 +396,20 @@ class ObjectiveConfig(Section):
     features of the whole clip, after removing the time pattern shared by the batch: features
     that do not vary within a clip over time get no credit. One extra encoder pass per step.
     0 = off."""
+    rollout: int = _positive(1)
+    """Multi-step rollout of mask.kind future (eb_jepa's multi-step training; issue 27): the
+    target time steps are cut into this many chunks in time order, and the predictor predicts
+    them one chunk after another, each chunk seeing the context plus its own predictions of the
+    earlier chunks (fed back through a learned projection, gradients through the whole rollout).
+    Every target token is still predicted once, so the loss keeps its scale. 1 = off (every
+    target step predicted at once from the context, V-JEPA)."""
+    centre_prob: float = _ranged(0.0, lambda v: 0 <= v <= 1, "must be within [0, 1]")
+    """Probability that a training batch is centred in time at the input (each pixel minus its
+    clip mean, as model.centre_input) for the context encoder and the teacher alike; the encoder
+    keeps its plain input everywhere else (probes, export, surprise, world models), so its
+    random-init floor is the plain input's. A train-time augmentation against the slow-feature
+    trap (issue 27): on a centred batch a still background is zero, so only what moves is left to
+    predict. Needs model.centre_input false. 0 = off."""
     reg_scope: Literal["global", "local"] = "global"
     """Clips the across-clip terms (batch_var, batch_cov, sigreg) take their statistics over:
     global = the whole batch of every rank (gathered, with gradients; one process on the

@@ -97,6 +97,8 @@ class JEPA(nn.Module):
         self.reg_scope = o.reg_scope  # global: the across-clip terms gather every rank's clips
         self.target_mode, self.target_features = o.target_mode, o.target_features
         self.time_var, self.change_weight = o.time_var, o.change_weight
+        self.rollout = o.rollout  # chunks of the future predicted one after another
+        self.centre_prob = o.centre_prob  # chance a training batch is centred at the input
         self.time_steps = time_steps  # T of the token grid (t, h, w): frames / tubelet
         self.delta_ref = delta_ref  # the time step delta targets are taken against
         self.seed = seed
@@ -144,15 +146,47 @@ class JEPA(nn.Module):
         """
         h, targets_all, online = self._targets(video)
         preds, targets = [], []
+        spatial = targets_all.shape[1] // self.time_steps  # tokens per time step
         # One patch embedding of the clip, then the blocks once per mask generator.
         contexts = self.encoder(video, masks=list(ctx_idx))  # [B, Kc_i, D] each
         for i, (z, ctx, tgt) in enumerate(zip(contexts, ctx_idx, tgt_idx)):
-            preds.append(self.predictor(z, ctx, tgt, mask_index=mask_index + i))  # [B, Kt, D]
+            preds.append(self._predict(z, ctx, tgt, mask_index + i, spatial))  # [B, Kt, D]
             targets.append(apply_masks(targets_all, tgt))  # [B, Kt, D]
         return Predicted(preds, targets, h, online)
 
+    def _predict(
+        self, z: Tensor, ctx: Tensor, tgt: Tensor, mask_index: int, spatial: int
+    ) -> Tensor:
+        """The predictor on one mask: at once, or (``rollout`` > 1) chunk after chunk of
+        target time steps, each seeing the context and the predictions made before it."""
+        if self.rollout == 1:
+            return self.predictor(z, ctx, tgt, mask_index=mask_index)  # [B, Kt, D]
+        chunks = rollout_chunks(tgt, spatial, self.rollout)
+        preds: list[Tensor] = []  # [B, Kt_j, D] each, in time order
+        for cols in chunks:
+            fed = torch.cat(preds, dim=1) if preds else None  # [B, Kf, D]
+            fed_idx = tgt[:, : cols.start] if preds else None  # [B, Kf]
+            preds.append(self.predictor(z, ctx, tgt[:, cols], mask_index, fed, fed_idx))
+        return torch.cat(preds, dim=1)  # [B, Kt, D], tgt's order
+
     def forward(self, video: Tensor, ctx_idx: list[Tensor], tgt_idx: list[Tensor]) -> JEPAOutput:
         self.calls += 1
+        if self.centre_prob == 0:
+            return self._forward(video, ctx_idx, tgt_idx)
+        # objective.centre_prob: one draw per step from (seed, step), the same on every rank
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.calls + 500_009)
+        centred = bool(torch.rand((), generator=gen) < self.centre_prob)
+        encoders = [getattr(m, "module", m) for m in (self.encoder, self.target_encoder)]
+        plain = [e.centre_input for e in encoders]
+        try:
+            for e in encoders:
+                e.centre_input = centred
+            return self._forward(video, ctx_idx, tgt_idx)
+        finally:
+            for e, flag in zip(encoders, plain):
+                e.centre_input = flag
+
+    def _forward(self, video: Tensor, ctx_idx: list[Tensor], tgt_idx: list[Tensor]) -> JEPAOutput:
         out = self.predict_targets(video, ctx_idx, tgt_idx)
         preds, targets, h, online = out.preds, out.targets, out.features, out.online
         if self.change_weight > 0:  # weight each target token by how much its target moved
@@ -204,7 +238,8 @@ class JEPA(nn.Module):
         delta = temporal_targets(normed, self.time_steps, "delta", self.delta_ref)  # [B, N, D]
         change = delta.pow(2).mean(-1).sqrt()  # [B, N]
         z = self.encoder(video, masks=[ctx_idx[0]])[0]  # [B, Kc, D]
-        pred = self.predictor(z, ctx_idx[0], tgt_idx[0], mask_index=0)  # [B, Kt, D]
+        spatial = targets_all.shape[1] // self.time_steps
+        pred = self._predict(z, ctx_idx[0], tgt_idx[0], 0, spatial)  # [B, Kt, D]
         per_token = token_losses(pred, apply_masks(targets_all, tgt_idx[0]), self.loss_exp)
         moved = apply_masks(change[..., None], tgt_idx[0])[..., 0]  # [B, Kt]
         out |= moving_loss_share(per_token, moved)
@@ -252,6 +287,21 @@ class JEPA(nn.Module):
         torch._foreach_add_(target, online, alpha=1.0 - momentum)
 
 
+def rollout_chunks(tgt: Tensor, spatial: int, chunks: int) -> list[slice]:
+    """Column slices of ``tgt`` [B, Kt] that cut its time steps into ``chunks`` groups in time
+    order, as even as they split (fewer groups when there are fewer time steps).
+
+    ``tgt``: token indices in (t, h, w) order with ``spatial`` tokens per time step, sorted, the
+    same time steps in every row (a future mask, or surprise's context / rest split)."""
+    times = tgt[0] // spatial  # [Kt]
+    if (tgt // spatial != times).any() or (times.diff() < 0).any():
+        raise ValueError("a rollout needs sorted target tokens with the same time steps per clip")
+    steps = torch.unique(times)  # [Tt]
+    bounds = [int(g[0]) for g in torch.tensor_split(steps, min(chunks, len(steps)))]
+    starts = [int(torch.searchsorted(times, b)) for b in bounds] + [int(tgt.shape[1])]
+    return [slice(a, b) for a, b in zip(starts[:-1], starts[1:])]
+
+
 def delta_reference(cfg: Config) -> int:
     """The time step ``objective.target_mode: delta`` subtracts: the last context time step of
     ``mask.kind: future`` (the same arithmetic as :func:`vjepa.jepa.masks.future_masks`), else 0."""
@@ -297,6 +347,7 @@ def build_jepa(cfg: Config) -> JEPA:
         activation_checkpointing=m.activation_checkpointing,
         generator=generator,
         out_dim=out_dim,
+        rollout=o.rollout > 1,
     )
     return JEPA(
         encoder,

@@ -52,9 +52,12 @@ class Predictor(nn.Module):
         activation_checkpointing: bool = False,
         generator: torch.Generator | None = None,
         out_dim: int | None = None,
+        rollout: bool = False,
     ):
         """``out_dim``: what the head emits (default ``embed_dim``: the encoder's features;
-        another size for pixel targets or a teacher of another width)."""
+        another size for pixel targets or a teacher of another width). ``rollout``: a
+        ``rollout_embed`` projection takes the predictor's own earlier predictions back in as
+        context (``forward(..., fed=, fed_idx=)``, ``objective.rollout``)."""
         super().__init__()
         if pos_embed not in ("sincos", "rope"):
             raise ValueError(f"pos_embed must be 'sincos' or 'rope', got {pos_embed!r}")
@@ -84,6 +87,8 @@ class Predictor(nn.Module):
         )
         if out_dim is not None and out_dim != embed_dim:  # the head emits another size
             self.predictor_proj = nn.Linear(width, out_dim)
+        if rollout:  # registered last: every other weight draws the same init as without it
+            self.rollout_embed = nn.Linear(out_dim or embed_dim, width)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -96,10 +101,23 @@ class Predictor(nn.Module):
     def head_dim(self) -> int:
         return self.predictor_embed.out_features // self.num_heads
 
-    def forward(self, ctx: Tensor, ctx_idx: Tensor, tgt_idx: Tensor, mask_index: int = 0) -> Tensor:
-        B, Kc, _ = ctx.shape
-        Kt = tgt_idx.shape[1]
+    def forward(
+        self,
+        ctx: Tensor,
+        ctx_idx: Tensor,
+        tgt_idx: Tensor,
+        mask_index: int = 0,
+        fed: Tensor | None = None,
+        fed_idx: Tensor | None = None,
+    ) -> Tensor:
+        """``fed`` [B, Kf, out] / ``fed_idx`` [B, Kf]: earlier predictions taken back in as
+        context tokens at their positions (a rollout; needs ``rollout=True``)."""
         z = self.predictor_embed(ctx)  # [B, Kc, Dp]
+        if fed is not None:
+            z = torch.cat([z, self.rollout_embed(fed)], dim=1)  # [B, Kc+Kf, Dp]
+            ctx_idx = torch.cat([ctx_idx, fed_idx], dim=1)  # [B, Kc+Kf]
+        B, Kc, _ = z.shape
+        Kt = tgt_idx.shape[1]
         token = self.mask_tokens[mask_index % len(self.mask_tokens)]  # [1, 1, Dp]
         m = token.expand(B, Kt, -1)  # [B, Kt, Dp]
         if self.pos_embed_mode == "sincos":

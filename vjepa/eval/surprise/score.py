@@ -102,8 +102,10 @@ def _saved(cfg: Config, source: str) -> SurpriseModel:
     if context_state is not None:
         context = build_encoder_from_arch(context_arch)
         load_state_strict(context, context_state, f"{source} (context encoder)")
+    trained = loaded.provenance.get("config", {})
     jepa = JEPA(context, predictor, target_encoder=target)
-    mode = loaded.provenance.get("config", {}).get("target_mode", "raw")  # older runs: raw
+    jepa.rollout = trained.get("rollout", 1)  # predict as trained (older runs: at once)
+    mode = trained.get("target_mode", "raw")  # older runs: raw
     return SurpriseModel(jepa, **_geometry(target), source=str(source), target_mode=mode)
 
 
