@@ -174,8 +174,7 @@ class JEPA(nn.Module):
         if self.centre_prob == 0:
             return self._forward(video, ctx_idx, tgt_idx)
         # objective.centre_prob: one draw per step from (seed, step), the same on every rank
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.calls + 500_009)
-        centred = bool(torch.rand((), generator=gen) < self.centre_prob)
+        centred = bool(torch.rand((), generator=self._step_generator(500_009)) < self.centre_prob)
         encoders = [getattr(m, "module", m) for m in (self.encoder, self.target_encoder)]
         plain = [e.centre_input for e in encoders]
         try:
@@ -259,7 +258,7 @@ class JEPA(nn.Module):
         if self.reg_scope == "global":  # every rank's clips (vjepa.jepa.gather); alone: as is
             feats = [gather_batch(f) for f in feats]  # [R * B, ...] each
         total = 0.0
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.calls)
+        gen = self._step_generator()
         parts = (
             ("batch_var", self.batch_var, batch_variance_loss),
             ("batch_cov", self.batch_cov, batch_covariance_loss),
@@ -271,6 +270,11 @@ class JEPA(nn.Module):
                 total = total + weight * value
                 terms[name] = value.detach()
         return total
+
+    def _step_generator(self, salt: int = 0) -> torch.Generator:
+        """A generator seeded by (run seed, forward count, ``salt``): the same draws on every
+        rank at a step (SIGReg's directions: salt 0; objective.centre_prob's coin)."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.calls + salt)
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
